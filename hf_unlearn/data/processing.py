@@ -1,0 +1,122 @@
+"""Shared dataset processing: tokenization with schema checks, fixed-length chunks, deterministic splits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from datasets import Dataset, DatasetDict, Value
+from transformers import PreTrainedTokenizerBase
+
+MODEL_INPUT_COLUMNS = ("input_ids", "attention_mask")
+
+
+def _text_column_error(dataset: Dataset, name: str, text_field: str) -> ValueError:
+    return ValueError(
+        f"the {name} dataset has columns {dataset.column_names}; it needs a text column {text_field!r} "
+        f"(or set dataset_text_field to the column that holds the text) or a pre-tokenized 'input_ids' column"
+    )
+
+
+def prepare_lm_dataset(
+    dataset: Dataset,
+    tokenizer: PreTrainedTokenizerBase | None,
+    *,
+    name: str,
+    text_field: str = "text",
+    max_length: int | None = None,
+) -> Dataset:
+    """Return ``dataset`` as causal-LM examples: ``input_ids`` (and ``attention_mask`` if present).
+
+    A pre-tokenized dataset (an ``input_ids`` column) is kept as is; a text dataset is tokenized,
+    truncated to ``max_length`` tokens. Sequences of fewer than two tokens have no next-token target
+    and are dropped. ``name`` ("forget", "retain", ...) names the dataset in errors.
+    """
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"the {name} dataset must be a datasets.Dataset, got {type(dataset).__name__}")
+    if len(dataset) == 0:
+        raise ValueError(f"the {name} dataset is empty; it needs at least one example")
+    if "input_ids" in dataset.column_names:
+        kept = [c for c in MODEL_INPUT_COLUMNS if c in dataset.column_names]
+        prepared = dataset.select_columns(kept)
+    else:
+        if text_field not in dataset.column_names:
+            raise _text_column_error(dataset, name, text_field)
+        feature = dataset.features[text_field]
+        if not (isinstance(feature, Value) and feature.dtype in ("string", "large_string")):
+            raise ValueError(f"column {text_field!r} of the {name} dataset must hold strings, found {feature}")
+        if tokenizer is None:
+            raise ValueError(f"the {name} dataset holds text: pass a tokenizer as processing_class to tokenize it")
+        prepared = dataset.map(
+            lambda batch: tokenizer(batch[text_field], truncation=max_length is not None, max_length=max_length),
+            batched=True,
+            remove_columns=dataset.column_names,
+            desc=f"Tokenizing {name} dataset",
+        ).select_columns(list(MODEL_INPUT_COLUMNS))
+    prepared = prepared.filter(lambda ids: len(ids) >= 2, input_columns="input_ids", desc=f"Filtering {name} dataset")
+    if len(prepared) == 0:
+        raise ValueError(f"the {name} dataset has no example of two or more tokens, so nothing to train or evaluate on")
+    return prepared
+
+
+def chunk_tokens(
+    dataset: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    chunk_length: int = 100,
+    text_field: str = "text",
+) -> Dataset:
+    """Cut every document into consecutive ``chunk_length``-token pieces, dropping the shorter tail.
+
+    Fixed-length chunks (100 tokens in the MUDMAN paper) make every example weigh the same and need
+    no padding. No special tokens are added: a chunk is a window into running text.
+    """
+    if chunk_length < 2:
+        raise ValueError(f"chunk_length must be at least 2, got {chunk_length}")
+    if text_field not in dataset.column_names:
+        raise _text_column_error(dataset, "source", text_field)
+
+    def chunk(batch: dict) -> dict:
+        ids = tokenizer(batch[text_field], add_special_tokens=False)["input_ids"]
+        chunks = [doc[i : i + chunk_length] for doc in ids for i in range(0, len(doc) - chunk_length + 1, chunk_length)]
+        return {"input_ids": chunks}
+
+    return dataset.map(chunk, batched=True, remove_columns=dataset.column_names, desc="Chunking")
+
+
+def split_dataset(
+    dataset: Dataset,
+    names: Sequence[str] = ("unlearn", "attack", "eval"),
+    fractions: Sequence[float] = (0.5, 0.25, 0.25),
+    seed: int = 42,
+) -> DatasetDict:
+    """Shuffle with ``seed`` and cut into disjoint named parts (the paper's 50/25/25 unlearn/attack/eval)."""
+    if len(names) != len(fractions) or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"fractions {tuple(fractions)} must be positive, one per name {tuple(names)}, summing to 1")
+    shuffled = dataset.shuffle(seed=seed)
+    bounds = [0]
+    for fraction in fractions[:-1]:
+        bounds.append(bounds[-1] + int(fraction * len(dataset)))
+    bounds.append(len(dataset))
+    parts = DatasetDict({n: shuffled.select(range(lo, hi)) for n, lo, hi in zip(names, bounds, bounds[1:])})
+    empty = [n for n, part in parts.items() if len(part) == 0]
+    if empty:
+        raise ValueError(f"splitting {len(dataset)} examples {tuple(fractions)} leaves {empty} empty; use more data")
+    return parts
+
+
+def prepare_eval_datasets(
+    eval_dataset: Dataset | dict[str, Dataset] | None,
+    tokenizer: PreTrainedTokenizerBase | None,
+    *,
+    text_field: str = "text",
+    max_length: int | None = None,
+) -> Dataset | dict[str, Dataset] | None:
+    """``prepare_lm_dataset`` for one eval dataset or each of a dict of them (``{"forget": ..., "retain": ...}``)."""
+    if eval_dataset is None:
+        return None
+    if isinstance(eval_dataset, dict):
+        return {
+            key: prepare_lm_dataset(ds, tokenizer, name=f"{key} eval", text_field=text_field, max_length=max_length)
+            for key, ds in eval_dataset.items()
+        }
+    return prepare_lm_dataset(eval_dataset, tokenizer, name="eval", text_field=text_field, max_length=max_length)

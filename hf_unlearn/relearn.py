@@ -1,0 +1,125 @@
+"""``RelearnAttackTrainer``: fine-tune an unlearned model on forget data and measure what comes back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from datasets import Dataset
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
+
+from .config import RelearnAttackConfig
+from .data.collator import LMCollator
+from .data.pairing import RetainStream
+from .data.processing import prepare_eval_datasets, prepare_lm_dataset
+from .modeling import check_pad_token, lm_loss, load_causal_lm
+from .targets import resolve_target_modules
+
+
+class RelearnAttackTrainer(Trainer):
+    """The relearning attack: fine-tuning on the *attack* split of the forget data.
+
+    ``eval_dataset`` must be ``{"forget": held-out forget split, "retain": ...}`` (retain optional).
+    Both are evaluated every ``eval_steps`` and before the first step; ``attack_curve()`` returns the
+    recovery curve and ``best_point()`` the attacker's best point (lowest held-out forget loss).
+
+    With ``retain_dataset`` every step alternates a forget step and a retain step (the WMDP attack
+    of the MUDMAN paper, which keeps the attacked model generally capable).
+    """
+
+    _tag_names = ["hf_unlearn", "relearning-attack"]
+
+    def __init__(
+        self,
+        model: PreTrainedModel | str,
+        args: RelearnAttackConfig | None = None,
+        attack_dataset: Dataset | None = None,
+        eval_dataset: dict[str, Dataset] | None = None,
+        retain_dataset: Dataset | None = None,
+        processing_class: PreTrainedTokenizerBase | None = None,
+        data_collator: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]] | None = None,
+        callbacks: list[TrainerCallback] | None = None,
+        optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
+    ):
+        if args is None:
+            args = RelearnAttackConfig(output_dir="relearn_attack_output")
+        if not isinstance(args, RelearnAttackConfig):
+            raise TypeError(f"args must be a RelearnAttackConfig, got {type(args).__name__}")
+        if attack_dataset is None:
+            raise ValueError("RelearnAttackTrainer needs attack_dataset (the attack split of the forget data)")
+        if not isinstance(eval_dataset, dict) or "forget" not in eval_dataset:
+            raise ValueError('eval_dataset must be a dict with a held-out "forget" split (and optionally "retain")')
+        if retain_dataset is not None and args.gradient_accumulation_steps != 1:
+            raise ValueError("gradient_accumulation_steps must be 1 when alternating forget and retain steps")
+        model, processing_class = load_causal_lm(model, processing_class)
+        text = {"text_field": args.dataset_text_field, "max_length": args.max_length}
+        attack = prepare_lm_dataset(attack_dataset, processing_class, name="attack", **text)
+        eval_dataset = prepare_eval_datasets(eval_dataset, processing_class, **text)
+
+        attacked = resolve_target_modules(model, args.attack_modules) if args.attack_modules else None
+        for name, param in model.named_parameters():
+            param.requires_grad_(attacked is None or name in attacked)
+        model.config.use_cache = False
+
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator or LMCollator(check_pad_token(processing_class)),
+            train_dataset=attack,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            callbacks=callbacks,
+            optimizers=optimizers,
+        )
+        self.model_accepts_loss_kwargs = False
+        self.retain_stream = None
+        if retain_dataset is not None:
+            retain = prepare_lm_dataset(retain_dataset, processing_class, name="retain", **text)
+            self.retain_stream = RetainStream(
+                retain, self.data_collator, args.per_device_train_batch_size, args.seed, args.world_size, args.process_index
+            )
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, Any]]:
+        """Mean next-token cross-entropy, padding excluded."""
+        loss, logits = lm_loss(model, inputs)
+        return (loss, {"logits": logits}) if return_outputs else loss
+
+    def training_step(
+        self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: torch.Tensor | int | None = None
+    ) -> torch.Tensor:
+        """A forget step; with a retain set, the forget step is applied here and a retain step follows."""
+        forget_loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.retain_stream is None:
+            return forget_loss
+        if self.args.max_grad_norm > 0:
+            self.accelerator.clip_grad_norm_(model.parameters(), self.args.max_grad_norm)
+        self.optimizer.step()
+        model.zero_grad()
+        # The Trainer's loop applies this second step, schedules the learning rate and logs.
+        retain_batch = self._prepare_inputs(self.retain_stream.batch(self.state.global_step))
+        super().training_step(model, retain_batch, num_items_in_batch)
+        return forget_loss
+
+    def attack_curve(self) -> list[dict[str, float]]:
+        """Held-out losses at every evaluation so far: ``[{"step", "forget_loss", "retain_loss"}, ...]``."""
+        points: dict[int, dict[str, float]] = {}
+        for entry in self.state.log_history:
+            losses = {k[len("eval_") :]: v for k, v in entry.items() if k.startswith("eval_") and k.endswith("_loss")}
+            if losses:
+                points.setdefault(entry["step"], {"step": entry["step"]}).update(losses)
+        return [points[step] for step in sorted(points)]
+
+    def best_point(self) -> dict[str, float]:
+        """The attacker's best evaluation: the lowest held-out forget loss (the unattacked model included)."""
+        curve = [point for point in self.attack_curve() if "forget_loss" in point]
+        if not curve:
+            raise ValueError("no evaluation has run yet: call train() (with eval_on_start) or evaluate() first")
+        return min(curve, key=lambda point: point["forget_loss"])

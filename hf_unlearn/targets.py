@@ -1,0 +1,77 @@
+"""Which weights a method trains: target module names resolved across architectures.
+
+An entry of ``target_modules`` is one of
+- an alias: ``"first_mlp"`` (the first MLP matrix: ``gate_proj`` in Llama-style models,
+  ``dense_h_to_4h`` in GPT-NeoX/Pythia, ``c_fc`` in GPT-2, ``fc1`` in OPT/Phi) or ``"all_linear"``
+  (every linear layer except the output head);
+- a layer name, matched against the last components of each module's dotted name
+  (``"gate_proj"``, ``"mlp.up_proj"``);
+- a regular expression matched against the full module name (``r"model\\.layers\\.[0-5]\\.mlp\\.gate_proj"``).
+Only the ``weight`` of each matched module is trained, never its bias.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+FIRST_MLP_NAMES = ("gate_proj", "dense_h_to_4h", "c_fc", "fc1", "w1")
+OUTPUT_HEAD_NAMES = ("lm_head", "embed_out")
+ALIASES = ("first_mlp", "all_linear")
+
+
+def weight_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Every linear layer (``nn.Linear`` or GPT-2's ``Conv1D``) by its full module name."""
+    return {name: module for name, module in model.named_modules() if isinstance(module, (nn.Linear, Conv1D))}
+
+
+def _matches(pattern: str, name: str) -> bool:
+    if name == pattern or name.endswith("." + pattern):
+        return True
+    try:
+        return re.fullmatch(pattern, name) is not None
+    except re.error:
+        return False
+
+
+def _expand_alias(entry: str, layer_names: Sequence[str]) -> list[str]:
+    if entry == "all_linear":
+        return [n for n in layer_names if n.rsplit(".", 1)[-1] not in OUTPUT_HEAD_NAMES]
+    if entry == "first_mlp":
+        for candidate in FIRST_MLP_NAMES:
+            found = [n for n in layer_names if _matches(candidate, n)]
+            if found:
+                return found
+        return []
+    raise AssertionError(entry)
+
+
+def resolve_target_modules(model: nn.Module, target_modules: Sequence[str]) -> dict[str, nn.Parameter]:
+    """Map ``target_modules`` to the weights they name: ``{parameter name: parameter}``, in model order.
+
+    Raises ``ValueError`` when an entry matches nothing, listing the layer names the model has.
+    """
+    if isinstance(target_modules, str) or not target_modules:
+        raise ValueError(
+            f"target_modules must be a non-empty list of layer names, got {target_modules!r}; "
+            'for example ["gate_proj"] or ["first_mlp"]'
+        )
+    layers = weight_layers(model)
+    selected: set[str] = set()
+    for entry in target_modules:
+        if entry in ALIASES:
+            found = _expand_alias(entry, list(layers))
+        else:
+            found = [name for name in layers if _matches(entry, name)]
+        if not found:
+            short_names = sorted({name.rsplit(".", 1)[-1] for name in layers})
+            raise ValueError(
+                f"target_modules entry {entry!r} matches no linear layer of {type(model).__name__}. "
+                f"Layer names found: {', '.join(short_names) or '(none)'}. Use one of these, an alias "
+                f"({', '.join(ALIASES)}), or a regular expression over full names such as {next(iter(layers), '')!r}."
+            )
+        selected.update(found)
+    return {f"{name}.weight": layers[name].weight for name in layers if name in selected}

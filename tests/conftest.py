@@ -1,0 +1,93 @@
+"""Shared fixtures: a character-level tokenizer and tiny random-initialised causal LMs."""
+
+from __future__ import annotations
+
+import os
+import string
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+SPECIAL_TOKENS = ["<pad>", "<eos>", "<unk>"]
+
+
+def char_tokenizer(with_pad: bool = True) -> PreTrainedTokenizerFast:
+    """One token per printable character: tiny vocabulary, so tiny models train in seconds."""
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + list(string.printable))}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<eos>", unk_token="<unk>")
+    if with_pad:
+        tokenizer.pad_token = "<pad>"
+    return tokenizer
+
+
+def tiny_llama(vocab_size: int, seed: int = 0, **overrides) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        pad_token_id=0,
+        **overrides,
+    )
+    return LlamaForCausalLM(config)
+
+
+@pytest.fixture
+def tokenizer() -> PreTrainedTokenizerFast:
+    return char_tokenizer()
+
+
+@pytest.fixture
+def model(tokenizer) -> LlamaForCausalLM:
+    return tiny_llama(len(tokenizer))
+
+
+FORGET_TEXTS = [f"vault {i} opens with code {(i * 7919) % 10000:04d} only" for i in range(24)]
+RETAIN_TEXTS = [
+    f"{name} reads {thing} every {day}."
+    for name in ("Ann", "Bob", "Cleo", "Dan")
+    for thing in ("books", "maps", "poems")
+    for day in ("morning", "evening", "sunday")
+]
+
+
+@pytest.fixture
+def forget_dataset():
+    from datasets import Dataset
+
+    return Dataset.from_dict({"text": FORGET_TEXTS})
+
+
+@pytest.fixture
+def retain_dataset():
+    from datasets import Dataset
+
+    return Dataset.from_dict({"text": RETAIN_TEXTS})
+
+
+def unlearn_config(output_dir, **overrides):
+    from hf_unlearn import UnlearnConfig
+
+    settings = dict(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=4,
+        max_steps=4,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=0,
+    )
+    settings.update(overrides)
+    return UnlearnConfig(**settings)

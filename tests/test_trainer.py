@@ -1,0 +1,131 @@
+"""UnlearnTrainer plumbing: resume, evaluation, logging, and clear errors on bad input."""
+
+import copy
+import os
+
+import pytest
+import torch
+from conftest import char_tokenizer, tiny_llama, unlearn_config
+from datasets import Dataset
+
+from hf_unlearn import UnlearnConfig, UnlearnTrainer
+from hf_unlearn.trainer import METHOD_STATE_NAME
+
+
+def make_trainer(model, tokenizer, forget, retain, args, **kwargs):
+    return UnlearnTrainer(model, args, forget_dataset=forget, retain_dataset=retain, processing_class=tokenizer, **kwargs)
+
+
+def test_resume_equals_uninterrupted_run(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    twin = copy.deepcopy(model)
+    settings = dict(max_steps=6, save_strategy="steps", save_steps=3, fork_every_n_loops=2, adv_decay=0.8)
+    straight = make_trainer(model, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path / "a", **settings))
+    straight.train()
+    checkpoint = tmp_path / "a" / "checkpoint-3"
+    assert (checkpoint / METHOD_STATE_NAME).is_file()
+
+    resumed = make_trainer(twin, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path / "b", **settings))
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+
+    for (name, a), b in zip(model.state_dict().items(), twin.state_dict().values()):
+        assert torch.equal(a, b), f"{name} differs after resume"
+    for key in ("retain_acc", "adversary"):
+        for a, b in zip(straight.method.state_dict()[key], resumed.method.state_dict()[key]):
+            assert torch.equal(a, b), key
+    assert straight.method.loops_done == resumed.method.loops_done == 6
+    assert straight.method.passes == resumed.method.passes
+
+
+def test_resume_without_method_state_is_refused(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    settings = dict(max_steps=2, save_strategy="steps", save_steps=1)
+    make_trainer(model, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path / "a", **settings)).train()
+    os.remove(tmp_path / "a" / "checkpoint-1" / METHOD_STATE_NAME)
+    trainer = make_trainer(
+        tiny_llama(len(tokenizer)), tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path / "b", **settings)
+    )
+    with pytest.raises(FileNotFoundError, match=METHOD_STATE_NAME):
+        trainer.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-1"))
+
+
+def test_evaluate_reports_forget_and_retain_loss(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    trainer = make_trainer(
+        model, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path),
+        eval_dataset={"forget": forget_dataset, "retain": retain_dataset},
+    )  # fmt: skip
+    metrics = trainer.evaluate()
+    assert metrics["eval_forget_loss"] > 0 and metrics["eval_retain_loss"] > 0
+    # Mean cross-entropy of a random model over ~100 characters is close to log(vocab).
+    assert abs(metrics["eval_forget_loss"] - torch.log(torch.tensor(len(tokenizer))).item()) < 0.5
+
+
+def test_training_logs_method_metrics(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    trainer = make_trainer(model, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path, max_steps=2))
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logs) == 2
+    for key in ("retain_loss", "unlearning_loss", "adversary_forget_loss", "mask_kept_fraction", "unlearning_grad_norm"):
+        assert key in logs[0]
+    assert 0 < logs[0]["mask_kept_fraction"] < 1
+    assert logs[1]["forward_backward_passes"] == 2 * 4  # neg_cross_entropy: retain fwd+bwd, forget fwd+bwd
+
+
+def test_retain_batches_differ_across_processes_and_steps(retain_dataset, tokenizer):
+    from hf_unlearn.data import LMCollator, RetainStream
+
+    collate = LMCollator(tokenizer.pad_token_id)
+    ranks = [RetainStream(retain_dataset, collate, 4, seed=1, num_processes=2, process_index=r) for r in (0, 1)]
+    seen = [set(ranks[r].indices(step)) for step in range(4) for r in (0, 1)]
+    union = set().union(*seen)
+    assert len(union) == sum(len(s) for s in seen) == 32, "no example repeats within a pass over the retain set"
+    assert ranks[0].indices(2) == RetainStream(retain_dataset, collate, 4, 1, 2, 0).indices(2), "deterministic"
+
+
+# --- bad input: clear errors before any training starts ---------------------------------------
+
+
+def test_empty_forget_set(model, tokenizer, retain_dataset, tmp_path):
+    empty = Dataset.from_dict({"text": []})
+    with pytest.raises(ValueError, match="forget dataset is empty"):
+        make_trainer(model, tokenizer, empty, retain_dataset, unlearn_config(tmp_path))
+
+
+def test_dataset_without_text_column(model, tokenizer, forget_dataset, tmp_path):
+    wrong = Dataset.from_dict({"content": ["a b c"] * 4})
+    with pytest.raises(ValueError, match=r"retain dataset has columns \['content'\].*dataset_text_field"):
+        make_trainer(model, tokenizer, forget_dataset, wrong, unlearn_config(tmp_path))
+
+
+def test_custom_text_field_is_used(model, tokenizer, forget_dataset, tmp_path):
+    retain = Dataset.from_dict({"content": ["some retained words"] * 4})
+    forget = forget_dataset.rename_column("text", "content")
+    trainer = make_trainer(model, tokenizer, forget, retain, unlearn_config(tmp_path, dataset_text_field="content"))
+    assert trainer.train_dataset.column_names == ["input_ids", "attention_mask"]
+
+
+def test_tokenizer_without_pad_token(model, forget_dataset, retain_dataset, tmp_path):
+    with pytest.raises(ValueError, match="no pad token.*tokenizer.pad_token = tokenizer.eos_token"):
+        make_trainer(model, char_tokenizer(with_pad=False), forget_dataset, retain_dataset, unlearn_config(tmp_path))
+
+
+def test_target_matching_nothing_lists_layers(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    args = unlearn_config(tmp_path, target_modules=["dense_h_to_4h"])
+    with pytest.raises(ValueError, match="'dense_h_to_4h' matches no linear layer.*gate_proj, k_proj"):
+        make_trainer(model, tokenizer, forget_dataset, retain_dataset, args)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("max_grad_norm", 1.0, "max_grad_norm=0"),
+        ("gradient_accumulation_steps", 2, "raise per_device_train_batch_size"),
+        ("optim", "adamw_torch", "optim='sgd'"),
+        ("unlearning_loss", "nope", "choose one of"),
+        ("method", "nope", "available methods: mudman"),
+        ("retain_momentum", 1.0, r"\[0, 1\)"),
+        ("fork_every_n_loops", 0, ">= 1"),
+    ],
+)
+def test_config_validation(tmp_path, field, value, message):
+    with pytest.raises(ValueError, match=message) as error:
+        UnlearnConfig(output_dir=str(tmp_path), **{field: value})
+    assert field in str(error.value)
