@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import random
 import re
 import sysconfig
 from pathlib import Path
@@ -35,16 +34,11 @@ def stdlib_source_files() -> list[Path]:
     return sorted(files)
 
 
-def python_stdlib_source(max_files: int | None = None, seed: int = 0) -> Dataset:
-    """One row per standard-library module: columns ``text`` (the source) and ``path``.
-
-    ``max_files`` keeps a seeded random sample of that many files, for a small, varied forget set.
-    """
+def python_stdlib_source() -> Dataset:
+    """One row per standard-library module: columns ``text`` (the source) and ``path``."""
     files = stdlib_source_files()
     if not files:
         raise FileNotFoundError(f"no Python source found under {sysconfig.get_paths()['stdlib']}")
-    if max_files is not None:
-        files = sorted(random.Random(seed).sample(files, min(max_files, len(files))))
     root = Path(sysconfig.get_paths()["stdlib"])
     return Dataset.from_dict(
         {

@@ -120,3 +120,30 @@ def prepare_eval_datasets(
             for key, ds in eval_dataset.items()
         }
     return prepare_lm_dataset(eval_dataset, tokenizer, name="eval", text_field=text_field, max_length=max_length)
+
+
+def unlearning_splits(
+    forget_text: Dataset,
+    retain_text: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    chunk_length: int = 100,
+    text_field: str = "text",
+    seed: int = 42,
+) -> DatasetDict:
+    """The robustness protocol's splits (DESIGN §6) from two text datasets, as fixed-length chunks.
+
+    Forget chunks are split 50/25/25 into ``forget_unlearn`` (what the method sees),
+    ``forget_attack`` (what the relearning attack fine-tunes on) and ``forget_eval`` (held out,
+    where recovery is measured); retain chunks 75/25 into ``retain_train`` and ``retain_eval``.
+    Deterministic in ``seed``, so unlearning and attack scripts rebuild identical splits.
+    """
+    chunked = {
+        name: chunk_tokens(text, tokenizer, chunk_length=chunk_length, text_field=text_field)
+        for name, text in (("forget", forget_text), ("retain", retain_text))
+    }
+    forget = split_dataset(chunked["forget"], seed=seed)
+    retain = split_dataset(chunked["retain"], names=("train", "eval"), fractions=(0.75, 0.25), seed=seed)
+    return DatasetDict(
+        {f"forget_{name}": part for name, part in forget.items()} | {f"retain_{name}": part for name, part in retain.items()}
+    )
