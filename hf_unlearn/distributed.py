@@ -9,15 +9,25 @@ import torch.distributed as dist
 from accelerate import Accelerator
 
 
-def mean_over_processes(tensors: Sequence[torch.Tensor], accelerator: Accelerator) -> list[torch.Tensor]:
-    """Average ``tensors`` over all processes with one all-reduce of a flat fp32 buffer.
+def token_mean_over_processes(
+    tensors: Sequence[torch.Tensor], num_tokens: torch.Tensor | int, accelerator: Accelerator
+) -> list[torch.Tensor]:
+    """Combine per-process token means (losses, gradients) into the mean over all processes' tokens.
 
-    One process: returned unchanged (no copy). Several: every rank gets the same averages, so the
-    norms, masks and updates computed from them are identical everywhere.
+    Each process computed ``tensors`` as means over its own ``num_tokens`` target tokens; weighting
+    by those counts makes the result equal to what one process would compute on the global batch,
+    whatever the number of processes or the lengths of the sequences each one drew. One all-reduce
+    of a flat fp32 buffer; every rank gets the same values. One process: returned unchanged.
     """
     if accelerator.num_processes == 1:
         return list(tensors)
-    flat = torch.cat([t.detach().float().reshape(-1) for t in tensors])
+    weight = torch.as_tensor(num_tokens, dtype=torch.float32, device=tensors[0].device).reshape(1)
+    flat = torch.cat([t.detach().float().reshape(-1) * weight for t in tensors] + [weight])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    flat /= accelerator.num_processes
+    flat = flat[:-1] / flat[-1]
     return [part.view_as(t).to(t.dtype) for part, t in zip(flat.split([t.numel() for t in tensors]), tensors)]
+
+
+def mean_over_processes(tensors: Sequence[torch.Tensor], accelerator: Accelerator) -> list[torch.Tensor]:
+    """Plain average over processes (for logged metrics, where each process counts the same)."""
+    return token_mean_over_processes(tensors, 1, accelerator)

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..distributed import mean_over_processes
+from ..distributed import token_mean_over_processes
 from ..gradients import disruption_mask, ema_, global_norm, normalize
-from ..losses import LossFn, cross_entropy, get_loss
+from ..losses import IGNORE_INDEX, LossFn, cross_entropy, get_loss
 from ..modeling import lm_logits
 from .base import UnlearningMethod, register_method
 
@@ -129,18 +129,21 @@ class MUDMAN(UnlearningMethod):
         """One forward of ``batch`` with the ``base`` target weights set to ``weights``; each loss and its gradient.
 
         Gradients are with respect to the target weights only (everything else is frozen, so no other
-        weight gradient is ever computed) and averaged across processes.
+        weight gradient is ever computed). Losses and gradients are averaged over the target tokens of
+        all processes, so any number of processes computes what one would on the global batch.
         """
         leaves = [w.detach().to(p.dtype).requires_grad_() for w, p in zip(weights, base)]
         with trainer.compute_loss_context_manager():
             logits = lm_logits(model, batch, dict(zip(self.target_names, leaves)))
             losses = [fn(logits, batch["labels"]) for fn in loss_fns]
-        grads = [
-            mean_over_processes(torch.autograd.grad(loss, leaves, retain_graph=i + 1 < len(losses)), trainer.accelerator)
-            for i, loss in enumerate(losses)
-        ]
+        grads = [torch.autograd.grad(loss, leaves, retain_graph=i + 1 < len(losses)) for i, loss in enumerate(losses)]
         self.passes += 1 + len(losses)  # one forward, one backward per loss
-        return [loss.detach() for loss in losses], grads
+        # One all-reduce for the losses and all gradients of this pass.
+        num_tokens = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
+        flat = [loss.detach() for loss in losses] + [g for grad in grads for g in grad]
+        flat = token_mean_over_processes(flat, num_tokens, trainer.accelerator)
+        values, flat_grads, n = flat[: len(losses)], flat[len(losses) :], len(leaves)
+        return values, [flat_grads[i * n : (i + 1) * n] for i in range(len(losses))]
 
     def state_dict(self) -> dict[str, Any]:
         return {
