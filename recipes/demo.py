@@ -120,19 +120,16 @@ def main(data_args: DataArguments, args: DemoArguments) -> dict:
 
 
 def format_table(rows: dict, timings: dict) -> str:
-    lines = [
-        "held-out loss (nats/token)  | forget before | forget after unlearning | forget at attack best "
-        "| retain before | retain after unlearning | retain at attack best",
-        "|".join(["---"] * 7),
-    ]
+    """Markdown table of held-out losses (nats/token) per run: before, after unlearning, at the attack's best."""
+    header = ["run", "forget: before", "after unlearning", "attack best", "retain: before", "after unlearning", "attack best"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, row in rows.items():
         b, u, a = row["before"], row["after_unlearning"], row["attack_best"]
-        lines.append(
-            f"{name:<27} | {b['forget_loss']:.3f} | {u['forget_loss']:.3f} | {a['forget_loss']:.3f} (step {a['step']}) "
-            f"| {b['retain_loss']:.3f} | {u['retain_loss']:.3f} | {a['retain_loss']:.3f}"
-        )
-    lines.append(f"wall time: {timings['total_s'] / 60:.1f} min")
-    return "\n".join("| " + line + " |" if i < len(lines) - 1 else line for i, line in enumerate(lines))
+        cells = [name, f"{b['forget_loss']:.3f}", f"{u['forget_loss']:.3f}", f"{a['forget_loss']:.3f} (step {a['step']})"]
+        cells += [f"{b['retain_loss']:.3f}", f"{u['retain_loss']:.3f}", f"{a['retain_loss']:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append(f"\nwall time: {timings['total_s'] / 60:.1f} min")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 import copy
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,9 +53,10 @@ def test_mudman_trains_smollm2(smollm2, tmp_path):
     assert changed == {f"model.layers.{i}.mlp.gate_proj.weight" for i in range(30)}
 
 
-def test_demo_pipeline_runs(tmp_path):
+def test_demo_pipeline_runs(tmp_path, monkeypatch):
     spec = importlib.util.spec_from_file_location("demo", RECIPES / "demo.py")
     demo = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "demo", demo)  # dataclasses look their module up there
     spec.loader.exec_module(demo)
     results = demo.main(
         DataArguments(max_forget_documents=4, chunk_length=32, max_eval_examples=2),
