@@ -41,7 +41,9 @@ def main(model_args: ModelArguments, data_args: DataArguments, config: UnlearnCo
     )
     trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model(config.output_dir)
-    print(trainer.evaluate())
+    metrics = trainer.evaluate()
+    if trainer.is_world_process_zero():
+        print(metrics)
     if config.push_to_hub:
         trainer.push_to_hub()
     return trainer
