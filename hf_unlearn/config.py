@@ -132,7 +132,8 @@ class RelearnAttackConfig(TrainingArguments):
 
     Defaults follow the MUDMAN paper's attack on SmolLM: plain SGD, ``learning_rate=3e-3``, constant
     schedule, no clipping, batch 16, evaluation every 10 steps and before the first step, so the
-    attacker's best point includes the unattacked model.
+    attacker's best point includes the unattacked model. The best point is the lowest
+    ``eval_forget_loss`` (``metric_for_best_model``).
     """
 
     attack_modules: list[str] | None = field(
@@ -150,6 +151,13 @@ class RelearnAttackConfig(TrainingArguments):
     eval_strategy: str = field(default="steps", metadata={"help": "When to measure the recovery curve."})
     eval_steps: float | None = field(default=10, metadata={"help": "Evaluate every X attack steps."})
     eval_on_start: bool = field(default=True, metadata={"help": "Evaluate before the first attack step."})
+    metric_for_best_model: str | None = field(
+        default="eval_forget_loss",
+        metadata={
+            "help": "What the attacker optimises, for best_point(): an eval metric such as eval_forget_loss (lower is "
+            "better) or eval_facts_accuracy (set greater_is_better=True; inferred from the name when unset)."
+        },
+    )
     logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
 
     def __post_init__(self):

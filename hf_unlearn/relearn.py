@@ -14,16 +14,22 @@ from .config import RelearnAttackConfig
 from .data.collator import LMCollator
 from .data.pairing import RetainStream
 from .data.processing import prepare_eval_datasets, prepare_lm_dataset
+from .evaluation.evaluators import Evaluator, EvaluatorsMixin
 from .modeling import check_pad_token, lm_loss, load_causal_lm
 from .targets import resolve_target_modules
 
 
-class RelearnAttackTrainer(Trainer):
+_TIMING_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second", "_model_preparation_time")
+
+
+class RelearnAttackTrainer(EvaluatorsMixin, Trainer):
     """The relearning attack: fine-tuning on the *attack* split of the forget data.
 
-    ``eval_dataset`` must be ``{"forget": held-out forget split, "retain": ...}`` (retain optional).
-    Both are evaluated every ``eval_steps`` and before the first step; ``attack_curve()`` returns the
-    recovery curve and ``best_point()`` the attacker's best point (lowest held-out forget loss).
+    ``eval_dataset`` must be ``{"forget": held-out forget split, "retain": ...}`` (retain optional);
+    ``evaluators`` add accuracies (``{"facts": FactEvaluator(split_b)}``). All are evaluated every
+    ``eval_steps`` and before the first step; ``attack_curve()`` returns the recovery curve and
+    ``best_point()`` the attacker's best point: the best ``metric_for_best_model`` (by default the
+    lowest held-out forget loss; ``eval_facts_accuracy`` with ``greater_is_better`` for facts).
 
     With ``retain_dataset`` every step alternates a forget step and a retain step (the WMDP attack
     of the MUDMAN paper, which keeps the attacked model generally capable).
@@ -42,6 +48,7 @@ class RelearnAttackTrainer(Trainer):
         data_collator: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]] | None = None,
         callbacks: list[TrainerCallback] | None = None,
         optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
+        evaluators: dict[str, Evaluator] | None = None,
     ):
         if args is None:
             args = RelearnAttackConfig(output_dir="relearn_attack_output")
@@ -74,6 +81,7 @@ class RelearnAttackTrainer(Trainer):
             optimizers=optimizers,
         )
         self.model_accepts_loss_kwargs = False
+        self.evaluators = evaluators or {}
         self.retain_stream = None
         if retain_dataset is not None:
             retain = prepare_lm_dataset(retain_dataset, processing_class, name="retain", **text)
@@ -109,17 +117,23 @@ class RelearnAttackTrainer(Trainer):
         return forget_loss
 
     def attack_curve(self) -> list[dict[str, float]]:
-        """Held-out losses at every evaluation so far: ``[{"step", "forget_loss", "retain_loss"}, ...]``."""
+        """Every evaluation so far, by step: ``[{"step": 0, "forget_loss": ..., "retain_loss": ..., ...}, ...]``."""
         points: dict[int, dict[str, float]] = {}
         for entry in self.state.log_history:
-            losses = {k[len("eval_") :]: v for k, v in entry.items() if k.startswith("eval_") and k.endswith("_loss")}
-            if losses:
-                points.setdefault(entry["step"], {"step": entry["step"]}).update(losses)
+            values = {
+                key.removeprefix("eval_"): value
+                for key, value in entry.items()
+                if key.startswith("eval_") and not key.endswith(_TIMING_SUFFIXES)
+            }
+            if values:
+                points.setdefault(entry["step"], {"step": entry["step"]}).update(values)
         return [points[step] for step in sorted(points)]
 
     def best_point(self) -> dict[str, float]:
-        """The attacker's best evaluation: the lowest held-out forget loss (the unattacked model included)."""
-        curve = [point for point in self.attack_curve() if "forget_loss" in point]
+        """The attacker's best evaluation by ``metric_for_best_model``, the unattacked model (step 0) included."""
+        metric = self.args.metric_for_best_model.removeprefix("eval_")
+        curve = [point for point in self.attack_curve() if metric in point]
         if not curve:
-            raise ValueError("no evaluation has run yet: call train() (with eval_on_start) or evaluate() first")
-        return min(curve, key=lambda point: point["forget_loss"])
+            raise ValueError(f"no evaluation of {metric!r} has run yet: call train() (with eval_on_start) or evaluate() first")
+        pick = max if self.args.greater_is_better else min
+        return pick(curve, key=lambda point: point[metric])

@@ -17,13 +17,14 @@ from .data.collator import LMCollator
 from .data.pairing import RetainStream
 from .data.processing import prepare_eval_datasets, prepare_lm_dataset
 from .distributed import mean_over_processes
+from .evaluation.evaluators import Evaluator, EvaluatorsMixin
 from .methods import get_method_class
 from .modeling import check_pad_token, lm_loss, load_causal_lm
 
 METHOD_STATE_NAME = "unlearning_state.pt"
 
 
-class UnlearnTrainer(Trainer):
+class UnlearnTrainer(EvaluatorsMixin, Trainer):
     """Unlearns ``forget_dataset`` from a causal LM while preserving ``retain_dataset``.
 
     The forget set drives the usual dataloader (shuffling, sharding, resume); each step pairs its
@@ -35,7 +36,8 @@ class UnlearnTrainer(Trainer):
 
     Datasets hold text (``args.dataset_text_field``) or pre-tokenized ``input_ids``. Pass
     ``eval_dataset={"forget": ..., "retain": ...}`` to get ``eval_forget_loss`` and
-    ``eval_retain_loss`` from ``evaluate()``.
+    ``eval_retain_loss`` from ``evaluate()``, and ``evaluators={"wmdp": MCQEvaluator(...)}`` for
+    accuracies (``eval_wmdp_accuracy``).
     """
 
     _tag_names = ["hf_unlearn", "unlearning"]
@@ -51,6 +53,7 @@ class UnlearnTrainer(Trainer):
         data_collator: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]] | None = None,
         callbacks: list[TrainerCallback] | None = None,
         optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
+        evaluators: dict[str, Evaluator] | None = None,
     ):
         if args is None:
             args = UnlearnConfig(output_dir="unlearn_output")
@@ -87,6 +90,7 @@ class UnlearnTrainer(Trainer):
             )
         # The trainer computes its own mean loss: the model's loss kwargs must not rescale it.
         self.model_accepts_loss_kwargs = False
+        self.evaluators = evaluators or {}
         self.retain_stream = RetainStream(
             retain, self.data_collator, args.per_device_train_batch_size, args.seed, args.world_size, args.process_index
         )

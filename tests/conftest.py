@@ -5,22 +5,27 @@ from __future__ import annotations
 import os
 import string
 
-import pytest
-import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
+# Tests never reach the Hub: local fixtures go through the same load_dataset calls, offline.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from tokenizers import Regex, Tokenizer, models, pre_tokenizers  # noqa: E402
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
+
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<unk>"]
+ANSWER_LETTERS = [" A", " B", " C", " D"]  # one token each, as in real tokenizers, for MCQ scoring
 
 
 def char_tokenizer(with_pad: bool = True) -> PreTrainedTokenizerFast:
-    """One token per printable character: tiny vocabulary, so tiny models train in seconds."""
-    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + list(string.printable))}
+    """One token per printable character (and per answer letter " A".." D"): a tiny vocabulary."""
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + list(string.printable) + ANSWER_LETTERS)}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r" [A-D]|[\s\S]"), behavior="isolated")
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<eos>", unk_token="<unk>")
     if with_pad:
         tokenizer.pad_token = "<pad>"

@@ -1,31 +1,44 @@
-"""Two CPU processes (gloo) give the same MUDMAN result as one process with the same global batch."""
+"""Two CPU processes (gloo) give the same results as one process (DESIGN §8)."""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 HERE = Path(__file__).resolve().parent
 
 
-def run(out, nproc):
+def run(script, out, nproc, *args):
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "PYTHONPATH": str(HERE), "OMP_NUM_THREADS": "1"}
-    script = [str(HERE / "distributed_mudman.py"), str(out), "8"]
+    command = [str(HERE / script), str(out), *map(str, args)]
     if nproc == 1:
-        command = [sys.executable, *script]
+        command = [sys.executable, *command]
     else:
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), *script]
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), *command]
     subprocess.run(command, env=env, check=True, timeout=600, capture_output=True)
-    return torch.load(out)
+    result = torch.load(out)
+    assert result.pop("world_size") == nproc
+    return result
 
 
-def test_two_processes_match_one(tmp_path):
-    single = run(tmp_path / "single.pt", 1)
-    double = run(tmp_path / "double.pt", 2)
-    assert (single.pop("world_size"), double.pop("world_size")) == (1, 2)
-    single, double = single["weights"], double["weights"]
+def test_mudman_two_processes_match_one(tmp_path):
+    """Same global batch of 8: one process with 8 examples per step, or two with 4 each."""
+    single = run("distributed_mudman.py", tmp_path / "single.pt", 1, 8)["weights"]
+    double = run("distributed_mudman.py", tmp_path / "double.pt", 2, 8)["weights"]
     assert single.keys() == double.keys()
     for name in single:
         assert torch.allclose(single[name], double[name], atol=1e-5), f"{name}: {(single[name] - double[name]).abs().max()}"
+
+
+def test_evaluators_two_processes_match_one(tmp_path):
+    single = run("distributed_eval.py", tmp_path / "single.pt", 1)
+    double = run("distributed_eval.py", tmp_path / "double.pt", 2)
+    assert single["letter_logits"].shape == double["letter_logits"].shape == (7, 4)
+    assert torch.allclose(single["letter_logits"], double["letter_logits"], atol=1e-5)
+    for name in ("mcq", "facts"):
+        assert single[name].keys() == double[name].keys()
+        for key in single[name]:
+            assert double[name][key] == pytest.approx(single[name][key], abs=1e-6), (name, key)

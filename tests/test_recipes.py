@@ -41,7 +41,7 @@ def test_yaml_configs_parse(recipes, tmp_path):
 def test_unlearn_then_attack(recipes, tmp_path):
     unlearn, relearn_attack = recipes
     model_dir = tmp_path / "tiny"
-    tiny_llama(103).save_pretrained(model_dir)
+    tiny_llama(len(char_tokenizer())).save_pretrained(model_dir)
     char_tokenizer().save_pretrained(model_dir)
     for name, texts in (("forget", FORGET_TEXTS * 4), ("retain", RETAIN_TEXTS)):
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))

@@ -83,5 +83,5 @@ def test_best_point_before_any_evaluation(tokenizer, forget_dataset, tmp_path):
         tiny_llama(len(tokenizer)), attack_config(tmp_path), attack_dataset=forget_dataset,
         eval_dataset={"forget": forget_dataset}, processing_class=tokenizer,
     )  # fmt: skip
-    with pytest.raises(ValueError, match="no evaluation has run yet"):
+    with pytest.raises(ValueError, match="no evaluation of .forget_loss. has run yet"):
         trainer.best_point()

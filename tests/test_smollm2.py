@@ -2,7 +2,6 @@
 
 import copy
 import importlib.util
-import json
 import sys
 from pathlib import Path
 
@@ -12,6 +11,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_unlearn import UnlearnConfig, UnlearnTrainer, default_model_path
 from hf_unlearn.data import DataArguments, build_unlearning_data
+from hf_unlearn.data.facts import known_facts, world_capitals
+from hf_unlearn.evaluation import RobustnessReport
 
 pytestmark = pytest.mark.integration
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -53,19 +54,42 @@ def test_mudman_trains_smollm2(smollm2, tmp_path):
     assert changed == {f"model.layers.{i}.mlp.gate_proj.weight" for i in range(30)}
 
 
-def test_demo_pipeline_runs(tmp_path, monkeypatch):
+@pytest.fixture
+def demo(monkeypatch):
     spec = importlib.util.spec_from_file_location("demo", RECIPES / "demo.py")
-    demo = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "demo", demo)  # dataclasses look their module up there
-    spec.loader.exec_module(demo)
-    results = demo.main(
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "demo", module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("scenario", ["python", "facts"])
+def test_demo_scenarios_write_a_robustness_report(demo, tmp_path, scenario):
+    report = demo.main(
         DataArguments(max_forget_documents=4, chunk_length=32, max_eval_examples=2),
-        demo.DemoArguments(output_dir=str(tmp_path), batch_size=2, unlearn_steps=2, attack_steps=2, eval_every=1),
-    )
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["rows"].keys() == {"mudman", "no_unlearning"}
-    for row in saved["rows"].values():
-        assert {"before", "after_unlearning", "attack_best"} <= row.keys()
-    assert [p["step"] for p in results["curves"]["mudman"]] == [0, 1, 2]
+        demo.DemoArguments(
+            scenario=scenario, output_dir=str(tmp_path), batch_size=2, unlearn_steps=2, attack_steps=2, eval_every=1,
+            max_countries=12,
+        ),
+    )  # fmt: skip
+    saved = RobustnessReport.load(tmp_path / scenario / "robustness_report.json")
+    assert saved == report and saved.runs.keys() == {"mudman", "no_unlearning"}
+    assert [p["step"] for p in saved.runs["mudman"]["attack_curve"]] == [0, 1, 2]
+    assert (tmp_path / scenario / "robustness_report.png").is_file()
+    expected_best = {"python": "forget_loss", "facts": "facts_accuracy"}[scenario]
+    assert saved.best_metric == expected_best and saved.greater_is_better == (scenario == "facts")
     # The unlearned model starts the attack from different weights than the untouched one.
-    assert results["curves"]["mudman"][0]["forget_loss"] != results["curves"]["no_unlearning"][0]["forget_loss"]
+    assert saved.runs["mudman"]["after_unlearning"]["forget_loss"] != saved.before["forget_loss"]
+
+
+def test_known_facts_are_the_ones_greedy_decoding_answers(smollm2):
+    path, tokenizer = smollm2
+    model = AutoModelForCausalLM.from_pretrained(path)
+    capitals = world_capitals(30)
+    known = set(known_facts(model, tokenizer, capitals)["prompt"])
+    assert "The capital of France is" in known and 0 < len(known) < len(capitals)
+    for fact in capitals:
+        inputs = tokenizer(fact["prompt"], return_tensors="pt")
+        output = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+        generated = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :])
+        assert generated.strip().startswith(fact["answer"]) == (fact["prompt"] in known), (fact, generated)

@@ -1,23 +1,40 @@
-"""Datasets for unlearning: processing shared by every recipe, and offline sources."""
+"""Datasets for unlearning: recipes for the Hub datasets papers use, facts, offline sources, shared processing."""
 
 from .collator import LMCollator
+from .facts import encode_fact, facts, facts_protocol_splits, known_facts, tokenize_facts, world_capitals
 from .offline import pydoc_prose, python_stdlib_source
 from .pairing import RetainStream
 from .processing import chunk_tokens, prepare_eval_datasets, prepare_lm_dataset, split_dataset, unlearning_splits
-from .sources import OFFLINE_SOURCES, DataArguments, build_unlearning_data, load_text_source
+from .recipes import code_search_net_python, mmlu, pile_bio, wikitext, wmdp, wmdp_corpus
+from .schema import DatasetSchemaError
+from .sources import OFFLINE_SOURCES, TEXT_SOURCES, DataArguments, build_unlearning_data, load_text_source
 
 __all__ = [
     "OFFLINE_SOURCES",
+    "TEXT_SOURCES",
     "DataArguments",
+    "DatasetSchemaError",
     "LMCollator",
     "RetainStream",
     "build_unlearning_data",
     "chunk_tokens",
+    "code_search_net_python",
+    "encode_fact",
+    "facts",
+    "facts_protocol_splits",
+    "known_facts",
     "load_text_source",
+    "mmlu",
+    "pile_bio",
     "prepare_eval_datasets",
     "prepare_lm_dataset",
     "pydoc_prose",
     "python_stdlib_source",
     "split_dataset",
+    "tokenize_facts",
     "unlearning_splits",
+    "wikitext",
+    "wmdp",
+    "wmdp_corpus",
+    "world_capitals",
 ]

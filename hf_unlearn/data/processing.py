@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datasets import Dataset, DatasetDict, Value
 from transformers import PreTrainedTokenizerBase
 
-MODEL_INPUT_COLUMNS = ("input_ids", "attention_mask")
+MODEL_INPUT_COLUMNS = ("input_ids", "attention_mask", "labels")
 
 
 def _text_column_error(dataset: Dataset, name: str, text_field: str) -> ValueError:
@@ -25,9 +25,10 @@ def prepare_lm_dataset(
     text_field: str = "text",
     max_length: int | None = None,
 ) -> Dataset:
-    """Return ``dataset`` as causal-LM examples: ``input_ids`` (and ``attention_mask`` if present).
+    """Return ``dataset`` as causal-LM examples: ``input_ids`` (with ``attention_mask``/``labels`` if present).
 
-    A pre-tokenized dataset (an ``input_ids`` column) is kept as is; a text dataset is tokenized,
+    A pre-tokenized dataset (an ``input_ids`` column) is kept as is (``labels``, if given, say
+    which tokens count: ``-100`` marks the others); a text dataset is tokenized,
     truncated to ``max_length`` tokens. Sequences of fewer than two tokens have no next-token target
     and are dropped. ``name`` ("forget", "retain", ...) names the dataset in errors.
     """
@@ -51,7 +52,7 @@ def prepare_lm_dataset(
             batched=True,
             remove_columns=dataset.column_names,
             desc=f"Tokenizing {name} dataset",
-        ).select_columns(list(MODEL_INPUT_COLUMNS))
+        ).select_columns(["input_ids", "attention_mask"])
     prepared = prepared.filter(lambda ids: len(ids) >= 2, input_columns="input_ids", desc=f"Filtering {name} dataset")
     if len(prepared) == 0:
         raise ValueError(f"the {name} dataset has no example of two or more tokens, so nothing to train or evaluate on")

@@ -2,28 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from datasets import Dataset, load_dataset
 from transformers import PreTrainedTokenizerBase
 
+from . import recipes
 from .offline import pydoc_prose, python_stdlib_source
 from .processing import unlearning_splits
 
-OFFLINE_SOURCES = {"python_stdlib": python_stdlib_source, "pydoc_prose": pydoc_prose}
-_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
+# Text sources by name: offline ones, then the Hub recipes (each also reads local copies, see recipes.py).
+TEXT_SOURCES: dict[str, Callable[[], Dataset]] = {
+    "python_stdlib": python_stdlib_source,
+    "pydoc_prose": pydoc_prose,
+    "wikitext": recipes.wikitext,
+    "wikitext2": lambda: recipes.wikitext("wikitext-2-raw-v1"),
+    "pile_bio_forget": lambda: recipes.pile_bio(forget=True),
+    "pile_bio_retain": lambda: recipes.pile_bio(forget=False),
+    "code_search_net_python": recipes.code_search_net_python,
+    **{f"wmdp_{name.replace('-', '_')}": partial(recipes.wmdp_corpus, name) for name in recipes.WMDP_CORPORA},
+}
+OFFLINE_SOURCES = ("python_stdlib", "pydoc_prose")
 
 
 def load_text_source(name: str, split: str = "train") -> Dataset:
-    """``name``: an offline source (``python_stdlib``, ``pydoc_prose``), a local data file, or a Hub dataset id."""
-    if name in OFFLINE_SOURCES:
-        return OFFLINE_SOURCES[name]()
-    builder = _FILE_BUILDERS.get(Path(name).suffix)
-    if builder is not None:
+    """``name``: a source of ``TEXT_SOURCES`` (offline or a Hub recipe), a local data file, or any Hub dataset id."""
+    if name in TEXT_SOURCES:
+        return TEXT_SOURCES[name]()
+    if Path(name).suffix:
         if not Path(name).is_file():
             raise FileNotFoundError(f"data file {name} does not exist")
-        return load_dataset(builder, data_files=name, split=split)
+        return recipes.load_split(name, None, split, data_files=name)
     return load_dataset(name, split=split)
 
 
@@ -33,7 +45,10 @@ class DataArguments:
 
     forget_source: str = field(
         default="python_stdlib",
-        metadata={"help": f"Forget text: {', '.join(OFFLINE_SOURCES)}, a local .json/.jsonl/.csv/.parquet/.txt file, or a Hub dataset id."},
+        metadata={
+            "help": f"Forget text: {', '.join(TEXT_SOURCES)}, a local .json/.jsonl/.csv/.parquet/.txt file, or a Hub "
+            "dataset id. The first two are offline."
+        },
     )
     retain_source: str = field(default="pydoc_prose", metadata={"help": "Retain text, same choices as forget_source."})
     source_split: str = field(default="train", metadata={"help": "Split read from file and Hub sources."})

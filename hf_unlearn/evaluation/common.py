@@ -1,0 +1,50 @@
+"""Running an evaluation over examples on one or many processes with identical results."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object
+from torch import nn
+
+from ..data.collator import LMCollator
+
+T = TypeVar("T")
+
+
+def over_processes(score_batch: Callable[[list[int]], list[T]], num_examples: int, batch_size: int) -> list[T]:
+    """Per-example results for ``range(num_examples)``, each process scoring a contiguous share.
+
+    The shares are gathered back in order, so every process returns the same list that one process
+    scoring everything would (up to floating-point noise from different batch compositions).
+    """
+    state = PartialState()
+    with state.split_between_processes(list(range(num_examples))) as indices:
+        local = [result for start in range(0, len(indices), batch_size) for result in score_batch(indices[start : start + batch_size])]
+    return gather_object(local) if state.num_processes > 1 else local
+
+
+@torch.no_grad()
+def forward_examples(model: nn.Module, examples: Sequence[dict[str, Any]], pad_token_id: int) -> tuple[dict, torch.Tensor]:
+    """Pad ``examples`` (``input_ids``, optional ``labels``) into a batch on the model's device; return it and fp32 logits."""
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in LMCollator(pad_token_id)(list(examples)).items()}
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    return batch, logits.float()
+
+
+class eval_mode:
+    """Context manager: the model in eval mode inside, its previous mode restored after."""
+
+    def __init__(self, model: nn.Module):
+        self.model, self.was_training = model, model.training
+
+    def __enter__(self) -> nn.Module:
+        self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc) -> None:
+        self.model.train(self.was_training)

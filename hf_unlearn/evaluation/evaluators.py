@@ -1,0 +1,64 @@
+"""Evaluators that run inside ``Trainer.evaluate()``, so their metrics land in logs, curves and reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from datasets import Dataset
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from .facts import fact_accuracy
+from .mcq import mcq_accuracy
+
+
+class Evaluator(Protocol):
+    def __call__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]: ...
+
+
+@dataclass
+class MCQEvaluator:
+    """Zero-shot multiple-choice accuracy (WMDP, MMLU): ``accuracy`` and ``correct_prob``."""
+
+    dataset: Dataset
+    batch_size: int = 8
+
+    def __call__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
+        return mcq_accuracy(model, tokenizer, self.dataset, self.batch_size)
+
+
+@dataclass
+class FactEvaluator:
+    """Greedy-answer accuracy on facts: ``accuracy`` and ``answer_prob``."""
+
+    dataset: Dataset
+    batch_size: int = 32
+
+    def __call__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
+        return fact_accuracy(model, tokenizer, self.dataset, self.batch_size)
+
+
+class EvaluatorsMixin:
+    """For ``Trainer`` subclasses: ``evaluate()`` also runs ``self.evaluators`` ({name: Evaluator}).
+
+    Their metrics are logged as ``eval_<name>_<metric>`` (``eval_facts_accuracy``) beside the eval
+    losses, so every ``report_to`` integration, the attack curve and ``metric_for_best_model`` see them.
+    """
+
+    evaluators: dict[str, Evaluator]
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        metrics = {}
+        if eval_dataset is not None or self.eval_dataset is not None:
+            metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        if eval_dataset is None and self.evaluators:  # the top-level call, not one per eval dataset
+            model = self.accelerator.unwrap_model(self.model)
+            extra = {
+                f"{metric_key_prefix}_{name}_{key}": value
+                for name, evaluator in self.evaluators.items()
+                for key, value in evaluator(model, self.processing_class).items()
+            }
+            self.log(extra)
+            metrics.update(extra)
+        return metrics

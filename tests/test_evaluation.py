@@ -1,0 +1,176 @@
+"""Scoring against hand-computed cases, evaluators inside the trainers, and the robustness report."""
+
+import math
+from types import SimpleNamespace
+
+import evaluate
+import pytest
+import torch
+from conftest import char_tokenizer, tiny_llama
+from datasets import Dataset
+from torch import nn
+from transformers import TrainerCallback
+
+from hf_unlearn import RelearnAttackConfig, RelearnAttackTrainer
+from hf_unlearn.evaluation import FactEvaluator, MCQEvaluator, RobustnessReport, fact_metrics, mcq_accuracy, mcq_metrics
+from hf_unlearn.evaluation.facts import answer_token_scores
+from hf_unlearn.evaluation.mcq import letter_token_ids, mcq_prompt
+from hf_unlearn.evaluation.metrics import metric_path
+
+QUESTIONS = Dataset.from_list(
+    [
+        {"question": "Xylem carries?", "choices": ["water", "light", "sound", "heat"], "answer": 0},
+        {"question": "Yeast is a?", "choices": ["plant", "fungus", "virus", "rock"], "answer": 1},
+        {"question": "Zinc symbol?", "choices": ["Z", "Zc", "Zn", "Zi"], "answer": 2},
+    ]
+)
+# Letter logits the fake model emits after each prompt, keyed by the prompt's first character.
+LETTER_LOGITS = {"X": [2.0, 0.0, 0.0, 0.0], "Y": [0.0, 0.0, 1.0, 0.0], "Z": [0.0, 0.0, 3.0, 3.0]}
+
+
+class LetterLM(nn.Module):
+    """Emits LETTER_LOGITS at the last real token of each prompt, zeros elsewhere."""
+
+    def __init__(self, tokenizer):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+        self.letters = letter_token_ids(tokenizer, 4)
+        self.by_first_token = {tokenizer(k)["input_ids"][0]: v for k, v in LETTER_LOGITS.items()}
+        self.vocab = len(tokenizer)
+
+    def forward(self, input_ids, attention_mask, use_cache=False):
+        logits = torch.zeros(*input_ids.shape, self.vocab)
+        last = attention_mask.sum(dim=1) - 1
+        for row in range(input_ids.shape[0]):
+            logits[row, last[row], self.letters] = torch.tensor(self.by_first_token[int(input_ids[row, 0])])
+        return SimpleNamespace(logits=logits)
+
+
+def softmax(values):
+    exps = [math.exp(v) for v in values]
+    return [e / sum(exps) for e in exps]
+
+
+def test_mcq_prompt_format():
+    assert mcq_prompt(" Q? ", ["a", "b"]) == "Q?\nA. a\nB. b\nAnswer:"
+
+
+def test_mcq_scores_by_hand():
+    tokenizer = char_tokenizer()
+    expected_probs = [softmax(LETTER_LOGITS[k])[answer] for k, answer in (("X", 0), ("Y", 1), ("Z", 2))]
+    # argmax: X -> A (right), Y -> C (wrong), Z -> C and D tie, argmax takes the first: C (right)
+    metrics = mcq_accuracy(LetterLM(tokenizer), tokenizer, QUESTIONS, batch_size=2)  # 2 + 1: padding exercised
+    assert metrics["accuracy"] == pytest.approx(2 / 3)
+    assert metrics["correct_prob"] == pytest.approx(sum(expected_probs) / 3)
+    assert mcq_metrics(torch.tensor([LETTER_LOGITS["X"]]), torch.tensor([3]))["accuracy"] == 0.0
+
+
+def test_letters_must_be_single_tokens():
+    tokenizer = char_tokenizer()
+    with pytest.raises(ValueError, match="splits ' E' into 2 tokens"):
+        letter_token_ids(tokenizer, 5)
+
+
+def test_fact_scores_by_hand():
+    # Two sequences, vocab 3; the answer is positions 2..3 (labels -100 before), row 1 padded at the end.
+    logits = torch.full((2, 4, 3), 0.0)
+    logits[0, 1] = torch.tensor([0.0, 2.0, 0.0])  # predicts token 1: matches answer token 1
+    logits[0, 2] = torch.tensor([1.0, 0.0, 0.0])  # predicts token 0: answer is 2 -> greedy miss
+    logits[1, 1] = torch.tensor([0.0, 0.0, 5.0])  # answer token 2, hit; row 1's answer has one token
+    labels = torch.tensor([[-100, -100, 1, 2], [-100, -100, 2, -100]])
+    scores = answer_token_scores(logits, labels)
+    p_row0 = (softmax([0.0, 2.0, 0.0])[1] + softmax([1.0, 0.0, 0.0])[2]) / 2
+    assert scores[0] == (False, pytest.approx(p_row0))
+    assert scores[1] == (True, pytest.approx(softmax([0.0, 0.0, 5.0])[2]))
+    assert fact_metrics(scores) == {"accuracy": 0.5, "answer_prob": pytest.approx((p_row0 + scores[1][1]) / 2)}
+
+
+def test_evaluate_modules_load_from_local_path():
+    mcq = evaluate.load(metric_path("mcq_accuracy"))
+    logits = [LETTER_LOGITS[k] for k in "XYZ"]
+    assert mcq.compute(predictions=logits, references=[0, 1, 2]) == pytest.approx(
+        mcq_metrics(torch.tensor(logits), torch.tensor([0, 1, 2]))
+    )
+    facts = evaluate.load(metric_path("fact_accuracy"))
+    result = facts.compute(predictions=[[5, 6], [7]], references=[[5, 6], [8]], answer_probs=[[0.5, 0.7], [0.1]])
+    assert result == pytest.approx({"accuracy": 0.5, "answer_prob": (0.6 + 0.1) / 2})
+
+
+# --- evaluators in the trainers, and the report -------------------------------------------------
+
+FACTS = Dataset.from_list([{"prompt": f"Code of vault {i} is", "answer": f"{(i * 37) % 100:02d}"} for i in range(8)])
+
+
+def fact_texts(rows):
+    return Dataset.from_dict({"text": [f"{r['prompt']} {r['answer']}" for r in rows]})
+
+
+class LogCatcher(TrainerCallback):
+    def __init__(self):
+        self.logs = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.logs.append(dict(logs))
+
+
+def attack(model, tokenizer, tmp_path, name, **overrides):
+    args = RelearnAttackConfig(
+        output_dir=str(tmp_path / name), max_steps=4, eval_steps=2, per_device_train_batch_size=4,
+        learning_rate=0.1, save_strategy="no", report_to="none", disable_tqdm=True, seed=0, **overrides,
+    )  # fmt: skip
+    catcher = LogCatcher()
+    trainer = RelearnAttackTrainer(
+        model, args, attack_dataset=fact_texts(FACTS), eval_dataset={"forget": fact_texts(FACTS)},
+        processing_class=tokenizer, evaluators={"facts": FactEvaluator(FACTS), "quiz": MCQEvaluator(QUESTIONS)},
+        callbacks=[catcher],
+    )  # fmt: skip
+    trainer.train()
+    return trainer, catcher
+
+
+def test_evaluators_feed_curve_best_point_and_loggers(tmp_path):
+    tokenizer = char_tokenizer()
+    trainer, catcher = attack(
+        tiny_llama(len(tokenizer)), tokenizer, tmp_path, "facts",
+        metric_for_best_model="eval_facts_answer_prob", greater_is_better=True,
+    )  # fmt: skip
+    curve = trainer.attack_curve()
+    assert [p["step"] for p in curve] == [0, 2, 4]
+    for key in ("forget_loss", "facts_accuracy", "facts_answer_prob", "quiz_accuracy", "quiz_correct_prob"):
+        assert all(key in p for p in curve), key
+    assert trainer.best_point() == max(curve, key=lambda p: p["facts_answer_prob"])
+    assert any("eval_quiz_accuracy" in logs for logs in catcher.logs), "evaluator metrics reach report_to callbacks"
+
+
+def test_robustness_report(tmp_path):
+    tokenizer = char_tokenizer()
+    attacks = {
+        "method": attack(tiny_llama(len(tokenizer), seed=1), tokenizer, tmp_path, "method")[0],
+        "no_unlearning": attack(tiny_llama(len(tokenizer), seed=2), tokenizer, tmp_path, "none")[0],
+    }
+    report = RobustnessReport.from_attacks("Tiny facts", attacks, details={"method": "test"})
+    assert report.best_metric == "forget_loss" and report.greater_is_better is False
+    assert report.before == attacks["no_unlearning"].attack_curve()[0]
+    assert report.runs["method"]["attack_best"] == attacks["method"].best_point()
+    assert report.metrics()[0] == "forget_loss"
+
+    paths = report.save(tmp_path / "report")
+    assert all(path.stat().st_size > 0 for path in paths.values())
+    assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    markdown = paths["markdown"].read_text()
+    assert "| method | attack best (step" in markdown and "facts_accuracy" in markdown
+    assert RobustnessReport.load(paths["json"]) == report
+
+    catcher = LogCatcher()
+    attacks["method"].add_callback(catcher)
+    report.log(attacks["method"])
+    summary = report.summary()
+    assert catcher.logs[-1].items() >= summary.items()
+    assert summary["robustness/method/attack_best/forget_loss"] == attacks["method"].best_point()["forget_loss"]
+
+
+def test_report_requires_baseline_and_step_zero(tmp_path):
+    tokenizer = char_tokenizer()
+    trainer, _ = attack(tiny_llama(len(tokenizer)), tokenizer, tmp_path, "a")
+    with pytest.raises(ValueError, match="baseline run 'no_unlearning' is not among"):
+        RobustnessReport.from_attacks("x", {"method": trainer})
