@@ -31,3 +31,19 @@ def token_mean_over_processes(
 def mean_over_processes(tensors: Sequence[torch.Tensor], accelerator: Accelerator) -> list[torch.Tensor]:
     """Plain average over processes (for logged metrics, where each process counts the same)."""
     return token_mean_over_processes(tensors, 1, accelerator)
+
+
+def gather_rows(tensor: torch.Tensor, accelerator: Accelerator) -> torch.Tensor:
+    """Concatenate every process's (rows, width) tensor in rank order; rows may differ per process."""
+    if accelerator.num_processes == 1:
+        return tensor
+    device = accelerator.device
+    local = tensor.to(device)
+    counts = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(accelerator.num_processes)]
+    dist.all_gather(counts, torch.tensor([local.shape[0]], device=device))
+    longest = int(max(c.item() for c in counts))
+    padded = torch.zeros(longest, *local.shape[1:], dtype=local.dtype, device=device)
+    padded[: local.shape[0]] = local
+    parts = [torch.empty_like(padded) for _ in counts]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[: int(count.item())] for part, count in zip(parts, counts)]).to(tensor.device)

@@ -51,3 +51,60 @@ def disruption_mask(unlearning_grad: torch.Tensor, retain_grad: torch.Tensor) ->
 def ema_(accumulator: torch.Tensor, value: torch.Tensor, momentum: float) -> torch.Tensor:
     """In place ``accumulator = momentum * accumulator + (1 - momentum) * value``; returns it."""
     return accumulator.mul_(momentum).add_(value, alpha=1.0 - momentum)
+
+
+def top_fraction_mask(scores: Sequence[torch.Tensor], fraction: float) -> list[torch.Tensor]:
+    """Boolean masks keeping the ``fraction`` of elements with the highest scores, over all tensors together.
+
+    WAGLE's static weight selection: ties at the threshold are broken by position (``topk``).
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    flat = torch.cat([s.detach().reshape(-1) for s in scores])
+    chosen = torch.zeros_like(flat, dtype=torch.bool)
+    chosen[flat.topk(max(1, round(fraction * flat.numel()))).indices] = True
+    return [part.view_as(s) for part, s in zip(chosen.split([s.numel() for s in scores]), scores)]
+
+
+# --- Collapse of Irrelevant Representations (CIR) ---
+
+
+def principal_basis(data: torch.Tensor, num_components: int, niter: int = 16, seed: int = 0) -> torch.Tensor:
+    """Orthonormal rows spanning the mean direction and the top ``num_components`` principal components of ``data``.
+
+    ``data`` is (samples, width), raw (not centred): the mean is itself a direction shared by all
+    samples. Components come from ``torch.pca_lowrank`` (randomised; seeded, so every process and
+    every resumed run gets the same basis). Returns (1 + num_components, width), fewer if there are
+    fewer samples.
+    """
+    data = data.float()
+    mean = data.mean(dim=0, keepdim=True)
+    directions = [mean]
+    num_components = min(num_components, data.shape[0] - 1, data.shape[1] - 1)
+    if num_components > 0:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            _, _, components = torch.pca_lowrank(data, q=num_components, center=True, niter=niter)
+        directions.append(components.T)
+    q, _ = torch.linalg.qr(torch.cat(directions).T)  # (width, k): orthonormal columns, same span
+    return q.T.contiguous()
+
+
+def collapse(vectors: torch.Tensor, basis: torch.Tensor | None) -> torch.Tensor:
+    """Remove from each row of ``vectors`` (n, width) its component in the span of ``basis``'s orthonormal rows."""
+    if basis is None or basis.numel() == 0:
+        return vectors
+    basis = basis.to(vectors.dtype)
+    return vectors - (vectors @ basis.T) @ basis
+
+
+def rebuild_weight_grad(
+    activations: torch.Tensor, output_grads: torch.Tensor, act_basis: torch.Tensor | None, grad_basis: torch.Tensor | None
+) -> torch.Tensor:
+    """A linear layer's weight gradient sum_t g_t x_t^T from collapsed tokens: (out, in).
+
+    ``activations`` (tokens, in) are the layer's inputs x_t and ``output_grads`` (tokens, out) the
+    loss gradients at its outputs g_t. With empty bases this is exactly autograd's weight gradient
+    restricted to those tokens.
+    """
+    return collapse(output_grads.float(), grad_basis).T @ collapse(activations.float(), act_basis)

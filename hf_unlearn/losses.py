@@ -93,3 +93,94 @@ def correct_logit_minus_avg(logits: torch.Tensor, labels: torch.Tensor) -> torch
     flat_logits, targets = _shifted(logits, labels)
     correct = flat_logits.gather(1, targets[:, None]).squeeze(1)
     return _mean_or_zero((correct - flat_logits.mean(dim=-1)).clamp(min=0.0), logits)
+
+
+# --- Sequence and representation losses of the baselines (pure functions, composed by methods) ---
+
+
+def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sequence: the summed log-probability of its target tokens, and how many there are.
+
+    Returns two tensors of shape (batch,): log pi(y|x) and |y|.
+    """
+    targets = labels[:, 1:]
+    valid = targets != IGNORE_INDEX
+    log_probs = F.log_softmax(logits[:, :-1].float(), dim=-1)
+    token_logprobs = log_probs.gather(2, targets.clamp(min=0)[..., None]).squeeze(-1)
+    return (token_logprobs * valid).sum(dim=1), valid.sum(dim=1)
+
+
+def npo_loss(logprobs: torch.Tensor, reference_logprobs: torch.Tensor, beta: float) -> torch.Tensor:
+    """Negative Preference Optimization (Zhang et al. 2024): mean of -(2/beta) log sigmoid(-beta log(pi/pi_ref)).
+
+    Bounded below by 0 and flat once pi << pi_ref, unlike gradient ascent, which diverges.
+    """
+    return (-2.0 / beta) * F.logsigmoid(-beta * (logprobs - reference_logprobs)).mean()
+
+
+def simnpo_loss(logprobs: torch.Tensor, lengths: torch.Tensor, beta: float, gamma: float = 0.0) -> torch.Tensor:
+    """SimNPO (Fan et al. 2024): NPO without a reference model, on the length-normalised log-likelihood,
+    mean of -(2/beta) log sigmoid(-(beta/|y|) log pi(y|x) - gamma)."""
+    return (-2.0 / beta) * F.logsigmoid(-(beta / lengths.clamp(min=1)) * logprobs - gamma).mean()
+
+
+def _token_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` (batch, seq, ...) over the positions where ``mask`` (batch, seq) is set."""
+    mask = mask.to(values.dtype)
+    while mask.dim() < values.dim():
+        mask = mask[..., None]
+    count = mask.expand_as(values).sum()
+    return (values * mask).sum() / count.clamp(min=1)
+
+
+def steering_loss(hidden: torch.Tensor, control: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """RMU's forget term: mean squared error between activations (batch, seq, width) and ``control`` (width,)."""
+    return _token_mean((hidden.float() - control) ** 2, mask)
+
+
+def activation_mse(hidden: torch.Tensor, original: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """RMU's retain term: mean squared error to the frozen model's activations."""
+    return _token_mean((hidden.float() - original.float()) ** 2, mask)
+
+
+def representation_distance(hidden: torch.Tensor, original: torch.Tensor, mask: torch.Tensor, squared: bool = False) -> torch.Tensor:
+    """Mean over tokens of the L2 distance ``||h - h_original||`` (or its square) over the width.
+
+    Circuit Breakers' retain loss (plain) and TAR's representation-matching retain loss (squared).
+    """
+    distance = torch.linalg.vector_norm(hidden.float() - original.float(), dim=-1)
+    return _token_mean(distance**2 if squared else distance, mask)
+
+
+def rerouting_loss(hidden: torch.Tensor, original: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Circuit Breakers' forget term: mean over tokens of relu(cos(h, h_original)); 0 once orthogonal or opposite."""
+    cosine = F.cosine_similarity(hidden.float(), original.float(), dim=-1)
+    return _token_mean(F.relu(cosine), mask)
+
+
+def relative_representation_distance(hidden: torch.Tensor, original: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over tokens of ``||h - h_original|| / ||h_original||``: CIR's retain loss, scale-free across layers."""
+    difference = torch.linalg.vector_norm(hidden.float() - original.float(), dim=-1)
+    return _token_mean(difference / torch.linalg.vector_norm(original.float(), dim=-1).clamp(min=1e-6), mask)
+
+
+def mlp_breaking_loss(
+    outputs: list[torch.Tensor],
+    originals: list[torch.Tensor],
+    mean_norms: list[torch.Tensor] | None = None,
+    floor: float = 0.0,
+) -> torch.Tensor:
+    """CIR's "MLP breaking": mean over layers and tokens of max(<o_t, o_t^orig> / mean ||o^orig||^2, floor).
+
+    ``outputs`` and ``originals``: per layer, the MLP outputs (tokens, width) of the current and the
+    original model on the same tokens. Minimising it turns each MLP's output away from (and
+    eventually orthogonal to) what it originally wrote; the normalisation by the original mean
+    squared norm makes every layer count the same. ``mean_norms``: the per-layer mean of
+    ``||o^orig||`` if computed elsewhere (over every process's tokens), else taken from ``originals``.
+    """
+    terms = []
+    for i, (out, original) in enumerate(zip(outputs, originals)):
+        mean_norm = original.float().norm(dim=-1).mean() if mean_norms is None else mean_norms[i]
+        scale = mean_norm.clamp(min=1e-6) ** 2
+        terms.append(((out.float() * original.float()).sum(dim=-1) / scale).clamp(min=floor).mean())
+    return torch.stack(terms).mean()

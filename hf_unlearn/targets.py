@@ -2,7 +2,8 @@
 
 An entry of ``target_modules`` is one of
 - an alias: ``"first_mlp"`` (the first MLP matrix: ``gate_proj`` in Llama-style models,
-  ``dense_h_to_4h`` in GPT-NeoX/Pythia, ``c_fc`` in GPT-2, ``fc1`` in OPT/Phi) or ``"all_linear"``
+  ``dense_h_to_4h`` in GPT-NeoX/Pythia, ``c_fc`` in GPT-2, ``fc1`` in OPT/Phi), ``"last_mlp"`` (the
+  MLP's output matrix: ``down_proj``, ``dense_4h_to_h``, ``c_proj``, ``fc2``) or ``"all_linear"``
   (every linear layer except the output head);
 - a layer name, matched against the last components of each module's dotted name
   (``"gate_proj"``, ``"mlp.up_proj"``);
@@ -19,8 +20,10 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 FIRST_MLP_NAMES = ("gate_proj", "dense_h_to_4h", "c_fc", "fc1", "w1")
+LAST_MLP_NAMES = ("down_proj", "dense_4h_to_h", "mlp.c_proj", "fc2", "w2")
 OUTPUT_HEAD_NAMES = ("lm_head", "embed_out")
-ALIASES = ("first_mlp", "all_linear")
+ALIASES = ("first_mlp", "last_mlp", "all_linear")
+_LAYER_INDEX = re.compile(r"\.(\d+)\.")
 
 
 def weight_layers(model: nn.Module) -> dict[str, nn.Module]:
@@ -40,13 +43,25 @@ def _matches(pattern: str, name: str) -> bool:
 def _expand_alias(entry: str, layer_names: Sequence[str]) -> list[str]:
     if entry == "all_linear":
         return [n for n in layer_names if n.rsplit(".", 1)[-1] not in OUTPUT_HEAD_NAMES]
-    if entry == "first_mlp":
-        for candidate in FIRST_MLP_NAMES:
-            found = [n for n in layer_names if _matches(candidate, n)]
-            if found:
-                return found
-        return []
-    raise AssertionError(entry)
+    for candidate in FIRST_MLP_NAMES if entry == "first_mlp" else LAST_MLP_NAMES:
+        found = [n for n in layer_names if _matches(candidate, n)]
+        if found:
+            return found
+    return []
+
+
+def layer_index(module_name: str) -> int | None:
+    """The decoder-layer index in a module name (``model.layers.7.mlp.down_proj`` -> 7), if any."""
+    match = _LAYER_INDEX.search(module_name)
+    return int(match.group(1)) if match else None
+
+
+def layer_modules(model: nn.Module, alias: str, layers: Sequence[int]) -> list[str]:
+    """Full names of the ``alias`` modules (``"last_mlp"``, ...) in the given decoder layers."""
+    names = [n for n in _expand_alias(alias, list(weight_layers(model))) if layer_index(n) in set(layers)]
+    if len(names) != len(set(layers)):
+        raise ValueError(f"found {alias} modules {names} for layers {list(layers)}; the model has fewer layers or other names")
+    return names
 
 
 def resolve_target_modules(model: nn.Module, target_modules: Sequence[str]) -> dict[str, nn.Parameter]:
