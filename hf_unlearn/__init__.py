@@ -2,7 +2,20 @@
 
 from .config import RelearnAttackConfig, UnlearnConfig
 from .losses import available_losses, get_loss, register_loss
-from .methods import UnlearningMethod, available_methods, get_method_class, register_method
+from .callbacks import DisruptionBudgetCallback
+from .methods import (
+    CIRConfig,
+    CircuitBreakersConfig,
+    GradDiffConfig,
+    NPOConfig,
+    RMUConfig,
+    SimNPOConfig,
+    TARConfig,
+    UnlearningMethod,
+    available_methods,
+    get_method_class,
+    register_method,
+)
 from .models import default_model_path
 from .relearn import RelearnAttackTrainer
 from .trainer import UnlearnTrainer
@@ -10,6 +23,14 @@ from .trainer import UnlearnTrainer
 __version__ = "0.1.0"
 
 __all__ = [
+    "CIRConfig",
+    "CircuitBreakersConfig",
+    "DisruptionBudgetCallback",
+    "GradDiffConfig",
+    "NPOConfig",
+    "RMUConfig",
+    "SimNPOConfig",
+    "TARConfig",
     "RelearnAttackConfig",
     "RelearnAttackTrainer",
     "UnlearnConfig",

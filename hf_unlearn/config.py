@@ -15,11 +15,13 @@ def _fail(field_name: str, value: object, fix: str) -> ValueError:
 
 @dataclass
 class UnlearnConfig(TrainingArguments):
-    r"""Configuration of [`UnlearnTrainer`].
+    r"""Configuration of [`UnlearnTrainer`], and of its default method, MUDMAN.
 
     Besides every ``TrainingArguments`` field, it holds the unlearning components that any method
     can switch on (MUDMAN, Sondej et al. 2025): meta-learning against a forked adversary, Disruption
-    Masking against the retain-gradient EMA, and normalization of the unlearning gradient.
+    Masking against the retain-gradient EMA, normalization of the unlearning gradient, a
+    representation-matching retain loss (TAR) and a static WAGLE weight mask. Other methods
+    subclass it with their own fields and defaults (``GradDiffConfig``, ``NPOConfig``, ...).
 
     Defaults that differ from ``TrainingArguments``, because the method writes its full update into
     ``param.grad`` and lets plain SGD apply it: ``learning_rate=1.0`` (a multiplier on the whole
@@ -81,6 +83,22 @@ class UnlearnConfig(TrainingArguments):
             "target weights."
         },
     )
+    retain_representation_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Add this times the squared L2 distance of every layer's representations (but the last) to the "
+            "original model's to the retain loss (TAR's representation matching). 0 disables it."
+        },
+    )
+    wagle_fraction: float = field(
+        default=1.0,
+        metadata={
+            "help": "WAGLE weight attribution (Jia et al. 2024): before unlearning, keep only this fraction of the target "
+            "weights, those with the highest |(theta - grad_retain/wagle_gamma) * grad_forget|; the others never change. "
+            "1 disables it."
+        },
+    )
+    wagle_gamma: float = field(default=1.0, metadata={"help": "WAGLE's gamma (see wagle_fraction)."})
     target_modules: list[str] = field(
         default_factory=lambda: ["first_mlp"],
         metadata={
@@ -118,6 +136,12 @@ class UnlearnConfig(TrainingArguments):
             raise _fail("adv_decay", self.adv_decay, "it must be in [0, 1] (1 disables the decay)")
         if self.fork_every_n_loops < 1:
             raise _fail("fork_every_n_loops", self.fork_every_n_loops, "it must be >= 1")
+        if not 0 < self.wagle_fraction <= 1:
+            raise _fail("wagle_fraction", self.wagle_fraction, "it must be in (0, 1] (1 disables WAGLE)")
+        if self.wagle_gamma <= 0:
+            raise _fail("wagle_gamma", self.wagle_gamma, "it must be > 0")
+        if self.retain_representation_weight < 0:
+            raise _fail("retain_representation_weight", self.retain_representation_weight, "it must be >= 0 (0 disables it)")
         if isinstance(self.target_modules, str):
             self.target_modules = [self.target_modules]
         super().__post_init__()

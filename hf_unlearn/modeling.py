@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -13,22 +15,40 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from .losses import cross_entropy
 
 
-def lm_logits(model: nn.Module, batch: Mapping[str, Any], weights: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
-    """Logits of ``model`` on ``batch``; ``weights`` ({parameter name: tensor}) replace those parameters.
+@dataclass
+class LMOutputs:
+    logits: torch.Tensor  # (batch, seq, vocab)
+    hidden_states: tuple[torch.Tensor, ...] | None = None  # embeddings, then each layer's output
+
+
+def lm_outputs(
+    model: nn.Module,
+    batch: Mapping[str, Any],
+    weights: Mapping[str, torch.Tensor] | None = None,
+    output_hidden_states: bool = False,
+) -> LMOutputs:
+    """Outputs of ``model`` on ``batch``; ``weights`` ({parameter name: tensor}) replace those parameters.
 
     Replacing weights through ``functional_call`` evaluates the model at other values of a few
-    tensors (an adversary's copy of the target weights) without touching the model's own parameters.
-    Labels are not passed on: the model would compute a loss of its own that we do not use.
+    tensors (an adversary's copy of the target weights, the original weights) without touching the
+    model's own parameters. Labels are not passed on: the model would compute a loss we do not use.
     """
-    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch.get("attention_mask"), "use_cache": False}
+    inputs = {
+        "input_ids": batch["input_ids"],
+        "attention_mask": batch.get("attention_mask"),
+        "use_cache": False,
+        "output_hidden_states": output_hidden_states,
+    }
     if weights is None:
-        return model(**inputs).logits
-    return functional_call(model, dict(weights), args=(), kwargs=inputs, strict=False).logits
+        outputs = model(**inputs)
+    else:
+        outputs = functional_call(model, dict(weights), args=(), kwargs=inputs, strict=False)
+    return LMOutputs(outputs.logits, outputs.hidden_states if output_hidden_states else None)
 
 
 def lm_loss(model: nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean next-token cross-entropy of ``batch`` (padding excluded) and the logits."""
-    logits = lm_logits(model, batch)
+    logits = lm_outputs(model, batch).logits
     return cross_entropy(logits, batch["labels"]), logits
 
 
@@ -58,3 +78,48 @@ def load_causal_lm(
         processing_class = AutoTokenizer.from_pretrained(name_or_path)
     check_pad_token(processing_class)
     return model, processing_class
+
+
+class ForwardStopped(Exception):
+    """Raised by ``stop_after`` to end a forward pass early."""
+
+
+@contextmanager
+def stop_after(module: nn.Module) -> Iterator[None]:
+    """Inside the block, a forward pass stops (``ForwardStopped``) once ``module`` has run.
+
+    Methods that only need early layers (CIR's MLP outputs and layer-12 representations) skip the
+    rest of the network and the output head, a large share of the compute.
+    """
+
+    def hook(module, args, output):
+        raise ForwardStopped
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    except ForwardStopped:
+        pass
+    finally:
+        handle.remove()
+
+
+def decoder_layers(model: nn.Module) -> list[nn.Module]:
+    """The transformer blocks in order (``model.layers``, ``transformer.h``, ``gpt_neox.layers``, ...)."""
+    count = model.config.num_hidden_layers
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == count:
+            return list(module)
+    raise ValueError(f"found no list of {count} transformer blocks in {type(model).__name__}")
+
+
+def module_output(model: nn.Module, batch: Mapping[str, Any], module: nn.Module, weights: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """The output of ``module`` (a block's hidden states) on ``batch``, without running the layers after it."""
+    captured = []
+    handle = module.register_forward_hook(lambda mod, args, output: captured.append(output[0] if isinstance(output, tuple) else output))
+    try:
+        with stop_after(module):
+            lm_outputs(model, batch, weights)
+    finally:
+        handle.remove()
+    return captured[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from datasets import Dataset
@@ -21,6 +21,9 @@ from .evaluation.evaluators import Evaluator, EvaluatorsMixin
 from .methods import get_method_class
 from .modeling import check_pad_token, lm_loss, load_causal_lm
 
+if TYPE_CHECKING:
+    from peft import PeftConfig
+
 METHOD_STATE_NAME = "unlearning_state.pt"
 
 
@@ -32,7 +35,8 @@ class UnlearnTrainer(EvaluatorsMixin, Trainer):
     ``{"forget": batch, "retain": batch}`` and hands it to the method named by ``args.method``.
     The method writes gradients (or, like MUDMAN, its complete update) into the trainable weights'
     ``.grad``; the Trainer's optimizer, scheduler, logging, callbacks and checkpointing do the rest.
-    Only the method's target weights train: every other parameter is frozen.
+    Only the method's target weights train: every other parameter is frozen. With ``peft_config``
+    (a PEFT ``LoraConfig``, as in TRL's trainers) the model is wrapped and its adapter trains.
 
     Datasets hold text (``args.dataset_text_field``) or pre-tokenized ``input_ids``. Pass
     ``eval_dataset={"forget": ..., "retain": ...}`` to get ``eval_forget_loss`` and
@@ -54,6 +58,7 @@ class UnlearnTrainer(EvaluatorsMixin, Trainer):
         callbacks: list[TrainerCallback] | None = None,
         optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
         evaluators: dict[str, Evaluator] | None = None,
+        peft_config: PeftConfig | None = None,
     ):
         if args is None:
             args = UnlearnConfig(output_dir="unlearn_output")
@@ -68,8 +73,13 @@ class UnlearnTrainer(EvaluatorsMixin, Trainer):
         retain = prepare_lm_dataset(retain_dataset, processing_class, name="retain", **text)
         eval_dataset = prepare_eval_datasets(eval_dataset, processing_class, **text)
 
+        if peft_config is not None:  # train an adapter; the method's reference is the adapter disabled
+            from peft import get_peft_model
+
+            model = get_peft_model(model, peft_config)
         # The method picks and unfreezes its target weights before the Trainer builds the optimizer.
         self.method = get_method_class(args.method)(args)
+        self.method.check_eval_dataset(eval_dataset)
         self.method.setup(model)
         model.config.use_cache = False
 
@@ -91,6 +101,8 @@ class UnlearnTrainer(EvaluatorsMixin, Trainer):
         # The trainer computes its own mean loss: the model's loss kwargs must not rescale it.
         self.model_accepts_loss_kwargs = False
         self.evaluators = evaluators or {}
+        for callback in self.method.callbacks(self):
+            self.add_callback(callback)
         self.retain_stream = RetainStream(
             retain, self.data_collator, args.per_device_train_batch_size, args.seed, args.world_size, args.process_index
         )

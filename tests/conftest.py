@@ -81,7 +81,7 @@ def retain_dataset():
     return Dataset.from_dict({"text": RETAIN_TEXTS})
 
 
-def unlearn_config(output_dir, **overrides):
+def unlearn_config(output_dir, config_class=None, **overrides):
     from hf_unlearn import UnlearnConfig
 
     settings = dict(
@@ -95,4 +95,4 @@ def unlearn_config(output_dir, **overrides):
         seed=0,
     )
     settings.update(overrides)
-    return UnlearnConfig(**settings)
+    return (config_class or UnlearnConfig)(**settings)

@@ -12,22 +12,24 @@ HERE = Path(__file__).resolve().parent
 
 
 def run(script, out, nproc, *args):
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "PYTHONPATH": str(HERE), "OMP_NUM_THREADS": "1"}
+    pythonpath = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "PYTHONPATH": pythonpath, "OMP_NUM_THREADS": "1"}
     command = [str(HERE / script), str(out), *map(str, args)]
     if nproc == 1:
         command = [sys.executable, *command]
     else:
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), *command]
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), *command]
     subprocess.run(command, env=env, check=True, timeout=600, capture_output=True)
     result = torch.load(out)
     assert result.pop("world_size") == nproc
     return result
 
 
-def test_mudman_two_processes_match_one(tmp_path):
+@pytest.mark.parametrize("method", ["mudman", "cir"])
+def test_unlearning_two_processes_match_one(tmp_path, method):
     """Same global batch of 8: one process with 8 examples per step, or two with 4 each."""
-    single = run("distributed_mudman.py", tmp_path / "single.pt", 1, 8)["weights"]
-    double = run("distributed_mudman.py", tmp_path / "double.pt", 2, 8)["weights"]
+    single = run("distributed_unlearn.py", tmp_path / "single.pt", 1, 8, method)["weights"]
+    double = run("distributed_unlearn.py", tmp_path / "double.pt", 2, 8, method)["weights"]
     assert single.keys() == double.keys()
     for name in single:
         assert torch.allclose(single[name], double[name], atol=1e-5), f"{name}: {(single[name] - double[name]).abs().max()}"

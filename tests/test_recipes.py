@@ -38,6 +38,18 @@ def test_yaml_configs_parse(recipes, tmp_path):
     assert attack_config.learning_rate == 3e-3 and attack_config.max_steps == 150
 
 
+def test_method_picks_its_config_class(recipes, tmp_path):
+    unlearn, _ = recipes
+    _, _, config = unlearn.parse_args(["--method", "npo", "--npo_beta", "0.3", "--output_dir", str(tmp_path)])
+    assert type(config).__name__ == "NPOConfig" and config.npo_beta == 0.3
+    yaml_path = tmp_path / "rmu.yaml"
+    yaml_path.write_text("method: rmu\nrmu_layer: 3\n")
+    _, _, config = unlearn.parse_args(["--config", str(yaml_path), "--output_dir", str(tmp_path)])
+    assert type(config).__name__ == "RMUConfig" and config.rmu_layer == 3
+    with pytest.raises(ValueError, match="available methods"):
+        unlearn.parse_args(["--method=nope"])
+
+
 def test_unlearn_then_attack(recipes, tmp_path):
     unlearn, relearn_attack = recipes
     model_dir = tmp_path / "tiny"

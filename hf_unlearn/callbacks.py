@@ -1,0 +1,48 @@
+"""Trainer callbacks for unlearning runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+
+class DisruptionBudgetCallback(TrainerCallback):
+    """Stop unlearning once a general-capability loss exceeds its starting value by ``budget`` (relative).
+
+    ``metric`` (default ``eval_retain_loss``) is read at every evaluation; the first evaluation
+    (``eval_on_start``, or the first eval) is the start. While within budget, the trained weights
+    are remembered; when an evaluation goes beyond, training stops, the model is saved to
+    ``<output_dir>/first_beyond_budget``, and the weights go back to the last evaluation within
+    budget, which is also saved, to ``<output_dir>/last_within_budget``. CIR's default budget is
+    +0.1 % (``budget=0.001``).
+    """
+
+    def __init__(self, budget: float, metric: str = "eval_retain_loss"):
+        if budget <= 0:
+            raise ValueError(f"budget={budget!r} is invalid: it must be > 0 (a relative increase, 0.001 = +0.1 %)")
+        self.budget, self.metric = budget, metric
+        self.start: float | None = None
+        self.within_budget: dict | None = None  # {"step", "value", "weights"}
+        self.exceeded_at: dict | None = None  # {"step", "value"}
+
+    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics=None, model=None, **kwargs):
+        if metrics is None or self.metric not in metrics:
+            return  # one of several eval datasets: the metric comes with another
+        value = metrics[self.metric]
+        if self.start is None:
+            self.start = value
+        trained = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+        if value <= self.start * (1 + self.budget):
+            self.within_budget = {"step": state.global_step, "value": value, "weights": trained}
+            return
+        self.exceeded_at = {"step": state.global_step, "value": value}
+        control.should_training_stop = True
+        if state.is_world_process_zero:
+            model.save_pretrained(Path(args.output_dir) / "first_beyond_budget")
+        if self.within_budget is not None:
+            for name, param in model.named_parameters():
+                if name in self.within_budget["weights"]:
+                    param.data.copy_(self.within_budget["weights"][name])
+            if state.is_world_process_zero:
+                model.save_pretrained(Path(args.output_dir) / "last_within_budget")

@@ -1,0 +1,56 @@
+"""Circuit Breakers: Representation Rerouting (Zou et al. 2024, arXiv 2406.04313).
+
+On forget tokens, the representations at ``cb_layers`` are pushed to be orthogonal to the original
+model's (relu of their cosine); on retain tokens, every layer's representations are held at the
+original model's (L2 distance). The published schedule shifts weight from rerouting to retaining:
+at step t of T, forget weight ``cb_alpha * (1 - t/(2T))`` and retain weight ``cb_alpha * t/(2T)``.
+Full-rank on ``target_modules`` (the original values of the trained tensors give the reference),
+or LoRA: pass ``peft_config`` to ``UnlearnTrainer`` and the reference is the model with its adapter
+disabled, as in the paper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..losses import representation_distance, rerouting_loss
+from ..modeling import LMOutputs
+from .base import UnlearningMethod, register_method
+from .graddiff import GradientMethodConfig
+
+
+@dataclass
+class CircuitBreakersConfig(GradientMethodConfig):
+    method: str = field(default="circuit_breakers", metadata={"help": "Unlearning method (registry name)."})
+    cb_layers: list[int] = field(
+        default_factory=lambda: [10, 20],
+        metadata={"help": "Layers rerouted, as indices of the model's hidden_states (0 = embeddings)."},
+    )
+    cb_alpha: float = field(default=10.0, metadata={"help": "Scale alpha of the coefficient schedule."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "The optimizer's learning rate (paper, LoRA)."})
+
+
+@register_method
+class CircuitBreakers(UnlearningMethod):
+    name = "circuit_breakers"
+    config_class = CircuitBreakersConfig
+    uses_reference = frozenset({"forget", "retain"})
+    uses_hidden_states = True
+
+    def loss_weights(self, step: int, max_steps: int) -> tuple[float, float]:
+        progress = step / (2 * max(max_steps, 1))
+        return self.args.cb_alpha * progress, self.args.cb_alpha * (1 - progress)
+
+    def forget_loss(self, outputs: LMOutputs, batch: dict[str, torch.Tensor], reference: LMOutputs | None) -> torch.Tensor:
+        if max(self.args.cb_layers) >= len(outputs.hidden_states):
+            raise ValueError(f"cb_layers={self.args.cb_layers}: the model has only {len(outputs.hidden_states)} hidden states")
+        mask = batch["attention_mask"]
+        losses = [rerouting_loss(outputs.hidden_states[i], reference.hidden_states[i], mask) for i in self.args.cb_layers]
+        return torch.stack(losses).mean()
+
+    def retain_loss(self, outputs: LMOutputs, batch: dict[str, torch.Tensor], reference: LMOutputs | None) -> torch.Tensor:
+        mask = batch["attention_mask"]
+        distances = [representation_distance(h, h_orig, mask) for h, h_orig in zip(outputs.hidden_states, reference.hidden_states)]
+        return torch.stack(distances).mean()

@@ -1,0 +1,41 @@
+"""NPO: Negative Preference Optimization (Zhang, Lin, Bai, Mei 2024, arXiv 2404.05868).
+
+Forget loss -(2/beta) log sigmoid(-beta log(pi_theta(y|x) / pi_ref(y|x))) on forget sequences,
+pi_ref the model before unlearning; plus cross-entropy on retain (NPO+RT). The reference costs no
+second model: it is the current model with the original values of the trained tensors only
+(or, for a PEFT model, with its adapter disabled).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..losses import npo_loss, sequence_logprobs
+from ..modeling import LMOutputs
+from .base import UnlearningMethod, register_method
+from .graddiff import GradientMethodConfig
+
+
+@dataclass
+class NPOConfig(GradientMethodConfig):
+    method: str = field(default="npo", metadata={"help": "Unlearning method (registry name)."})
+    npo_beta: float = field(default=0.1, metadata={"help": "NPO's inverse temperature beta."})
+
+    def __post_init__(self):
+        if self.npo_beta <= 0:
+            raise ValueError(f"npo_beta={self.npo_beta!r} is invalid: it must be > 0")
+        super().__post_init__()
+
+
+@register_method
+class NPO(UnlearningMethod):
+    name = "npo"
+    config_class = NPOConfig
+    uses_reference = frozenset({"forget"})
+
+    def forget_loss(self, outputs: LMOutputs, batch: dict[str, torch.Tensor], reference: LMOutputs | None) -> torch.Tensor:
+        logprobs, _ = sequence_logprobs(outputs.logits, batch["labels"])
+        reference_logprobs, _ = sequence_logprobs(reference.logits, batch["labels"])
+        return npo_loss(logprobs, reference_logprobs, self.args.npo_beta)

@@ -1,0 +1,70 @@
+"""RMU: Representation Misdirection for Unlearning (Li et al. 2024, "The WMDP Benchmark", arXiv 2403.03218).
+
+On forget tokens, the output of decoder layer ``rmu_layer`` is steered towards ``steering_coef * u``
+(u a fixed random unit vector, seeded); on retain tokens it is held at the frozen model's output
+(mean squared error, weighted by ``retaining_rate``, RMU's alpha). Only the MLP output matrices of
+layers ``rmu_layer - 2 .. rmu_layer`` train by default, so the frozen activations come from the
+current model with those three tensors at their original values: no second model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..losses import activation_mse, steering_loss
+from ..modeling import LMOutputs
+from ..targets import layer_modules
+from .base import UnlearningMethod, register_method
+from .graddiff import GradientMethodConfig
+
+
+@dataclass
+class RMUConfig(GradientMethodConfig):
+    method: str = field(default="rmu", metadata={"help": "Unlearning method (registry name)."})
+    rmu_layer: int = field(default=7, metadata={"help": "Decoder layer whose output is steered (0-based)."})
+    steering_coef: float = field(default=6.5, metadata={"help": "Norm c of the steering target c*u."})
+    retaining_rate: float = field(default=1200.0, metadata={"help": "RMU's alpha: weight of the retain activation MSE."})
+    target_modules: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Trained layers; empty: the MLP output matrices of layers rmu_layer-2 .. rmu_layer."},
+    )
+    learning_rate: float = field(default=5e-5, metadata={"help": "The optimizer's learning rate (RMU paper)."})
+
+    def __post_init__(self):
+        if self.rmu_layer < 0 or self.steering_coef <= 0:
+            raise ValueError(f"rmu_layer={self.rmu_layer} / steering_coef={self.steering_coef}: use a layer >= 0 and a coefficient > 0")
+        super().__post_init__()
+
+
+def control_vector(width: int, steering_coef: float, seed: int) -> torch.Tensor:
+    """``steering_coef * u``, u uniform in [0, 1)^width normalised to unit length, from ``seed``."""
+    direction = torch.rand(width, generator=torch.Generator().manual_seed(seed))
+    return steering_coef * direction / direction.norm()
+
+
+@register_method
+class RMU(UnlearningMethod):
+    name = "rmu"
+    config_class = RMUConfig
+    uses_reference = frozenset({"retain"})
+    uses_hidden_states = True
+
+    def target_modules(self, model: nn.Module) -> list[str]:
+        layer = self.args.rmu_layer
+        if layer >= model.config.num_hidden_layers:
+            raise ValueError(f"rmu_layer={layer} is invalid: the model has {model.config.num_hidden_layers} layers")
+        return self.args.target_modules or layer_modules(model, "last_mlp", range(max(0, layer - 2), layer + 1))
+
+    def _activations(self, outputs: LMOutputs) -> torch.Tensor:
+        return outputs.hidden_states[self.args.rmu_layer + 1]  # [0] is the embeddings
+
+    def forget_loss(self, outputs: LMOutputs, batch: dict[str, torch.Tensor], reference: LMOutputs | None) -> torch.Tensor:
+        hidden = self._activations(outputs)
+        control = control_vector(hidden.shape[-1], self.args.steering_coef, self.args.seed).to(hidden.device)
+        return steering_loss(hidden, control, batch["attention_mask"])
+
+    def retain_loss(self, outputs: LMOutputs, batch: dict[str, torch.Tensor], reference: LMOutputs | None) -> torch.Tensor:
+        return activation_mse(self._activations(outputs), self._activations(reference), batch["attention_mask"])

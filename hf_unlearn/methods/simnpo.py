@@ -1,0 +1,38 @@
+"""SimNPO: reference-free, length-normalised NPO (Fan et al. 2024, arXiv 2410.07163).
+
+Forget loss -(2/beta) log sigmoid(-(beta/|y|) log pi_theta(y|x) - gamma); plus cross-entropy on
+retain. No reference model at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..losses import sequence_logprobs, simnpo_loss
+from ..modeling import LMOutputs
+from .base import UnlearningMethod, register_method
+from .graddiff import GradientMethodConfig
+
+
+@dataclass
+class SimNPOConfig(GradientMethodConfig):
+    method: str = field(default="simnpo", metadata={"help": "Unlearning method (registry name)."})
+    simnpo_beta: float = field(default=2.5, metadata={"help": "SimNPO's inverse temperature beta."})
+    simnpo_gamma: float = field(default=0.0, metadata={"help": "SimNPO's reward margin gamma."})
+
+    def __post_init__(self):
+        if self.simnpo_beta <= 0:
+            raise ValueError(f"simnpo_beta={self.simnpo_beta!r} is invalid: it must be > 0")
+        super().__post_init__()
+
+
+@register_method
+class SimNPO(UnlearningMethod):
+    name = "simnpo"
+    config_class = SimNPOConfig
+
+    def forget_loss(self, outputs: LMOutputs, batch: dict[str, torch.Tensor], reference: LMOutputs | None) -> torch.Tensor:
+        logprobs, lengths = sequence_logprobs(outputs.logits, batch["labels"])
+        return simnpo_loss(logprobs, lengths, self.args.simnpo_beta, self.args.simnpo_gamma)

@@ -1,0 +1,38 @@
+"""TAR-style meta-unlearning, as the MUDMAN paper ran it as a baseline.
+
+Tamirisa et al. (2024), "Tamper-Resistant Safeguards for Open-Weight LLMs" (TAR): unlearning
+against a relearning adversary with an entropy loss, and a representation-matching retain loss.
+The MUDMAN paper's TAR baseline runs in MUDMAN's own loop: the adversary on, ``neg_entropy`` as the
+unlearning loss, no Disruption Masking, no normalization, retain momentum 0, and the squared L2
+distance of every layer's representations to a frozen copy added to the retain loss. So ``tar`` is
+``mudman`` with those switches: ``TARConfig`` only changes the defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import UnlearnConfig
+from .base import register_method
+from .mudman import MUDMAN
+
+
+@dataclass
+class TARConfig(UnlearnConfig):
+    """``UnlearnConfig`` with the TAR baseline's defaults (see the module docstring)."""
+
+    method: str = field(default="tar", metadata={"help": "Unlearning method (registry name)."})
+    unlearning_loss: str = field(default="neg_entropy", metadata={"help": "TAR maximises the forget entropy."})
+    disruption_masking: bool = field(default=False, metadata={"help": "TAR does not mask."})
+    normalize_unlearning_grad: bool = field(default=False, metadata={"help": "TAR does not normalize."})
+    retain_momentum: float = field(default=0.0, metadata={"help": "TAR uses the current retain gradient only."})
+    unlearning_rate: float = field(default=1e-3, metadata={"help": "Step size of the (unnormalized) unlearning update."})
+    retain_representation_weight: float = field(
+        default=1e-2, metadata={"help": "Weight of the squared representation distance to the frozen model in the retain loss."}
+    )
+
+
+@register_method
+class TAR(MUDMAN):
+    name = "tar"
+    config_class = TARConfig

@@ -1,0 +1,231 @@
+"""The baselines: their losses against the formulas, training through UnlearnTrainer, and composable components."""
+
+import copy
+import math
+
+import pytest
+import torch
+from conftest import unlearn_config
+from peft import LoraConfig
+
+from hf_unlearn import (
+    CircuitBreakersConfig,
+    GradDiffConfig,
+    NPOConfig,
+    RMUConfig,
+    SimNPOConfig,
+    TARConfig,
+    UnlearnConfig,
+    UnlearnTrainer,
+)
+from hf_unlearn.gradients import top_fraction_mask
+from hf_unlearn.losses import (
+    npo_loss,
+    representation_distance,
+    rerouting_loss,
+    sequence_logprobs,
+    simnpo_loss,
+    steering_loss,
+)
+from hf_unlearn.methods.rmu import control_vector
+
+# --- losses against their formulas ---------------------------------------------------------------
+
+
+def test_sequence_logprobs_by_hand():
+    logits = torch.tensor([[[0.0, math.log(3.0)], [math.log(3.0), 0.0], [0.0, 0.0]]])  # p(1)=3/4 at 0, p(0)=3/4 at 1
+    logprobs, lengths = sequence_logprobs(logits, torch.tensor([[-100, 1, 0]]))
+    assert logprobs.item() == pytest.approx(2 * math.log(0.75)) and lengths.tolist() == [2]
+    logprobs, lengths = sequence_logprobs(logits, torch.tensor([[-100, 1, -100]]))
+    assert logprobs.item() == pytest.approx(math.log(0.75)) and lengths.tolist() == [1]
+
+
+def test_npo_loss_by_hand():
+    beta, logp, ref = 0.5, torch.tensor([-2.0, -4.0]), torch.tensor([-3.0, -3.0])
+    expected = [-(2 / beta) * math.log(1 / (1 + math.exp(beta * (lp - r)))) for lp, r in zip(logp.tolist(), ref.tolist())]
+    assert npo_loss(logp, ref, beta).item() == pytest.approx(sum(expected) / 2)
+    assert npo_loss(ref, ref, beta).item() == pytest.approx((2 / beta) * math.log(2))  # pi = pi_ref
+
+
+def test_simnpo_loss_by_hand():
+    beta, gamma = 2.5, 0.3
+    logp, lengths = torch.tensor([-6.0, -1.0]), torch.tensor([3, 2])
+    expected = [
+        -(2 / beta) * math.log(1 / (1 + math.exp(beta / n * lp + gamma))) for lp, n in zip(logp.tolist(), lengths.tolist())
+    ]
+    assert simnpo_loss(logp, lengths, beta, gamma).item() == pytest.approx(sum(expected) / 2)
+
+
+def test_rmu_control_vector_direction_and_scale():
+    control = control_vector(16, 6.5, seed=3)
+    assert control.norm().item() == pytest.approx(6.5)
+    assert (control >= 0).all(), "u is uniform in [0, 1)^d, normalised"
+    assert torch.equal(control, control_vector(16, 6.5, seed=3)) and not torch.equal(control, control_vector(16, 6.5, seed=4))
+    hidden = torch.zeros(1, 2, 16)
+    # Padding (mask 0) is ignored: MSE of zeros to the control is mean(control^2) = 6.5^2 / 16.
+    assert steering_loss(hidden, control, torch.tensor([[1, 0]])).item() == pytest.approx(6.5**2 / 16)
+
+
+def test_rerouting_and_representation_distance_by_hand():
+    hidden = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [5.0, 5.0]]])
+    original = torch.tensor([[[1.0, 1.0], [0.0, -1.0], [0.0, 0.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    # cosines: 1/sqrt(2) and -1 (relu -> 0); the third token is padding
+    assert rerouting_loss(hidden, original, mask).item() == pytest.approx((1 / math.sqrt(2) + 0) / 2)
+    assert representation_distance(hidden, original, mask).item() == pytest.approx((1 + 3) / 2)
+    assert representation_distance(hidden, original, mask, squared=True).item() == pytest.approx((1 + 9) / 2)
+
+
+def test_top_fraction_mask_by_hand():
+    scores = [torch.tensor([[0.5, 3.0], [1.0, 0.0]]), torch.tensor([2.0, 0.1])]
+    masks = top_fraction_mask(scores, 0.5)  # 3 of 6: the scores 3.0, 2.0, 1.0
+    assert masks[0].tolist() == [[False, True], [True, False]] and masks[1].tolist() == [True, False]
+
+
+# --- every method trains through UnlearnTrainer ----------------------------------------------------
+
+# Settings for a 2-layer model; AdamW at a visible learning rate for the loss-based baselines.
+TINY = {
+    "mudman": (UnlearnConfig, {}),
+    "tar": (TARConfig, {}),
+    "graddiff": (GradDiffConfig, {"learning_rate": 1e-3}),
+    "npo": (NPOConfig, {"learning_rate": 1e-3}),
+    "simnpo": (SimNPOConfig, {"learning_rate": 1e-3}),
+    "rmu": (RMUConfig, {"learning_rate": 1e-3, "rmu_layer": 1, "retaining_rate": 10.0}),
+    "circuit_breakers": (CircuitBreakersConfig, {"learning_rate": 1e-3, "cb_layers": [1, 2]}),
+}
+EXPECTED_TARGETS = {
+    "mudman": {f"model.layers.{i}.mlp.gate_proj.weight" for i in (0, 1)},
+    "tar": {f"model.layers.{i}.mlp.gate_proj.weight" for i in (0, 1)},
+    "rmu": {f"model.layers.{i}.mlp.down_proj.weight" for i in (0, 1)},  # layers rmu_layer-2 .. rmu_layer
+}
+
+
+def train(model, tokenizer, forget, retain, tmp_path, method, max_steps=3, peft_config=None, **overrides):
+    config_class, settings = TINY[method]
+    args = unlearn_config(tmp_path, max_steps=max_steps, config_class=config_class, **{**settings, **overrides})
+    trainer = UnlearnTrainer(
+        model, args, forget_dataset=forget, retain_dataset=retain, processing_class=tokenizer, peft_config=peft_config
+    )
+    trainer.train()
+    return trainer
+
+
+@pytest.mark.parametrize("method", list(TINY))
+def test_method_trains_only_its_weights(model, tokenizer, forget_dataset, retain_dataset, tmp_path, method):
+    initial = copy.deepcopy(model.state_dict())
+    trainer = train(model, tokenizer, forget_dataset, retain_dataset, tmp_path, method)
+    logs = [entry for entry in trainer.state.log_history if "unlearning_loss" in entry]
+    assert len(logs) == 3 and all(math.isfinite(v) for entry in logs for v in entry.values() if isinstance(v, float))
+    changed = {name for name, tensor in model.state_dict().items() if not torch.equal(tensor, initial[name])}
+    expected = EXPECTED_TARGETS.get(method, {n for n in initial if n.endswith("proj.weight")})  # all_linear
+    assert changed == expected
+    assert all(torch.isfinite(t).all() for t in model.state_dict().values())
+
+
+def test_reference_holds_trained_tensors_only(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    trainer = train(model, tokenizer, forget_dataset, retain_dataset, tmp_path, "npo", target_modules=["gate_proj"])
+    originals = trainer.method.state_dict()["original"]
+    assert [o.shape for o in originals] == [model.get_parameter(n).shape for n in trainer.method.target_names]
+    assert len(originals) == 2, "copies of the two trained tensors, not of the model"
+
+
+def test_npo_reference_is_the_model_before_unlearning(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    """At the first step NPO's loss is (2/beta) log 2 exactly: pi = pi_ref."""
+    trainer = train(model, tokenizer, forget_dataset, retain_dataset, tmp_path, "npo", max_steps=1)
+    first = next(entry for entry in trainer.state.log_history if "unlearning_loss" in entry)
+    assert first["unlearning_loss"] == pytest.approx((2 / 0.1) * math.log(2), rel=1e-5)
+
+
+def test_circuit_breakers_with_lora_uses_the_disabled_adapter(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    initial = copy.deepcopy(model.state_dict())
+    lora = LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
+    trainer = train(model, tokenizer, forget_dataset, retain_dataset, tmp_path, "circuit_breakers", peft_config=lora)
+    assert trainer.method.peft and trainer.method.original is None, "no copy of any weight: the adapter is disabled"
+    assert all("lora_" in name for name in trainer.method.target_names)
+    base = trainer.model.get_base_model().state_dict()
+    unchanged = {n.replace(".base_layer", ""): t for n, t in base.items() if "lora_" not in n}
+    assert unchanged.keys() == initial.keys()
+    assert all(torch.equal(unchanged[n], t) for n, t in initial.items()), "the base weights never change"
+    assert any(not torch.equal(p, torch.zeros_like(p)) for n, p in trainer.model.named_parameters() if "lora_B" in n)
+
+
+def test_circuit_breakers_schedule():
+    from hf_unlearn.methods.circuit_breakers import CircuitBreakers
+
+    method = CircuitBreakers(CircuitBreakersConfig(output_dir="unused", cb_alpha=10.0))
+    assert method.loss_weights(0, 100) == (0.0, 10.0)
+    assert method.loss_weights(100, 100) == (5.0, 5.0)  # t = T: retain alpha/2, forget alpha/2
+
+
+def test_tar_is_mudman_with_the_switches_off(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    twin = copy.deepcopy(model)
+    tar = train(model, tokenizer, forget_dataset, retain_dataset, tmp_path / "tar", "tar", adv_decay=0.8, fork_every_n_loops=2)
+    switches = dict(
+        unlearning_loss="neg_entropy", disruption_masking=False, normalize_unlearning_grad=False, retain_momentum=0.0,
+        unlearning_rate=TARConfig.unlearning_rate, retain_representation_weight=TARConfig.retain_representation_weight,
+    )  # fmt: skip
+    mudman = train(twin, tokenizer, forget_dataset, retain_dataset, tmp_path / "mud", "mudman", adv_decay=0.8, fork_every_n_loops=2, **switches)
+    assert tar.method.name == "tar" and mudman.method.name == "mudman"
+    for name in tar.method.target_names:
+        assert torch.equal(model.get_parameter(name), twin.get_parameter(name)), name
+    # The representation term is really on: without it the result differs.
+    third = copy.deepcopy(twin)
+    train(third, tokenizer, forget_dataset, retain_dataset, tmp_path / "x", "tar", adv_decay=0.8, fork_every_n_loops=2, retain_representation_weight=0.0)
+    assert not torch.equal(third.get_parameter(tar.method.target_names[0]), model.get_parameter(tar.method.target_names[0]))
+
+
+# --- components that compose with any method ------------------------------------------------------
+
+
+def test_graddiff_with_disruption_masking(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    """With SGD at lr 1 the update is readable: outside the mask only the retain gradient moves a weight."""
+    plain_sgd = dict(optim="sgd", learning_rate=1.0, max_grad_norm=0.0, unlearning_rate=0.05, retaining_rate=0.05)
+    twin = copy.deepcopy(model)
+    names = ["model.layers.0.mlp.gate_proj.weight", "model.layers.1.mlp.gate_proj.weight"]
+    before = [model.get_parameter(n).detach().clone() for n in names]
+    masked = train(model, tokenizer, forget_dataset, retain_dataset, tmp_path / "m", "graddiff", max_steps=1,
+                   disruption_masking=True, target_modules=["gate_proj"], **plain_sgd)  # fmt: skip
+    unmasked = train(twin, tokenizer, forget_dataset, retain_dataset, tmp_path / "u", "graddiff", max_steps=1,
+                     target_modules=["gate_proj"], **plain_sgd)  # fmt: skip
+    for name, b, acc in zip(names, before, masked.method.retain_acc):
+        forget_on = -(model.get_parameter(name) - b) / 0.05 - acc  # the forget gradient that was applied
+        forget_off = -(twin.get_parameter(name) - b) / 0.05 - acc
+        opposite = torch.sign(forget_off) != torch.sign(acc)
+        assert opposite.any() and forget_on[opposite].abs().max() < 1e-4
+        assert torch.allclose(forget_on[~opposite], forget_off[~opposite], atol=1e-4)
+    assert masked.state.log_history[0]["mask_kept_fraction"] < 1 == unmasked.state.log_history[0]["mask_kept_fraction"]
+
+
+def test_npo_with_meta_learning_adversary(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    twin = copy.deepcopy(model)
+    with_adversary = train(model, tokenizer, forget_dataset, retain_dataset, tmp_path / "a", "npo", meta_learning=True, adv_lr=0.5)
+    plain = train(twin, tokenizer, forget_dataset, retain_dataset, tmp_path / "b", "npo")
+    assert with_adversary.method.adversary is not None and plain.method.adversary is None
+    assert "adversary_forget_loss" in with_adversary.state.log_history[0]
+    name = with_adversary.method.target_names[0]
+    assert not torch.equal(model.get_parameter(name), twin.get_parameter(name))
+
+
+@pytest.mark.parametrize("method", ["graddiff", "mudman"])
+def test_wagle_mask_selects_weights_and_only_those_change(model, tokenizer, forget_dataset, retain_dataset, tmp_path, method):
+    initial = copy.deepcopy(model.state_dict())
+    trainer = train(model, tokenizer, forget_dataset, retain_dataset, tmp_path, method, wagle_fraction=0.1,
+                    target_modules=["gate_proj"], disruption_masking=True)  # fmt: skip
+    masks = trainer.method.wagle_mask
+    total = sum(m.numel() for m in masks)
+    assert sum(int(m.sum()) for m in masks) == round(0.1 * total)
+    for name, mask in zip(trainer.method.target_names, masks):
+        moved = model.get_parameter(name) != initial[name]
+        assert not moved[~mask].any(), "weights outside the WAGLE mask never change"
+        assert moved[mask].float().mean() > 0.5
+
+
+def test_unknown_method_lists_the_available_ones(tmp_path):
+    with pytest.raises(ValueError, match="available methods: cir, circuit_breakers, graddiff, mudman, npo, rmu, simnpo, tar"):
+        UnlearnConfig(output_dir=str(tmp_path), method="rmu2")
+
+
+def test_method_needs_its_config_class(tmp_path):
+    with pytest.raises(ValueError, match="method='npo' is configured by NPOConfig, got UnlearnConfig"):
+        UnlearnConfig(output_dir=str(tmp_path), method="npo")
