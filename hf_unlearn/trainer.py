@@ -93,10 +93,11 @@ class UnlearnTrainer(EvaluatorsMixin, Trainer):
             callbacks=callbacks,
             optimizers=optimizers,
         )
-        if self.method.builds_update and (self.is_fsdp_enabled or self.is_deepspeed_enabled):
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
             raise NotImplementedError(
-                f"method {args.method!r} builds its update from full target gradients; FSDP and DeepSpeed shard "
-                "them, which it does not support yet. Run with DDP (accelerate launch without fsdp/deepspeed)."
+                f"method {args.method!r} takes gradients with respect to full target weights (for masking, the "
+                "adversary and cross-process averaging); FSDP and DeepSpeed shard them, which is not supported yet. "
+                "Run with DDP (accelerate launch without fsdp/deepspeed)."
             )
         # The trainer computes its own mean loss: the model's loss kwargs must not rescale it.
         self.model_accepts_loss_kwargs = False
