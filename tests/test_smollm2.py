@@ -15,7 +15,8 @@ from hf_unlearn.data.facts import known_facts, world_capitals
 from hf_unlearn.evaluation import RobustnessReport
 
 pytestmark = pytest.mark.integration
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes"
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +55,17 @@ def test_mudman_trains_smollm2(smollm2, tmp_path):
     assert changed == {f"model.layers.{i}.mlp.gate_proj.weight" for i in range(30)}
 
 
-@pytest.fixture
-def demo(monkeypatch):
-    spec = importlib.util.spec_from_file_location("demo", RECIPES / "demo.py")
+def load_script(monkeypatch, name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "demo", module)  # dataclasses look their module up there
+    monkeypatch.setitem(sys.modules, name, module)  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def demo(monkeypatch):
+    return load_script(monkeypatch, "demo", RECIPES / "demo.py")
 
 
 @pytest.mark.parametrize("scenario", ["python", "facts"])
@@ -93,3 +98,20 @@ def test_known_facts_are_the_ones_greedy_decoding_answers(smollm2):
         output = model.generate(**inputs, max_new_tokens=8, do_sample=False)
         generated = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :])
         assert generated.strip().startswith(fact["answer"]) == (fact["prompt"] in known), (fact, generated)
+
+
+def test_cir_leaves_less_to_relearn_than_graddiff_at_equal_disruption(monkeypatch, tmp_path):
+    """Issue 4's claim on a real model: all 45 known capitals unlearned until general-text loss
+    rises by 0.1 %, then 30 attack steps on split A; CIR's split-B facts come back less than
+    GradDiff's. (~9 min on 2 CPU cores; figures from the full benchmark are in the README.)"""
+    benchmark = load_script(monkeypatch, "facts_robustness", ROOT / "benchmarks" / "facts_robustness.py")
+    args = benchmark.parse_args(["--max_epochs", "10", "--attack_steps", "30", "--output_dir", str(tmp_path)])
+    report = benchmark.run(args)
+    unlearning = report.details["unlearning"]
+    for method in ("cir", "graddiff"):
+        assert unlearning[method]["stopped_by_budget"]  # both unlearned up to the same disruption
+        after = report.runs[method]["after_unlearning"]
+        assert after["retain_loss"] <= report.before["retain_loss"] * (1 + args.budget) + 1e-6
+    cir, graddiff = (report.runs[m]["attack_best"] for m in ("cir", "graddiff"))
+    assert cir["facts_accuracy"] < graddiff["facts_accuracy"]
+    assert cir["facts_answer_prob"] < graddiff["facts_answer_prob"] - 0.1
