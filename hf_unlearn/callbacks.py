@@ -15,7 +15,8 @@ class DisruptionBudgetCallback(TrainerCallback):
     are remembered; when an evaluation goes beyond, training stops, the model is saved to
     ``<output_dir>/first_beyond_budget``, and the weights go back to the last evaluation within
     budget, which is also saved, to ``<output_dir>/last_within_budget``. CIR's default budget is
-    +0.1 % (``budget=0.001``).
+    +0.1 % (``budget=0.001``). Under ``UnlearnTrainer`` its state (the start, the last weights within
+    budget) is saved in every checkpoint, so a resumed run keeps measuring from the original start.
     """
 
     def __init__(self, budget: float, metric: str = "eval_retain_loss"):
@@ -32,8 +33,8 @@ class DisruptionBudgetCallback(TrainerCallback):
         value = metrics[self.metric]
         if self.start is None:
             self.start = value
-        trained = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
         if value <= self.start * (1 + self.budget):
+            trained = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
             self.within_budget = {"step": state.global_step, "value": value, "weights": trained}
             return
         self.exceeded_at = {"step": state.global_step, "value": value}
@@ -46,3 +47,9 @@ class DisruptionBudgetCallback(TrainerCallback):
                     param.data.copy_(self.within_budget["weights"][name])
             if state.is_world_process_zero:
                 model.save_pretrained(Path(args.output_dir) / "last_within_budget")
+
+    def state_dict(self) -> dict:
+        return {"start": self.start, "within_budget": self.within_budget, "exceeded_at": self.exceeded_at}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.start, self.within_budget, self.exceeded_at = state["start"], state["within_budget"], state["exceeded_at"]

@@ -158,11 +158,17 @@ class UnlearnTrainer(EvaluatorsMixin, Trainer):
         super().log(logs, start_time)
 
     # The method's state (retain EMA, adversary, counters) travels with the optimizer's state, so
-    # `resume_from_checkpoint` continues exactly where the run stopped.
+    # `resume_from_checkpoint` continues exactly where the run stopped; so does the state of callbacks
+    # that have one (DisruptionBudgetCallback: its start and the last weights within budget, tensors
+    # that the JSON trainer state could not hold).
+    def _stateful_callbacks(self) -> dict[str, TrainerCallback]:
+        return {type(cb).__name__: cb for cb in self.callback_handler.callbacks if hasattr(cb, "load_state_dict")}
+
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
         super()._save_optimizer_and_scheduler(output_dir)
         if self.args.should_save:
-            torch.save(self.method.state_dict(), os.path.join(output_dir, METHOD_STATE_NAME))
+            callbacks = {name: cb.state_dict() for name, cb in self._stateful_callbacks().items()}
+            torch.save({"method": self.method.state_dict(), "callbacks": callbacks}, os.path.join(output_dir, METHOD_STATE_NAME))
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
         super()._load_optimizer_and_scheduler(checkpoint)
@@ -174,4 +180,8 @@ class UnlearnTrainer(EvaluatorsMixin, Trainer):
                 f"{checkpoint} has no {METHOD_STATE_NAME}, so the {self.args.method!r} state cannot be restored and "
                 "resuming would not continue the same run; resume from a checkpoint written by UnlearnTrainer"
             )
-        self.method.load_state_dict(torch.load(path, map_location=self.args.device, weights_only=True))
+        state = torch.load(path, map_location=self.args.device, weights_only=True)
+        self.method.load_state_dict(state["method"])
+        for name, callback in self._stateful_callbacks().items():
+            if name in state["callbacks"]:
+                callback.load_state_dict(state["callbacks"][name])

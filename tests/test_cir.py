@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import unlearn_config
 
-from hf_unlearn import CIRConfig, UnlearnTrainer
+from hf_unlearn import CIRConfig, DisruptionBudgetCallback, UnlearnTrainer
 from hf_unlearn.gradients import collapse, principal_basis, rebuild_weight_grad
 from hf_unlearn.losses import mlp_breaking_loss, relative_representation_distance
 from hf_unlearn.trainer import METHOD_STATE_NAME
@@ -146,11 +146,33 @@ def test_disruption_budget_stops_and_keeps_last_model_within(model, tokenizer, f
         eval_dataset={"retain": retain_dataset},
     )  # fmt: skip
     trainer.train()
-    budget = next(cb for cb in trainer.callback_handler.callbacks if type(cb).__name__ == "DisruptionBudgetCallback")
+    budget = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, DisruptionBudgetCallback))
     assert budget.exceeded_at is not None and trainer.state.global_step < 30, "stopped early"
     assert (tmp_path / "first_beyond_budget").is_dir() and (tmp_path / "last_within_budget").is_dir()
     # The model in hand is the last one within budget (here: the untouched one after epoch 0).
     assert trainer.evaluate()["eval_retain_loss"] <= budget.start * (1 + 1e-6)
+
+
+def test_resume_keeps_the_disruption_budget_start(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    """The budget is measured from the run's first evaluation, not from the resumed model's."""
+    twin = copy.deepcopy(model)
+    settings = dict(max_steps=8, save_strategy="steps", save_steps=5, disruption_budget=10.0, eval_strategy="epoch", eval_on_start=True)
+
+    def budget_trainer(model_, output_dir):
+        args = unlearn_config(output_dir, config_class=CIRConfig, **{**CIR_TINY, **settings})
+        trainer = UnlearnTrainer(model_, args, forget_dataset=forget_dataset, retain_dataset=retain_dataset,
+                                 processing_class=tokenizer, eval_dataset={"retain": retain_dataset})  # fmt: skip
+        return trainer, next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, DisruptionBudgetCallback))
+
+    straight, straight_budget = budget_trainer(model, tmp_path / "a")
+    straight.train()
+    resumed, resumed_budget = budget_trainer(twin, tmp_path / "b")
+    resumed.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-5"))
+    assert resumed_budget.start == straight_budget.start
+    # The resumed model's own loss differs from the start: without the saved state it would become the start.
+    (at_resume,) = [e["eval_retain_loss"] for e in resumed.state.log_history if e["step"] == 5 and "eval_retain_loss" in e]
+    assert at_resume != straight_budget.start
+    assert resumed_budget.within_budget["step"] == straight_budget.within_budget["step"] == 8
 
 
 def test_cir_needs_a_retain_eval_set_for_its_budget(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
