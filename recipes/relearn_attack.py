@@ -13,21 +13,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import TrlParser
 
 from hf_unlearn import RelearnAttackConfig, RelearnAttackTrainer
-from hf_unlearn.data import DataArguments, build_unlearning_data
-from hf_unlearn.models import resolve_model_name_or_path
-from unlearn import ModelArguments
+from hf_unlearn.data import DataArguments
+from unlearn import ModelArguments, load_model_and_data
 
 
 def main(model_args: ModelArguments, data_args: DataArguments, config: RelearnAttackConfig) -> dict:
-    model_path = resolve_model_name_or_path(model_args.model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    data = build_unlearning_data(data_args, tokenizer)
+    model_path, model, tokenizer, data = load_model_and_data(model_args, data_args)
     trainer = RelearnAttackTrainer(
-        AutoModelForCausalLM.from_pretrained(model_path),
+        model,
         config,
         attack_dataset=data["attack"],
         eval_dataset=data["eval"],

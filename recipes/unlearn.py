@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 
 import yaml
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from trl import TrlParser
 
 from hf_unlearn import UnlearnConfig, UnlearnTrainer, get_method_class
@@ -49,12 +49,20 @@ def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, UnlearnC
     return TrlParser((ModelArguments, DataArguments, method_config_class(argv))).parse_args_and_config(argv)
 
 
-def main(model_args: ModelArguments, data_args: DataArguments, config: UnlearnConfig) -> UnlearnTrainer:
+def load_model_and_data(
+    model_args: ModelArguments, data_args: DataArguments
+) -> tuple[str, PreTrainedModel, PreTrainedTokenizerBase, dict]:
+    """The model's resolved path, the model, its tokenizer and the unlearning splits (shared with the attack recipe)."""
     model_path = resolve_model_name_or_path(model_args.model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     data = build_unlearning_data(data_args, tokenizer)
+    return model_path, AutoModelForCausalLM.from_pretrained(model_path), tokenizer, data
+
+
+def main(model_args: ModelArguments, data_args: DataArguments, config: UnlearnConfig) -> UnlearnTrainer:
+    _, model, tokenizer, data = load_model_and_data(model_args, data_args)
     trainer = UnlearnTrainer(
-        AutoModelForCausalLM.from_pretrained(model_path),
+        model,
         config,
         forget_dataset=data["unlearn"],
         retain_dataset=data["retain"],
