@@ -20,6 +20,7 @@ from hf_unlearn import (
 )
 from hf_unlearn.gradients import top_fraction_mask
 from hf_unlearn.losses import (
+    cross_entropy,
     npo_loss,
     representation_distance,
     rerouting_loss,
@@ -229,3 +230,18 @@ def test_unknown_method_lists_the_available_ones(tmp_path):
 def test_method_needs_its_config_class(tmp_path):
     with pytest.raises(ValueError, match="method='npo' is configured by NPOConfig, got UnlearnConfig"):
         UnlearnConfig(output_dir=str(tmp_path), method="npo")
+
+
+def test_compute_loss_on_a_paired_batch_is_the_method_objective(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    trainer = UnlearnTrainer(
+        model, unlearn_config(tmp_path, config_class=GradDiffConfig, unlearning_rate=0.5, retaining_rate=2.0),
+        forget_dataset=forget_dataset, retain_dataset=retain_dataset, processing_class=tokenizer,
+    )  # fmt: skip
+    forget, retain = next(iter(trainer.get_train_dataloader())), trainer.retain_stream.batch(0)
+    loss = trainer.compute_loss(model, {"forget": forget, "retain": retain})
+
+    def ce(batch):
+        return cross_entropy(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"])
+
+    expected = 2.0 * ce(retain) - 0.5 * ce(forget)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
