@@ -68,9 +68,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> RobustnessReport:
     settings = {method: dict(values) for method, (_, values) in METHODS.items()}
     for override in args.set:
-        key, value = override.split("=", 1)
-        method, field = key.split(".", 1)
-        settings[method][field] = json.loads(value)
+        key, _, value = override.partition("=")
+        method, _, field = key.partition(".")
+        if not (value and field) or method not in METHODS:
+            raise ValueError(f"--set {override!r} is invalid: write METHOD.FIELD=VALUE with METHOD one of {', '.join(METHODS)}, e.g. cir.step_norm=1.0")
+        try:
+            settings[method][field] = json.loads(value)
+        except json.JSONDecodeError:  # a bare string such as cir.cir_loss=neg_cross_entropy
+            settings[method][field] = value
     torch.manual_seed(args.seed)
     output_dir = Path(args.output_dir)
 
