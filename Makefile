@@ -19,7 +19,7 @@ $(INSTALLED): setup.cfg pyproject.toml
 
 install: $(INSTALLED)
 
-## The default demo: MUDMAN on the embedded SmolLM2, a relearning attack, a robustness report (~16 min on 2 CPU
+## The default demo: MUDMAN on the embedded SmolLM2, a relearning attack, a robustness report (~17 min on 2 CPU
 ## cores). `make demo SCENARIO=facts`: the world-capitals facts scenario instead (~5 min).
 SCENARIO ?= python
 demo: install
