@@ -19,7 +19,13 @@ def run(script, out, nproc, *args):
         command = [sys.executable, *command]
     else:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), *command]
-    subprocess.run(command, env=env, check=True, timeout=600, capture_output=True)
+    for _ in range(3):
+        process = subprocess.run(command, env=env, timeout=600, capture_output=True, text=True)
+        # torchrun picks a free port and binds it later; another process can take it in between, as
+        # PyTorch's own tests know (retry_on_connect_failures). Only that failure is retried.
+        if "Address already in use" not in process.stderr:
+            break
+    assert process.returncode == 0, f"{' '.join(command)} failed:\n{process.stderr[-4000:]}"
     result = torch.load(out)
     assert result.pop("world_size") == nproc
     return result
