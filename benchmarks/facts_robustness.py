@@ -1,16 +1,24 @@
-"""Benchmark: robustness of unlearned facts at equal disruption (CIR vs GradDiff, and others).
+"""Benchmark: robustness of unlearned facts at equal disruption (CIR vs GradDiff vs NPO, and others).
 
-Protocol (Deeb & Roger; DESIGN §6): the world capitals the model knows are all unlearned; the
-relearning attack fine-tunes on split A; accuracy is measured on split B, never attacked. Every
-method unlearns until its loss on general text that *no method trains on* (``--disruption_source``,
-held-out chunks of the standard library's Python source by default) exceeds its start by the same
-``--budget`` (default +0.1 %, CIR's): the last model within budget is the one attacked, so methods
-are compared at equal disruption. (Measuring disruption on the retain set's own distribution
-would flatter methods whose retain loss trains on it, such as GradDiff.) Retain data: pydoc prose.
-Writes a RobustnessReport and ``results.json`` with timings (seconds per unlearned fact) to
-``--output_dir``.
+Protocol (Deeb & Roger; DESIGN §6): the world capitals the model knows are all unlearned, each as
+three fact-stating sentences ("The capital of X is Y.", "Y is the capital of X.", "X's capital
+city is Y.", as CIR's authors train); the relearning attacks fine-tune on split A's sentences;
+accuracy is measured on split B, never attacked. Every method unlearns epoch by epoch until its
+loss on general text that *no method trains on* (``--disruption_source``, held-out chunks of the
+standard library's Python source by default) exceeds its start by the same ``--budget`` (+0.1 %,
+CIR's): the last model within budget is the one attacked, so methods compare at equal disruption.
+(Measuring disruption on the retain set's own distribution would flatter methods whose retain
+loss trains on it.) Retain data: pydoc prose. Each unlearned model (and the untouched one) is
+attacked by the ``--attack_suite`` (``standard``: the attacker's best over 8 attacks) and,
+separately, by CIR's authors' own attack (plain SGD at lr 1e-5 for 100 epochs, ``paper`` preset's
+``cir_sgd``), for comparison with the paper.
 
-    python benchmarks/facts_robustness.py --methods cir graddiff
+Resumable: unlearned models are saved under ``--output_dir`` and finished attacks are read back.
+Writes RobustnessReports (``suite/`` and ``authors_attack/``) and ``results.json`` with timings
+(seconds per unlearned fact).
+
+    python benchmarks/facts_robustness.py --methods cir graddiff npo
+    python benchmarks/facts_robustness.py --methods cir --set cir.step_norm=0.5 --output_dir outputs/cir_0.5
 """
 
 from __future__ import annotations
@@ -24,126 +32,138 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_unlearn import (
+    AttackSuite,
     CIRConfig,
     DisruptionBudgetCallback,
     GradDiffConfig,
-    RelearnAttackConfig,
-    RelearnAttackTrainer,
+    NPOConfig,
     UnlearnConfig,
     UnlearnTrainer,
     default_model_path,
 )
-from hf_unlearn.data import chunk_tokens, load_text_source, pydoc_prose
-from hf_unlearn.data.facts import facts_protocol_splits, known_facts, tokenize_facts, world_capitals
-from hf_unlearn.evaluation import FactEvaluator, RobustnessReport
+from hf_unlearn.attacks import PRESETS
+from hf_unlearn.data.facts import world_capitals
+from hf_unlearn.pipeline import robustness_report
+from hf_unlearn.scenarios import facts_scenario
 
-# Per method: config class and settings for SmolLM2-135M (30 layers). Epoch-wise evaluation, so the
-# disruption budget is checked as CIR's paper does. CIR's step norm is raised from the paper's 0.2
-# (tuned for 8B models): at 0.2, 15 epochs moved held-out accuracy only to 0.91, at 4.0 its first
-# update already exceeds the budget; 1.0 was the best of {0.2, 1.0, 2.0, 4.0} here.
+# Per method: config class and settings for SmolLM2-135M (30 layers), evaluated every epoch so that
+# the disruption budget is checked as in CIR's paper. Chosen in README ("CIR on facts").
 METHODS = {
     "cir": (CIRConfig, dict(step_norm=1.0, loss_layers=list(range(6, 12)), retain_layer=12)),
     "graddiff": (GradDiffConfig, dict(learning_rate=1e-5)),
+    "npo": (NPOConfig, dict(learning_rate=1e-5)),
     "mudman": (UnlearnConfig, dict(unlearning_rate=1e-4, fork_every_n_loops=6)),
 }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", nargs="+", default=["cir", "graddiff"], choices=sorted(METHODS))
-    parser.add_argument("--budget", type=float, default=0.001, help="relative retain-loss increase allowed")
-    parser.add_argument("--max_epochs", type=int, default=30)
+    parser.add_argument("--methods", nargs="+", default=["cir", "graddiff", "npo"], choices=sorted(METHODS))
+    parser.add_argument("--budget", type=float, default=0.001, help="relative increase of the general-text loss allowed")
+    parser.add_argument("--max_epochs", type=int, default=200)
     parser.add_argument("--max_countries", type=int, default=120)
-    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--phrasings", type=int, default=3, help="fact-stating sentences per fact (0: prompt + answer)")
+    parser.add_argument("--batch_size", type=int, default=8, help="unlearning batch (CIR's own default is 32)")
     parser.add_argument("--disruption_source", default="python_stdlib", help="text source (hf_unlearn.data.TEXT_SOURCES) measuring disruption")
     parser.add_argument("--disruption_eval", type=int, default=32, help="how many of its 100-token chunks")
-    parser.add_argument("--attack_steps", type=int, default=60)
-    parser.add_argument("--attack_lr", type=float, default=1e-3)
+    parser.add_argument("--attack_suite", default="standard", choices=sorted(PRESETS))
+    parser.add_argument("--attack_steps", type=int, default=None, help="steps of every suite attack (default: the preset's)")
+    parser.add_argument("--no_authors_attack", action="store_true", help="skip CIR's authors' attack")
     parser.add_argument("--output_dir", default="outputs/benchmarks/facts_robustness")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--set", nargs="*", default=[], metavar="METHOD.FIELD=VALUE", help="override a method setting, e.g. cir.step_norm=1.0")
     return parser.parse_args(argv)
 
 
-def run(args: argparse.Namespace) -> RobustnessReport:
+def method_settings(overrides: list[str]) -> dict[str, dict]:
     settings = {method: dict(values) for method, (_, values) in METHODS.items()}
-    for override in args.set:
+    for override in overrides:
         key, _, value = override.partition("=")
         method, _, field = key.partition(".")
         if not (value and field) or method not in METHODS:
             raise ValueError(f"--set {override!r} is invalid: write METHOD.FIELD=VALUE with METHOD one of {', '.join(METHODS)}, e.g. cir.step_norm=1.0")
         try:
             settings[method][field] = json.loads(value)
-        except json.JSONDecodeError:  # a bare string such as cir.cir_loss=neg_cross_entropy
+        except json.JSONDecodeError:  # a bare string such as cir.projection=orthogonal
             settings[method][field] = value
+    return settings
+
+
+def unlearn(method: str, settings: dict, data, tokenizer, path, args: argparse.Namespace, output_dir: Path) -> tuple:
+    """The last model within the disruption budget and what the run took; saved, and read back when it exists."""
+    final = output_dir / method / "unlearned"
+    info_path = final / "unlearning.json"
+    if info_path.is_file():
+        return AutoModelForCausalLM.from_pretrained(final), json.loads(info_path.read_text())
+    config = METHODS[method][0](
+        output_dir=str(output_dir / method), num_train_epochs=args.max_epochs, per_device_train_batch_size=args.batch_size,
+        eval_strategy="epoch", eval_on_start=True, save_strategy="no", report_to="none", seed=args.seed, **settings,
+    )  # fmt: skip
+    trainer = UnlearnTrainer(
+        AutoModelForCausalLM.from_pretrained(path), config, forget_dataset=data.unlearn, retain_dataset=data.retain,
+        eval_dataset=data.eval, evaluators=data.evaluators, processing_class=tokenizer,
+    )  # fmt: skip
+    if not any(isinstance(cb, DisruptionBudgetCallback) for cb in trainer.callback_handler.callbacks):
+        trainer.add_callback(DisruptionBudgetCallback(args.budget))
+    started = time.time()
+    trainer.train()
+    seconds = time.time() - started
+    budget = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, DisruptionBudgetCallback))
+    info = {
+        "settings": settings,
+        "seconds": seconds,
+        "seconds_per_fact": seconds / data.details["known_facts"],
+        "steps": trainer.state.global_step,
+        "budget_start": budget.start,
+        "kept_step": budget.within_budget["step"] if budget.within_budget else None,
+        "stopped_by_budget": budget.exceeded_at is not None,
+    }
+    trainer.save_model(str(final))
+    info_path.write_text(json.dumps(info, indent=2))
+    return trainer.model, info
+
+
+def run(args: argparse.Namespace) -> dict:
+    settings = method_settings(args.set)
     torch.manual_seed(args.seed)
     output_dir = Path(args.output_dir)
-
     path = default_model_path()
     tokenizer = AutoTokenizer.from_pretrained(path)
-    known = known_facts(AutoModelForCausalLM.from_pretrained(path), tokenizer, world_capitals(args.max_countries))
-    parts = facts_protocol_splits(known, seed=args.seed)
-    prose = chunk_tokens(pydoc_prose(), tokenizer)
-    general = chunk_tokens(load_text_source(args.disruption_source), tokenizer).shuffle(seed=args.seed).select(range(args.disruption_eval))
-    evaluators = {"facts": FactEvaluator(parts["eval"])}
-    # "retain" is what the disruption budget watches: general text outside every method's training data.
-    eval_sets = {"forget": tokenize_facts(parts["eval"], tokenizer), "retain": general}
+    untouched = AutoModelForCausalLM.from_pretrained(path)
+    data = facts_scenario(
+        untouched, tokenizer, world_capitals(args.max_countries), general_source=args.disruption_source,
+        max_eval_examples=args.disruption_eval, phrasings=args.phrasings or None, seed=args.seed,
+    )  # fmt: skip
+    models, unlearning = {}, {}
+    for method in args.methods:
+        models[method], unlearning[method] = unlearn(method, settings[method], data, tokenizer, path, args, output_dir)
+    models["no_unlearning"] = untouched
 
-    attacks, timings, unlearning = {}, {}, {}
-    for method in [*args.methods, "no_unlearning"]:
-        model = AutoModelForCausalLM.from_pretrained(path)
-        if method != "no_unlearning":
-            config_class = METHODS[method][0]
-            config = config_class(
-                output_dir=str(output_dir / method), num_train_epochs=args.max_epochs, per_device_train_batch_size=args.batch_size,
-                eval_strategy="epoch", eval_on_start=True, save_strategy="no", report_to="none", seed=args.seed,
-                **settings[method],
-            )  # fmt: skip
-            trainer = UnlearnTrainer(
-                model, config, forget_dataset=tokenize_facts(parts["unlearn"], tokenizer), retain_dataset=prose,
-                eval_dataset=eval_sets, evaluators=evaluators, processing_class=tokenizer,
-            )  # fmt: skip
-            if not any(isinstance(cb, DisruptionBudgetCallback) for cb in trainer.callback_handler.callbacks):
-                trainer.add_callback(DisruptionBudgetCallback(args.budget))
-            started = time.time()
-            trainer.train()
-            timings[method] = time.time() - started
-            budget = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, DisruptionBudgetCallback))
-            unlearning[method] = {
-                "seconds": timings[method],
-                "seconds_per_fact": timings[method] / len(parts["unlearn"]),
-                "steps": trainer.state.global_step,
-                "budget_start": budget.start,
-                "kept_step": budget.within_budget["step"] if budget.within_budget else None,
-                "stopped_by_budget": budget.exceeded_at is not None,
-            }
-            model = trainer.model
-        attack = RelearnAttackTrainer(
-            model,
-            RelearnAttackConfig(
-                output_dir=str(output_dir / f"attack_{method}"), max_steps=args.attack_steps, learning_rate=args.attack_lr,
-                per_device_train_batch_size=args.batch_size, eval_steps=10, metric_for_best_model="eval_facts_accuracy",
-                save_strategy="no", report_to="none", seed=args.seed,
-            ),  # fmt: skip
-            attack_dataset=tokenize_facts(parts["attack"], tokenizer), eval_dataset=eval_sets, evaluators=evaluators,
-            processing_class=tokenizer,
+    details = {"arguments": vars(args), "scenario": data.details, "unlearning": unlearning, "threads": torch.get_num_threads(),
+               "device": "cuda" if torch.cuda.is_available() else "cpu"}  # fmt: skip
+    common = dict(per_device_train_batch_size=args.batch_size, eval_steps=10, metric_for_best_model=data.best_metric, seed=args.seed)
+    suites = {"suite": AttackSuite.preset(args.attack_suite, output_dir=str(output_dir / "attacks"), **common,
+                                          **({} if args.attack_steps is None else {"max_steps": args.attack_steps}))}  # fmt: skip
+    if not args.no_authors_attack:
+        common.pop("per_device_train_batch_size")  # the authors' batch of 32
+        suites["authors_attack"] = AttackSuite.preset("paper", output_dir=str(output_dir / "attacks"), names=["cir_sgd"], **common)
+    reports = {}
+    for name, suite in suites.items():
+        title = f"Facts at equal disruption (+{100 * args.budget:g} % general-text loss): SmolLM2-135M world capitals, {name}"
+        reports[name] = robustness_report(
+            title, models, suite, attack_dataset=data.attack, eval_dataset=data.eval, evaluators=data.evaluators,
+            retain_dataset=data.retain, processing_class=tokenizer, details=details, resume=True,
         )  # fmt: skip
-        attack.train()
-        attacks[method] = attack
-
-    details = {"arguments": vars(args), "settings": {m: settings[m] for m in args.methods}, "known_facts": len(known), "split_a": len(parts["attack"]), "split_b": len(parts["eval"]),
-               "unlearning": unlearning, "device": str(torch.device("cuda" if torch.cuda.is_available() else "cpu")),
-               "threads": torch.get_num_threads()}  # fmt: skip
-    report = RobustnessReport.from_attacks("Facts at equal disruption: SmolLM2-135M world capitals", attacks, details=details)
-    report.save(output_dir)
+        reports[name].save(output_dir / name)
     (output_dir / "results.json").write_text(json.dumps(details, indent=2))
-    return report
+    return reports
 
 
 def main() -> None:
-    report = run(parse_args())
-    print(report.to_markdown())
-    for method, info in report.details["unlearning"].items():
+    reports = run(parse_args())
+    for report in reports.values():
+        print(report.to_markdown())
+    for method, info in next(iter(reports.values())).details["unlearning"].items():
         print(f"{method}: {info['steps']} steps, {info['seconds']:.0f} s, {info['seconds_per_fact']:.2f} s/fact, "
               f"kept step {info['kept_step']}, stopped by budget: {info['stopped_by_budget']}")  # fmt: skip
 

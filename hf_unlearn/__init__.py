@@ -1,8 +1,9 @@
 """hf_unlearn: robust unlearning for Hugging Face causal LMs, as Trainer extensions."""
 
+from .attacks import AttackSuite, AttackSuiteResult
+from .callbacks import DisruptionBudgetCallback
 from .config import RelearnAttackConfig, UnlearnConfig
 from .losses import available_losses, get_loss, register_loss
-from .callbacks import DisruptionBudgetCallback
 from .methods import (
     CIRConfig,
     CircuitBreakersConfig,
@@ -23,6 +24,8 @@ from .trainer import UnlearnTrainer
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttackSuite",
+    "AttackSuiteResult",
     "CIRConfig",
     "CircuitBreakersConfig",
     "DisruptionBudgetCallback",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -11,6 +12,18 @@ from .losses import available_losses
 
 def _fail(field_name: str, value: object, fix: str) -> ValueError:
     return ValueError(f"{field_name}={value!r} is invalid: {fix}")
+
+
+def check_finite_rates(args: TrainingArguments, names: tuple[str, ...]) -> None:
+    for name in names:
+        if not math.isfinite(getattr(args, name)):
+            raise _fail(name, getattr(args, name), "rates must be finite numbers")
+
+
+def check_max_steps(args: TrainingArguments) -> None:
+    # TrainingArguments reads max_steps=0 as "unset" and trains num_train_epochs instead.
+    if args.max_steps == 0:
+        raise _fail("max_steps", 0, "use a positive number of steps, or -1 to train for num_train_epochs")
 
 
 @dataclass
@@ -107,6 +120,14 @@ class UnlearnConfig(TrainingArguments):
             "in GPT-NeoX, c_fc in GPT-2) and 'all_linear'."
         },
     )
+    max_retain_loss_ratio: float = field(
+        default=2.0,
+        metadata={
+            "help": "Stop with an error, saving nothing more, when the cross-entropy on a fixed retain batch (measured "
+            "before every checkpoint and at the end) exceeds this multiple of its value before unlearning: the rates "
+            "destroyed the model. 0 disables the check."
+        },
+    )
     dataset_text_field: str = field(
         default="text", metadata={"help": "Text column of the forget/retain/eval datasets when not pre-tokenized."}
     )
@@ -142,6 +163,10 @@ class UnlearnConfig(TrainingArguments):
             raise _fail("wagle_gamma", self.wagle_gamma, "it must be > 0")
         if self.retain_representation_weight < 0:
             raise _fail("retain_representation_weight", self.retain_representation_weight, "it must be >= 0 (0 disables it)")
+        if not (self.max_retain_loss_ratio == 0 or self.max_retain_loss_ratio > 1):
+            raise _fail("max_retain_loss_ratio", self.max_retain_loss_ratio, "it must be > 1 (e.g. 2: twice the start), or 0 to disable it")
+        check_finite_rates(self, ("unlearning_rate", "retaining_rate", "adv_lr", "learning_rate"))
+        check_max_steps(self)
         if isinstance(self.target_modules, str):
             self.target_modules = [self.target_modules]
         super().__post_init__()
@@ -157,12 +182,41 @@ class RelearnAttackConfig(TrainingArguments):
     Defaults follow the MUDMAN paper's attack on SmolLM: plain SGD, ``learning_rate=3e-3``, constant
     schedule, no clipping, batch 16, evaluation every 10 steps and before the first step, so the
     attacker's best point includes the unattacked model. The best point is the lowest
-    ``eval_forget_loss`` (``metric_for_best_model``).
+    ``eval_forget_loss`` (``metric_for_best_model``). One attack is fragile evidence: robustness
+    claims rest on an ``AttackSuite`` of many such configurations (``hf_unlearn.attacks``).
+
+    An evaluation is *diverged* when a metric is NaN/inf or the held-out retain loss exceeds
+    ``divergence_retain_ratio`` times its pre-attack value (the attack broke the model). The
+    attack stops there, the point is marked in the curve, and it never counts as the attacker's
+    best: a broken model says nothing about what the weights still know.
     """
 
     attack_modules: list[str] | None = field(
         default=None,
         metadata={"help": "Layers the attacker fine-tunes (same syntax as target_modules); None: all parameters."},
+    )
+    interleave_retain: bool = field(
+        default=False,
+        metadata={
+            "help": "Follow every forget step with a step on a retain batch (the MUDMAN paper's WMDP attack, which keeps "
+            "the attacked model generally capable); needs retain_dataset."
+        },
+    )
+    use_peft: bool = field(
+        default=False, metadata={"help": "Attack with a LoRA adapter (lora_r, lora_alpha, ...) instead of full fine-tuning."}
+    )
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank of the attack's adapter."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha of the attack's adapter."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout of the attack's adapter."})
+    lora_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "Modules the adapter wraps (PEFT syntax); None: every linear layer but the head."}
+    )
+    divergence_retain_ratio: float = field(
+        default=1.5,
+        metadata={
+            "help": "An evaluation whose retain loss exceeds this multiple of the pre-attack retain loss is diverged: the "
+            "attack broke the model, so the point is marked and never counts as the attacker's best."
+        },
     )
     dataset_text_field: str = field(default="text", metadata={"help": "Text column when not pre-tokenized."})
     max_length: int | None = field(default=1024, metadata={"help": "Truncate tokenized text to this many tokens."})
@@ -183,8 +237,47 @@ class RelearnAttackConfig(TrainingArguments):
         },
     )
     logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
+    save_strategy: str = field(default="no", metadata={"help": "Attacks are short and re-runnable: no checkpoints by default."})
 
     def __post_init__(self):
-        if isinstance(self.attack_modules, str):
-            self.attack_modules = [self.attack_modules]
+        for name in ("attack_modules", "lora_target_modules"):
+            if isinstance(getattr(self, name), str):
+                setattr(self, name, [getattr(self, name)])
+        if self.divergence_retain_ratio <= 1:
+            raise _fail("divergence_retain_ratio", self.divergence_retain_ratio, "it must be > 1 (e.g. 1.5: retain loss +50 %)")
+        if self.use_peft and self.attack_modules:
+            raise _fail("attack_modules", self.attack_modules, "use lora_target_modules with use_peft=True")
+        if self.use_peft and self.lora_r < 1:
+            raise _fail("lora_r", self.lora_r, "it must be >= 1")
+        if self.interleave_retain and self.gradient_accumulation_steps != 1:
+            raise _fail("gradient_accumulation_steps", self.gradient_accumulation_steps, "set it to 1 with interleave_retain=True")
+        check_finite_rates(self, ("learning_rate",))
+        check_max_steps(self)
         super().__post_init__()
+
+    def lora_config(self):
+        """The attack's ``peft.LoraConfig`` (``use_peft``), or None for full fine-tuning."""
+        if not self.use_peft:
+            return None
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            target_modules=self.lora_target_modules or "all-linear",
+            task_type="CAUSAL_LM",
+        )
+
+    def describe(self) -> str:
+        """The attack's settings in a few words, for tables: ``"adamw_torch lr 1e-04, clip 1, 60 steps, LoRA r16"``."""
+        optim = str(getattr(self.optim, "value", self.optim))
+        parts = [f"{optim} lr {self.learning_rate:.0e}", f"clip {self.max_grad_norm:g}" if self.max_grad_norm > 0 else "no clip"]
+        parts.append(f"{self.max_steps} steps" if self.max_steps > 0 else f"{self.num_train_epochs:g} epochs")
+        if self.use_peft:
+            parts.append(f"LoRA r{self.lora_r}")
+        if self.attack_modules:
+            parts.append("modules " + "/".join(self.attack_modules))
+        if self.interleave_retain:
+            parts.append("retain-interleaved")
+        return ", ".join(parts)

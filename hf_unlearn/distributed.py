@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Sequence
 
 import torch
@@ -33,6 +35,14 @@ def mean_over_processes(tensors: Sequence[torch.Tensor], accelerator: Accelerato
     return token_mean_over_processes(tensors, 1, accelerator)
 
 
+def sum_over_processes(value: torch.Tensor | int, accelerator: Accelerator) -> torch.Tensor:
+    """The sum of a scalar over all processes (a token count), on every rank."""
+    total = torch.as_tensor(value, dtype=torch.float32, device=accelerator.device).reshape(1).clone()
+    if accelerator.num_processes > 1:
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total[0]
+
+
 def gather_rows(tensor: torch.Tensor, accelerator: Accelerator) -> torch.Tensor:
     """Concatenate every process's (rows, width) tensor in rank order; rows may differ per process."""
     if accelerator.num_processes == 1:
@@ -47,3 +57,33 @@ def gather_rows(tensor: torch.Tensor, accelerator: Accelerator) -> torch.Tensor:
     parts = [torch.empty_like(padded) for _ in counts]
     dist.all_gather(parts, padded)
     return torch.cat([part[: int(count.item())] for part, count in zip(parts, counts)]).to(tensor.device)
+
+
+def requested_processes(launcher_command: list[str]) -> int | None:
+    """The ``--num_processes`` an ``accelerate launch`` command line asks for, if it names one."""
+    text = " ".join(launcher_command)
+    match = re.search(r"--num[_-]processes[= ](\d+)", text)
+    return int(match.group(1)) if match else None
+
+
+def check_process_count(world_size: int) -> None:
+    """Refuse to run one process when ``accelerate launch`` was asked for several.
+
+    ``accelerate launch --cpu --num_processes 2`` starts a single process without a word (it needs
+    ``--multi_gpu`` for several CPU processes), so a run the user meant to be distributed would
+    silently be another one. The launcher's command line tells what was asked.
+    """
+    if world_size > 1 or "ACCELERATE_MIXED_PRECISION" not in os.environ or "WORLD_SIZE" in os.environ:
+        return  # distributed, or not started by accelerate launch
+    try:
+        import psutil
+
+        asked = requested_processes(psutil.Process(os.getppid()).cmdline())
+    except Exception:  # no psutil, or the parent is gone: nothing to compare
+        return
+    if asked and asked > 1:
+        raise RuntimeError(
+            f"accelerate launch asked for --num_processes {asked}, but this run has 1 process (accelerate launch --cpu "
+            "starts a single process). For several CPU processes use `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu "
+            f"--num_processes {asked} ...` or `ACCELERATE_USE_CPU=1 torchrun --nproc_per_node {asked} ...`."
+        )

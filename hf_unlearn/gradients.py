@@ -69,42 +69,63 @@ def top_fraction_mask(scores: Sequence[torch.Tensor], fraction: float) -> list[t
 # --- Collapse of Irrelevant Representations (CIR) ---
 
 
-def principal_basis(data: torch.Tensor, num_components: int, niter: int = 16, seed: int = 0) -> torch.Tensor:
-    """Orthonormal rows spanning the mean direction and the top ``num_components`` principal components of ``data``.
+def principal_directions(data: torch.Tensor, num_components: int, niter: int = 16, seed: int = 0) -> torch.Tensor:
+    """Unit rows: the mean direction of ``data``, then its top ``num_components`` principal components.
 
     ``data`` is (samples, width), raw (not centred): the mean is itself a direction shared by all
-    samples. Components come from ``torch.pca_lowrank`` (randomised; seeded, so every process and
-    every resumed run gets the same basis). Returns (1 + num_components, width), fewer if there are
-    fewer samples.
+    samples. Components come from ``torch.pca_lowrank`` (centred; randomised but seeded, so every
+    process and every resumed run gets the same ones). The mean is *not* orthogonalised against the
+    components, as in CIR's authors' code. Returns (1 + num_components, width), fewer components
+    if there are fewer samples.
     """
     data = data.float()
     mean = data.mean(dim=0, keepdim=True)
-    directions = [mean]
+    directions = [mean / mean.norm().clamp(min=1e-12)]
     num_components = min(num_components, data.shape[0] - 1, data.shape[1] - 1)
     if num_components > 0:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             _, _, components = torch.pca_lowrank(data, q=num_components, center=True, niter=niter)
         directions.append(components.T)
-    q, _ = torch.linalg.qr(torch.cat(directions).T)  # (width, k): orthonormal columns, same span
+    return torch.cat(directions).contiguous()
+
+
+def orthonormal_basis(directions: torch.Tensor) -> torch.Tensor:
+    """Orthonormal rows spanning the same space as the rows of ``directions`` (QR)."""
+    q, _ = torch.linalg.qr(directions.float().T)
     return q.T.contiguous()
 
 
-def collapse(vectors: torch.Tensor, basis: torch.Tensor | None) -> torch.Tensor:
-    """Remove from each row of ``vectors`` (n, width) its component in the span of ``basis``'s orthonormal rows."""
-    if basis is None or basis.numel() == 0:
+def collapse(vectors: torch.Tensor, directions: torch.Tensor | None, sequential: bool = False) -> torch.Tensor:
+    """Remove from each row of ``vectors`` (n, width) its components along the unit rows of ``directions``.
+
+    ``sequential=False``: ``directions`` are orthonormal and the result is the exact projection onto
+    their orthogonal complement. ``sequential=True``: subtract each direction's projection in turn,
+    first row first (CIR's authors' projection, for directions that are not orthogonal: the mean
+    and the principal components); the result is orthogonal to the last direction only.
+    """
+    if directions is None or directions.numel() == 0:
         return vectors
-    basis = basis.to(vectors.dtype)
-    return vectors - (vectors @ basis.T) @ basis
+    directions = directions.to(vectors.dtype)
+    if not sequential:
+        return vectors - (vectors @ directions.T) @ directions
+    for direction in directions:
+        vectors = vectors - (vectors @ direction)[:, None] * direction
+    return vectors
 
 
 def rebuild_weight_grad(
-    activations: torch.Tensor, output_grads: torch.Tensor, act_basis: torch.Tensor | None, grad_basis: torch.Tensor | None
+    activations: torch.Tensor,
+    output_grads: torch.Tensor,
+    act_directions: torch.Tensor | None,
+    grad_directions: torch.Tensor | None,
+    sequential: bool = False,
 ) -> torch.Tensor:
     """A linear layer's weight gradient sum_t g_t x_t^T from collapsed tokens: (out, in).
 
     ``activations`` (tokens, in) are the layer's inputs x_t and ``output_grads`` (tokens, out) the
-    loss gradients at its outputs g_t. With empty bases this is exactly autograd's weight gradient
-    restricted to those tokens.
+    loss gradients at its outputs g_t, each collapsed along its directions (see ``collapse``). With
+    no directions this is exactly autograd's weight gradient restricted to those tokens.
     """
-    return collapse(output_grads.float(), grad_basis).T @ collapse(activations.float(), act_basis)
+    grads = collapse(output_grads.float(), grad_directions, sequential)
+    return grads.T @ collapse(activations.float(), act_directions, sequential)

@@ -158,10 +158,18 @@ def rerouting_loss(hidden: torch.Tensor, original: torch.Tensor, mask: torch.Ten
     return _token_mean(F.relu(cosine), mask)
 
 
-def relative_representation_distance(hidden: torch.Tensor, original: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over tokens of ``||h - h_original|| / ||h_original||``: CIR's retain loss, scale-free across layers."""
-    difference = torch.linalg.vector_norm(hidden.float() - original.float(), dim=-1)
-    return _token_mean(difference / torch.linalg.vector_norm(original.float(), dim=-1).clamp(min=1e-6), mask)
+def relative_representation_distance(
+    hidden: torch.Tensor, original: torch.Tensor, mask: torch.Tensor, mean_original_norm: torch.Tensor | None = None
+) -> torch.Tensor:
+    """CIR's retain loss (its authors' ``cb_retain``): mean over tokens of ``||h - h_original||`` divided by
+    the mean over tokens of ``||h_original||``, so that high-norm tokens weigh more than in a mean of ratios.
+
+    ``mean_original_norm``: the denominator when computed elsewhere (over every process's tokens).
+    """
+    distance = _token_mean(torch.linalg.vector_norm(hidden.float() - original.float(), dim=-1), mask)
+    if mean_original_norm is None:
+        mean_original_norm = _token_mean(torch.linalg.vector_norm(original.float(), dim=-1), mask)
+    return distance / mean_original_norm.clamp(min=1e-6)
 
 
 def mlp_breaking_loss(

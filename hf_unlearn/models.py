@@ -75,7 +75,20 @@ def default_model_path() -> Path:
 
 
 def resolve_model_name_or_path(model_name_or_path: str | None) -> str:
-    """``None`` (or ``"embedded"``) means the embedded SmolLM2; anything else is passed through."""
+    """``None`` (or ``"embedded"``) means the embedded SmolLM2; a folder must hold a model; anything else is a Hub id.
+
+    A path that does not exist (anything but an ``org/name`` Hub id) is an error here, before any
+    data is built, rather than a Hub lookup failing later.
+    """
     if model_name_or_path in (None, "", "embedded"):
         return str(default_model_path())
-    return model_name_or_path
+    path = Path(model_name_or_path).expanduser()
+    looks_like_path = model_name_or_path.startswith(("/", ".", "~")) or model_name_or_path.count("/") != 1
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise FileNotFoundError(f"model_name_or_path={model_name_or_path!r} is a folder without config.json: it holds no model")
+    if not path.exists() and looks_like_path:
+        raise FileNotFoundError(
+            f"model_name_or_path={model_name_or_path!r} does not exist: give a folder holding a model, a Hub id such as "
+            "HuggingFaceTB/SmolLM2-135M-Instruct, or nothing for the embedded SmolLM2"
+        )
+    return str(path) if path.exists() else model_name_or_path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +20,30 @@ from .evaluation.evaluators import Evaluator, EvaluatorsMixin
 from .modeling import check_pad_token, lm_loss, load_causal_lm
 from .targets import resolve_target_modules
 
-
 _TIMING_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second", "_model_preparation_time")
+
+
+def diverged(point: dict[str, float], start: dict[str, float], retain_ratio: float) -> bool:
+    """An attack point says nothing about robustness: a metric is NaN/inf, or the retain loss rose past
+    ``retain_ratio`` times its pre-attack value (``start``), i.e. the attack broke the model."""
+    values = [v for k, v in point.items() if k not in ("step", "diverged")]
+    if not all(math.isfinite(v) for v in values):
+        return True
+    if "retain_loss" in point and "retain_loss" in start:
+        return point["retain_loss"] > retain_ratio * start["retain_loss"]
+    return False
+
+
+class _StopWhenDiverged(TrainerCallback):
+    """Stops the attack at its first diverged evaluation: nothing after it can count."""
+
+    def __init__(self, trainer: RelearnAttackTrainer):
+        self.trainer = trainer
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        curve = self.trainer.attack_curve()
+        if curve and curve[-1].get("diverged"):
+            control.should_training_stop = True
 
 
 class RelearnAttackTrainer(EvaluatorsMixin, Trainer):
@@ -31,8 +55,14 @@ class RelearnAttackTrainer(EvaluatorsMixin, Trainer):
     ``best_point()`` the attacker's best point: the best ``metric_for_best_model`` (by default the
     lowest held-out forget loss; ``eval_facts_accuracy`` with ``greater_is_better`` for facts).
 
-    With ``retain_dataset`` every step alternates a forget step and a retain step (the WMDP attack
-    of the MUDMAN paper, which keeps the attacked model generally capable).
+    With ``args.interleave_retain`` every step alternates a forget step and a retain step on
+    ``retain_dataset`` (the WMDP attack of the MUDMAN paper, which keeps the attacked model
+    generally capable); with ``args.use_peft`` the attack trains a LoRA adapter. Evaluations where
+    the attack broke the model are marked ``"diverged"`` in the curve (see ``RelearnAttackConfig``),
+    the attack stops there, and ``best_point()`` never picks them.
+
+    ``start_point``: the pre-attack evaluation when the caller has it already (``AttackSuite``
+    evaluates the unattacked model once for all its attacks); step 0 is then not evaluated again.
     """
 
     _tag_names = ["hf_unlearn", "relearning-attack"]
@@ -49,6 +79,7 @@ class RelearnAttackTrainer(EvaluatorsMixin, Trainer):
         callbacks: list[TrainerCallback] | None = None,
         optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
         evaluators: dict[str, Evaluator] | None = None,
+        start_point: dict[str, float] | None = None,
     ):
         if args is None:
             args = RelearnAttackConfig(output_dir="relearn_attack_output")
@@ -58,17 +89,28 @@ class RelearnAttackTrainer(EvaluatorsMixin, Trainer):
             raise ValueError("RelearnAttackTrainer needs attack_dataset (the attack split of the forget data)")
         if not isinstance(eval_dataset, dict) or "forget" not in eval_dataset:
             raise ValueError('eval_dataset must be a dict with a held-out "forget" split (and optionally "retain")')
-        if retain_dataset is not None and args.gradient_accumulation_steps != 1:
-            raise ValueError("gradient_accumulation_steps must be 1 when alternating forget and retain steps")
+        if args.interleave_retain != (retain_dataset is not None):
+            raise ValueError(
+                "interleave_retain=True needs a retain_dataset to interleave"
+                if args.interleave_retain
+                else "a retain_dataset is only used by a retain-interleaved attack: set interleave_retain=True or drop it"
+            )
         model, processing_class = load_causal_lm(model, processing_class)
         text = {"text_field": args.dataset_text_field, "max_length": args.max_length}
         attack = prepare_lm_dataset(attack_dataset, processing_class, name="attack", **text)
         eval_dataset = prepare_eval_datasets(eval_dataset, processing_class, **text)
 
-        attacked = resolve_target_modules(model, args.attack_modules) if args.attack_modules else None
-        for name, param in model.named_parameters():
-            param.requires_grad_(attacked is None or name in attacked)
+        if args.use_peft:  # the adapter trains, everything else stays frozen
+            from peft import get_peft_model
+
+            model = get_peft_model(model, args.lora_config())
+        else:
+            attacked = resolve_target_modules(model, args.attack_modules) if args.attack_modules else None
+            for name, param in model.named_parameters():
+                param.requires_grad_(attacked is None or name in attacked)
         model.config.use_cache = False
+        if start_point is not None and args.eval_on_start:
+            args = dataclasses.replace(args, eval_on_start=False)
 
         super().__init__(
             model=model,
@@ -82,6 +124,8 @@ class RelearnAttackTrainer(EvaluatorsMixin, Trainer):
         )
         self.model_accepts_loss_kwargs = False
         self.evaluators = evaluators or {}
+        self.start_point = start_point
+        self.add_callback(_StopWhenDiverged(self))
         self.retain_stream = None
         if retain_dataset is not None:
             retain = prepare_lm_dataset(retain_dataset, processing_class, name="retain", **text)
@@ -103,7 +147,7 @@ class RelearnAttackTrainer(EvaluatorsMixin, Trainer):
     def training_step(
         self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: torch.Tensor | int | None = None
     ) -> torch.Tensor:
-        """A forget step; with a retain set, the forget step is applied here and a retain step follows."""
+        """A forget step; with ``interleave_retain``, the forget step is applied here and a retain step follows."""
         forget_loss = super().training_step(model, inputs, num_items_in_batch)
         if self.retain_stream is None:
             return forget_loss
@@ -117,8 +161,13 @@ class RelearnAttackTrainer(EvaluatorsMixin, Trainer):
         return forget_loss
 
     def attack_curve(self) -> list[dict[str, float]]:
-        """Every evaluation so far, by step: ``[{"step": 0, "forget_loss": ..., "retain_loss": ..., ...}, ...]``."""
+        """Every evaluation so far, by step: ``[{"step": 0, "forget_loss": ..., "retain_loss": ..., ...}, ...]``.
+
+        Points where the attack broke the model carry ``"diverged": True``.
+        """
         points: dict[int, dict[str, float]] = {}
+        if self.start_point is not None:
+            points[0] = {"step": 0, **self.start_point}
         for entry in self.state.log_history:
             values = {
                 key.removeprefix("eval_"): value
@@ -127,13 +176,27 @@ class RelearnAttackTrainer(EvaluatorsMixin, Trainer):
             }
             if values:
                 points.setdefault(entry["step"], {"step": entry["step"]}).update(values)
-        return [points[step] for step in sorted(points)]
+        curve = [points[step] for step in sorted(points)]
+        for point in curve[1:]:
+            point.pop("diverged", None)
+            if diverged(point, curve[0], self.args.divergence_retain_ratio):
+                point["diverged"] = True
+        return curve
 
     def best_point(self) -> dict[str, float]:
-        """The attacker's best evaluation by ``metric_for_best_model``, the unattacked model (step 0) included."""
-        metric = self.args.metric_for_best_model.removeprefix("eval_")
-        curve = [point for point in self.attack_curve() if metric in point]
-        if not curve:
-            raise ValueError(f"no evaluation of {metric!r} has run yet: call train() (with eval_on_start) or evaluate() first")
-        pick = max if self.args.greater_is_better else min
-        return pick(curve, key=lambda point: point[metric])
+        """The attacker's best evaluation by ``metric_for_best_model``, the unattacked model (step 0) included
+        and diverged evaluations excluded."""
+        return best_of(self.attack_curve(), self.args.metric_for_best_model, bool(self.args.greater_is_better))
+
+
+def best_of(curve: list[dict[str, float]], metric: str, greater_is_better: bool) -> dict[str, float]:
+    """The best point of ``curve`` by ``metric`` (``eval_`` prefix optional), skipping diverged and non-finite points."""
+    metric = metric.removeprefix("eval_")
+    evaluated = [point for point in curve if metric in point]
+    if not evaluated:
+        raise ValueError(f"no evaluation of {metric!r} has run yet: call train() (with eval_on_start) or evaluate() first")
+    valid = [point for point in evaluated if not point.get("diverged") and math.isfinite(point[metric])]
+    if not valid:
+        raise ValueError(f"every evaluation of {metric!r} diverged (NaN/inf or a broken model): there is no best point")
+    pick = max if greater_is_better else min
+    return pick(valid, key=lambda point: point[metric])

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from datasets import Dataset
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils import logging
 
 from .config import UnlearnConfig
 from .data.collator import LMCollator
 from .data.pairing import RetainStream
 from .data.processing import prepare_eval_datasets, prepare_lm_dataset
-from .distributed import mean_over_processes
+from .distributed import check_process_count, mean_over_processes
 from .evaluation.evaluators import Evaluator, EvaluatorsMixin
+from .gradients import global_norm
 from .methods import get_method_class
 from .modeling import check_pad_token, lm_loss, load_causal_lm
 
@@ -25,6 +32,36 @@ if TYPE_CHECKING:
     from peft import PeftConfig
 
 METHOD_STATE_NAME = "unlearning_state.pt"
+logger = logging.get_logger(__name__)
+
+
+class UnlearningDivergedError(RuntimeError):
+    """Unlearning produced a NaN/inf update or a broken model; training stopped and nothing more was saved."""
+
+
+def method_state_name(process_index: int) -> str:
+    """The method's checkpoint file of one process: every process saves its own (CIR's statistics differ per process)."""
+    return METHOD_STATE_NAME if process_index == 0 else METHOD_STATE_NAME.replace(".pt", f"_rank{process_index}.pt")
+
+
+def last_complete_checkpoint(output_dir: str, num_processes: int = 1) -> str | None:
+    """The newest ``checkpoint-N`` of ``output_dir`` that was written completely, or None.
+
+    The trainer state (``trainer_state.json``) is written last, after every process has saved its
+    method state, so a checkpoint cut short by a kill lacks it (or holds a truncated one) and is
+    skipped, with a warning, in favour of the previous one.
+    """
+    folders = [f for f in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*") if f.name.split("-")[-1].isdigit()]
+    for folder in sorted(folders, key=lambda f: int(f.name.split("-")[-1]), reverse=True):
+        try:
+            json.loads((folder / TRAINER_STATE_NAME).read_text())
+            complete = all((folder / method_state_name(rank)).is_file() for rank in range(num_processes))
+        except (OSError, ValueError):
+            complete = False
+        if complete:
+            return str(folder)
+        logger.warning(f"skipping {folder}: it was not written completely (interrupted while saving?)")
+    return None
 
 
 class UnlearnTrainer(EvaluatorsMixin, Trainer):
@@ -66,6 +103,7 @@ class UnlearnTrainer(EvaluatorsMixin, Trainer):
             raise TypeError(f"args must be an UnlearnConfig, got {type(args).__name__}")
         if forget_dataset is None or retain_dataset is None:
             raise ValueError("UnlearnTrainer needs both forget_dataset and retain_dataset")
+        check_process_count(args.world_size)
         model, processing_class = load_causal_lm(model, processing_class)
         pad_token_id = check_pad_token(processing_class)
         text = {"text_field": args.dataset_text_field, "max_length": args.max_length}
@@ -80,7 +118,7 @@ class UnlearnTrainer(EvaluatorsMixin, Trainer):
         # The method picks and unfreezes its target weights before the Trainer builds the optimizer.
         self.method = get_method_class(args.method)(args)
         self.method.check_eval_dataset(eval_dataset)
-        self.method.setup(model)
+        self.method.setup(model, processing_class)
         model.config.use_cache = False
 
         super().__init__(
@@ -109,6 +147,16 @@ class UnlearnTrainer(EvaluatorsMixin, Trainer):
         )
         self._retain_draw = (-1, 0)  # (global step, micro-batches drawn at it)
         self._metrics: dict[str, list[float]] = defaultdict(list)
+        if args.max_retain_loss_ratio > 0:
+            self.add_callback(BrokenModelGuard(self))
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
+        """``Trainer.train``; ``resume_from_checkpoint=True`` resumes from the newest *complete* checkpoint."""
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir, self.args.world_size)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"resume_from_checkpoint=True, but {self.args.output_dir} holds no complete checkpoint to resume from")
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     def _next_retain_batch(self) -> dict[str, torch.Tensor]:
         step, drawn = self._retain_draw
@@ -121,7 +169,16 @@ class UnlearnTrainer(EvaluatorsMixin, Trainer):
     ) -> torch.Tensor:
         model.train()
         batch = self._prepare_inputs({"forget": inputs, "retain": self._next_retain_batch()})
-        return self.method.training_step(self, model, batch).detach().to(self.args.device)
+        loss = self.method.training_step(self, model, batch).detach().to(self.args.device)
+        # Every process holds the same averaged update, so every process stops here together.
+        grads = [p.grad for p in self.target_parameters().values() if p.grad is not None]
+        if not math.isfinite(loss.item()) or (grads and not torch.isfinite(global_norm(grads))):
+            raise UnlearningDivergedError(
+                f"step {self.state.global_step}: the {self.args.method!r} update is NaN/inf (loss {loss.item()}); "
+                "training stopped before applying it and nothing more is saved. Lower the method's rates "
+                "(unlearning_rate, learning_rate, step_norm, ...)."
+            )
+        return loss
 
     def compute_loss(
         self,
@@ -166,22 +223,73 @@ class UnlearnTrainer(EvaluatorsMixin, Trainer):
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
         super()._save_optimizer_and_scheduler(output_dir)
-        if self.args.should_save:
-            callbacks = {name: cb.state_dict() for name, cb in self._stateful_callbacks().items()}
-            torch.save({"method": self.method.state_dict(), "callbacks": callbacks}, os.path.join(output_dir, METHOD_STATE_NAME))
+        os.makedirs(output_dir, exist_ok=True)
+        callbacks = {name: cb.state_dict() for name, cb in self._stateful_callbacks().items()}
+        state = {"method": self.method.state_dict(), "callbacks": callbacks}
+        torch.save(state, os.path.join(output_dir, method_state_name(self.args.process_index)))
+        # The trainer state, written after this by the main process, marks the checkpoint complete:
+        # it must not exist before every process has saved its part.
+        self.accelerator.wait_for_everyone()
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
         super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint is None:
             return
-        path = os.path.join(checkpoint, METHOD_STATE_NAME)
+        path = os.path.join(checkpoint, method_state_name(self.args.process_index))
         if not os.path.isfile(path):
             raise FileNotFoundError(
-                f"{checkpoint} has no {METHOD_STATE_NAME}, so the {self.args.method!r} state cannot be restored and "
-                "resuming would not continue the same run; resume from a checkpoint written by UnlearnTrainer"
+                f"{checkpoint} has no {os.path.basename(path)}, so the {self.args.method!r} state of process "
+                f"{self.args.process_index} cannot be restored and resuming would not continue the same run; resume from a "
+                "checkpoint written by UnlearnTrainer, with as many processes as the run that wrote it"
             )
-        state = torch.load(path, map_location=self.args.device, weights_only=True)
-        self.method.load_state_dict(state["method"])
+        # Tensors come back where they were saved from (CIR's statistics stay on the CPU), on this process's device.
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.method.load_state_dict(state["method"], self.args.device)
         for name, callback in self._stateful_callbacks().items():
             if name in state["callbacks"]:
                 callback.load_state_dict(state["callbacks"][name])
+
+
+class BrokenModelGuard(TrainerCallback):
+    """Stops unlearning that destroyed the model, before the model is saved.
+
+    The cross-entropy on a fixed retain batch is measured before unlearning and again before every
+    checkpoint and at the end; above ``max_retain_loss_ratio`` times its start (or NaN/inf), the run
+    raises ``UnlearningDivergedError``: the rates were far too high. Its start is kept in checkpoints.
+    """
+
+    def __init__(self, trainer: UnlearnTrainer):
+        self.trainer = trainer
+        self.start: float | None = None
+
+    @torch.no_grad()
+    def probe(self) -> float:
+        trainer = self.trainer
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        batch = trainer._prepare_inputs(trainer.retain_stream.batch(0))
+        was_training = model.training
+        model.eval()
+        (loss,) = mean_over_processes([lm_loss(model, batch)[0].float()], trainer.accelerator)
+        model.train(was_training)
+        return loss.item()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.start is None:  # a resumed run keeps the original start
+            self.start = self.probe()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if not (control.should_save or control.should_training_stop or state.global_step >= state.max_steps):
+            return
+        value = self.probe()
+        if not math.isfinite(value) or value > args.max_retain_loss_ratio * self.start:
+            raise UnlearningDivergedError(
+                f"step {state.global_step}: the retain loss is {value:.4g}, {value / self.start:.3g}x its value before "
+                f"unlearning ({self.start:.4g}); the model is broken, so training stopped and it is not saved. Lower the "
+                f"method's rates, or raise max_retain_loss_ratio (now {args.max_retain_loss_ratio}) if this was intended."
+            )
+
+    def state_dict(self) -> dict:
+        return {"start": self.start}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.start = state["start"]

@@ -96,3 +96,30 @@ def unlearn_config(output_dir, config_class=None, **overrides):
     )
     settings.update(overrides)
     return (config_class or UnlearnConfig)(**settings)
+
+
+def full_batch(dataset, tokenizer):
+    from hf_unlearn.data import LMCollator, prepare_lm_dataset
+
+    prepared = prepare_lm_dataset(dataset, tokenizer, name="test")
+    return LMCollator(tokenizer.pad_token_id)([prepared[i] for i in range(len(prepared))])
+
+
+@pytest.fixture(scope="session")
+def memorised():
+    """A tiny Llama trained until it reproduces both text sets almost perfectly (copy it before training it):
+    (model, tokenizer, forget dataset, retain dataset, (forget batch, retain batch))."""
+    from datasets import Dataset
+
+    from hf_unlearn.modeling import lm_loss
+
+    tokenizer = char_tokenizer()
+    forget, retain = Dataset.from_dict({"text": FORGET_TEXTS}), Dataset.from_dict({"text": RETAIN_TEXTS})
+    batches = full_batch(forget, tokenizer), full_batch(retain, tokenizer)
+    model = tiny_llama(len(tokenizer))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(200):
+        optimizer.zero_grad()
+        sum(lm_loss(model, batch)[0] for batch in batches).backward()
+        optimizer.step()
+    return model, tokenizer, forget, retain, batches

@@ -1,15 +1,21 @@
 """Run by test_distributed.py: an unlearning method on a tiny model, final target weights saved by rank 0.
 
-    python tests/distributed_unlearn.py OUT.pt GLOBAL_BATCH METHOD
-    ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 tests/distributed_unlearn.py OUT.pt GLOBAL_BATCH METHOD
+    python tests/distributed_unlearn.py OUT.pt GLOBAL_BATCH METHOD [MODE OUTPUT_DIR]
+    ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 tests/distributed_unlearn.py OUT.pt GLOBAL_BATCH METHOD [MODE OUTPUT_DIR]
+
+MODE ``straight`` (default) trains to the end; ``killed`` checkpoints every step and dies in the
+middle of writing checkpoint ``KILL_STEP`` (as a kill would: model written, the rest not);
+``resume`` resumes the run in OUTPUT_DIR with ``resume_from_checkpoint=True``.
 """
 
+import os
 import sys
 import tempfile
 
 import torch
 from conftest import FORGET_TEXTS, RETAIN_TEXTS, char_tokenizer, tiny_llama, unlearn_config
 from datasets import Dataset
+from transformers import Trainer
 
 from hf_unlearn import CIRConfig, UnlearnTrainer
 
@@ -22,14 +28,31 @@ SETTINGS = {
         pca_niter=4, step_norm=0.5, retaining_rate=1e-3, disruption_budget=None, eval_strategy="no", eval_on_start=False,
     ),
 }  # fmt: skip
+KILL_STEP = {"mudman": 3, "cir": 5}  # CIR: mid epoch 1, each process holding its own statistics
 
 
-def main(out_path: str, global_batch: int, method: str) -> None:
+def die_while_saving(method: str):
+    original = UnlearnTrainer._save_optimizer_and_scheduler
+
+    def save(self, output_dir):
+        if self.state.global_step == KILL_STEP[method]:
+            Trainer._save_optimizer_and_scheduler(self, output_dir)  # the optimizer is written, the method state not
+            os._exit(17)
+        original(self, output_dir)
+
+    UnlearnTrainer._save_optimizer_and_scheduler = save
+
+
+def main(out_path: str, global_batch: int, method: str, mode: str = "straight", output_dir: str | None = None) -> None:
     tokenizer = char_tokenizer()
     model = tiny_llama(len(tokenizer))
+    initial = {name: p.detach().clone() for name, p in model.named_parameters()}
     with tempfile.TemporaryDirectory() as tmp:
-        args = unlearn_config(tmp, **SETTINGS[method])
+        checkpoints = dict(save_strategy="steps", save_steps=1) if mode != "straight" else {}
+        args = unlearn_config(output_dir or tmp, **SETTINGS[method], **checkpoints)
         args.per_device_train_batch_size = global_batch // args.world_size
+        if mode == "killed":
+            die_while_saving(method)
         trainer = UnlearnTrainer(
             model,
             args,
@@ -37,11 +60,11 @@ def main(out_path: str, global_batch: int, method: str) -> None:
             retain_dataset=Dataset.from_dict({"text": RETAIN_TEXTS}),
             processing_class=tokenizer,
         )
-        trainer.train()
+        trainer.train(resume_from_checkpoint=True if mode == "resume" else None)
     if trainer.is_world_process_zero():
         weights = {name: p.detach().cpu() for name, p in trainer.target_parameters().items()}
-        torch.save({"world_size": args.world_size, "weights": weights}, out_path)
+        torch.save({"world_size": args.world_size, "weights": weights, "initial": initial}, out_path)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), sys.argv[3])
+    main(sys.argv[1], int(sys.argv[2]), *sys.argv[3:])

@@ -11,7 +11,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 
 
-def run(script, out, nproc, *args):
+def run(script, out, nproc, *args, expect_failure=False):
     pythonpath = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "PYTHONPATH": pythonpath, "OMP_NUM_THREADS": "1"}
     command = [str(HERE / script), str(out), *map(str, args)]
@@ -25,7 +25,9 @@ def run(script, out, nproc, *args):
         # PyTorch's own tests know (retry_on_connect_failures). Only that failure is retried.
         if "Address already in use" not in process.stderr:
             break
-    assert process.returncode == 0, f"{' '.join(command)} failed:\n{process.stderr[-4000:]}"
+    assert (process.returncode != 0) == expect_failure, f"{' '.join(command)} exited {process.returncode}:\n{process.stderr[-4000:]}"
+    if expect_failure:
+        return None
     result = torch.load(out)
     assert result.pop("world_size") == nproc
     return result
@@ -34,11 +36,27 @@ def run(script, out, nproc, *args):
 @pytest.mark.parametrize("method", ["mudman", "cir"])
 def test_unlearning_two_processes_match_one(tmp_path, method):
     """Same global batch of 8: one process with 8 examples per step, or two with 4 each."""
-    single = run("distributed_unlearn.py", tmp_path / "single.pt", 1, 8, method)["weights"]
-    double = run("distributed_unlearn.py", tmp_path / "double.pt", 2, 8, method)["weights"]
-    assert single.keys() == double.keys()
-    for name in single:
-        assert torch.allclose(single[name], double[name], atol=1e-5), f"{name}: {(single[name] - double[name]).abs().max()}"
+    single = run("distributed_unlearn.py", tmp_path / "single.pt", 1, 8, method)
+    double = run("distributed_unlearn.py", tmp_path / "double.pt", 2, 8, method)
+    assert single["weights"].keys() == double["weights"].keys()
+    for name, weight in single["weights"].items():
+        assert not torch.allclose(weight, single["initial"][name], atol=1e-4), f"{name} did not move: nothing was compared"
+        assert torch.allclose(weight, double["weights"][name], atol=1e-5), f"{name}: {(weight - double['weights'][name]).abs().max()}"
+
+
+@pytest.mark.parametrize("method", ["mudman", "cir"])
+def test_killed_during_a_checkpoint_save_resumes_to_the_uninterrupted_weights(tmp_path, method):
+    """Two processes die while writing a checkpoint; resume_from_checkpoint=True skips the broken one,
+    resumes from the one before (CIR: each process restores its own statistics) and ends where an
+    uninterrupted run does."""
+    straight = run("distributed_unlearn.py", tmp_path / "straight.pt", 2, 8, method)["weights"]
+    output_dir = tmp_path / "run"
+    run("distributed_unlearn.py", tmp_path / "killed.pt", 2, 8, method, "killed", output_dir, expect_failure=True)
+    kill_step = {"mudman": 3, "cir": 5}[method]
+    assert (output_dir / f"checkpoint-{kill_step}").is_dir(), "the kill left a partial checkpoint behind"
+    resumed = run("distributed_unlearn.py", tmp_path / "resumed.pt", 2, 8, method, "resume", output_dir)["weights"]
+    for name, weight in straight.items():
+        assert torch.equal(weight, resumed[name]), f"{name}: {(weight - resumed[name]).abs().max()}"
 
 
 def test_evaluators_two_processes_match_one(tmp_path):

@@ -1,5 +1,6 @@
 """Scoring against hand-computed cases, evaluators inside the trainers, and the robustness report."""
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -11,7 +12,7 @@ from datasets import Dataset
 from torch import nn
 from transformers import TrainerCallback
 
-from hf_unlearn import RelearnAttackConfig, RelearnAttackTrainer
+from hf_unlearn import AttackSuite, RelearnAttackConfig, RelearnAttackTrainer
 from hf_unlearn.evaluation import FactEvaluator, MCQEvaluator, RobustnessReport, fact_metrics, mcq_accuracy, mcq_metrics
 from hf_unlearn.evaluation.facts import answer_token_scores
 from hf_unlearn.evaluation.mcq import letter_token_ids, mcq_prompt
@@ -88,9 +89,9 @@ def test_fact_scores_by_hand():
 def test_evaluate_modules_load_from_local_path():
     mcq = evaluate.load(metric_path("mcq_accuracy"))
     logits = [LETTER_LOGITS[k] for k in "XYZ"]
-    assert mcq.compute(predictions=logits, references=[0, 1, 2]) == pytest.approx(
-        mcq_metrics(torch.tensor(logits), torch.tensor([0, 1, 2]))
-    )
+    # By hand, as in test_mcq_scores_by_hand: X -> A right, Y -> C wrong, Z -> C (first of a tie) right.
+    expected_prob = (softmax(LETTER_LOGITS["X"])[0] + softmax(LETTER_LOGITS["Y"])[1] + softmax(LETTER_LOGITS["Z"])[2]) / 3
+    assert mcq.compute(predictions=logits, references=[0, 1, 2]) == pytest.approx({"accuracy": 2 / 3, "correct_prob": expected_prob})
     facts = evaluate.load(metric_path("fact_accuracy"))
     result = facts.compute(predictions=[[5, 6], [7]], references=[[5, 6], [8]], answer_probs=[[0.5, 0.7], [0.1]])
     assert result == pytest.approx({"accuracy": 0.5, "answer_prob": (0.6 + 0.1) / 2})
@@ -142,35 +143,57 @@ def test_evaluators_feed_curve_best_point_and_loggers(tmp_path):
     assert any("eval_quiz_accuracy" in logs for logs in catcher.logs), "evaluator metrics reach report_to callbacks"
 
 
+def suite_result(model, tokenizer, tmp_path, name, **overrides):
+    args = RelearnAttackConfig(
+        output_dir=str(tmp_path / name), max_steps=4, eval_steps=2, per_device_train_batch_size=4,
+        learning_rate=0.1, report_to="none", disable_tqdm=True, seed=0, **overrides,
+    )  # fmt: skip
+    suite = AttackSuite({"sgd": args, "sgd_fast": dataclasses.replace(args, learning_rate=0.3, output_dir=str(tmp_path / f"{name}_fast"))})
+    return suite.run(
+        model, attack_dataset=fact_texts(FACTS), eval_dataset={"forget": fact_texts(FACTS)}, processing_class=tokenizer,
+        evaluators={"facts": FactEvaluator(FACTS)},
+    )  # fmt: skip
+
+
 def test_robustness_report(tmp_path):
     tokenizer = char_tokenizer()
-    attacks = {
-        "method": attack(tiny_llama(len(tokenizer), seed=1), tokenizer, tmp_path, "method")[0],
-        "no_unlearning": attack(tiny_llama(len(tokenizer), seed=2), tokenizer, tmp_path, "none")[0],
+    results = {
+        "method": suite_result(tiny_llama(len(tokenizer), seed=1), tokenizer, tmp_path, "method"),
+        "no_unlearning": suite_result(tiny_llama(len(tokenizer), seed=2), tokenizer, tmp_path, "none"),
     }
-    report = RobustnessReport.from_attacks("Tiny facts", attacks, details={"method": "test"})
+    report = RobustnessReport.from_suites("Tiny facts", results, details={"method": "test"})
     assert report.best_metric == "forget_loss" and report.greater_is_better is False
-    assert report.before == attacks["no_unlearning"].attack_curve()[0]
-    assert report.runs["method"]["attack_best"] == attacks["method"].best_point()
-    assert report.metrics()[0] == "forget_loss"
+    assert report.before == results["no_unlearning"].start_point != results["method"].start_point
+    assert report.runs["method"]["attack_best"] == results["method"].best_point()
+    assert report.runs["method"]["after_unlearning"] == results["method"].attacks["sgd"]["curve"][0]
+    assert report.metrics()[:2] == ["forget_loss", "facts_accuracy"]
 
     paths = report.save(tmp_path / "report")
     assert all(path.stat().st_size > 0 for path in paths.values())
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = paths["markdown"].read_text()
-    assert "| method | attack best (step" in markdown and "facts_accuracy" in markdown
+    best = results["method"].best_point()
+    assert f"| method | attack best ({best['attack']}, step {best['step']}) | {best['forget_loss']:.4f} |" in markdown
+    assert "| method | sgd_fast | sgd lr 3e-01, no clip, 4 steps |" in markdown
     assert RobustnessReport.load(paths["json"]) == report
 
+    trainer = RelearnAttackTrainer(
+        tiny_llama(len(tokenizer)), RelearnAttackConfig(output_dir=str(tmp_path / "log"), report_to="none"),
+        attack_dataset=fact_texts(FACTS), eval_dataset={"forget": fact_texts(FACTS)}, processing_class=tokenizer,
+    )  # fmt: skip
     catcher = LogCatcher()
-    attacks["method"].add_callback(catcher)
-    report.log(attacks["method"])
+    trainer.add_callback(catcher)
+    report.log(trainer)
     summary = report.summary()
     assert catcher.logs[-1].items() >= summary.items()
-    assert summary["robustness/method/attack_best/forget_loss"] == attacks["method"].best_point()["forget_loss"]
+    assert summary["robustness/method/attack_best/forget_loss"] == best["forget_loss"]
 
 
-def test_report_requires_baseline_and_step_zero(tmp_path):
+def test_report_requires_baseline_and_one_metric(tmp_path):
     tokenizer = char_tokenizer()
-    trainer, _ = attack(tiny_llama(len(tokenizer)), tokenizer, tmp_path, "a")
+    result = suite_result(tiny_llama(len(tokenizer)), tokenizer, tmp_path, "a")
     with pytest.raises(ValueError, match="baseline run 'no_unlearning' is not among"):
-        RobustnessReport.from_attacks("x", {"method": trainer})
+        RobustnessReport.from_suites("x", {"method": result})
+    other = suite_result(tiny_llama(len(tokenizer)), tokenizer, tmp_path, "b", metric_for_best_model="eval_facts_accuracy")
+    with pytest.raises(ValueError, match="optimise different metrics"):
+        RobustnessReport.from_suites("x", {"method": other, "no_unlearning": result})

@@ -76,7 +76,9 @@ DEFAULTS = dict(
 def run_trainer(model, tokenizer, forget_dataset, retain_dataset, tmp_path, **overrides):
     """Train 5 loops (forks at loops 0, 2, 4); return the trainer and the paired batches it used."""
     cfg = {**DEFAULTS, **overrides}
-    args = unlearn_config(tmp_path, max_steps=5, target_modules=["gate_proj"], **cfg)
+    adversary = ("adv_lr", "adv_decay", "fork_every_n_loops")  # settings nobody reads without meta-learning
+    settings = {k: v for k, v in cfg.items() if cfg["meta_learning"] or k not in adversary}
+    args = unlearn_config(tmp_path, max_steps=5, target_modules=["gate_proj"], **settings)
     trainer = UnlearnTrainer(model, args, forget_dataset=forget_dataset, retain_dataset=retain_dataset, processing_class=tokenizer)
     batches = []
     method_step = trainer.method.training_step

@@ -8,7 +8,9 @@ from conftest import FORGET_TEXTS, RETAIN_TEXTS, char_tokenizer, tiny_llama
 from trl import TrlParser
 
 from hf_unlearn import RelearnAttackConfig, UnlearnConfig
+from hf_unlearn.attacks import PRESETS
 from hf_unlearn.data import DataArguments
+from hf_unlearn.evaluation import RobustnessReport
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -69,8 +71,18 @@ def test_unlearn_then_attack(recipes, tmp_path):
     assert (unlearned_dir / "model.safetensors").is_file() and trainer.state.global_step == 3
     result = relearn_attack.main(
         unlearn.ModelArguments(str(unlearned_dir)), data_args,
-        RelearnAttackConfig(output_dir=str(tmp_path / "attack"), eval_steps=1, save_strategy="no", **common),
+        RelearnAttackConfig(output_dir=str(tmp_path / "attack"), eval_steps=1, **common),
+        relearn_attack.AttackArguments(attack_suite="quick", baseline_model=str(model_dir)),
     )  # fmt: skip
-    saved = json.loads((tmp_path / "attack" / "attack.json").read_text())
-    assert [p["step"] for p in saved["curve"]] == [0, 1, 2, 3]
-    assert saved["best"] == result["best"] == min(saved["curve"], key=lambda p: p["forget_loss"])
+    saved = json.loads((tmp_path / "attack" / "attack_suite.json").read_text())
+    assert saved["attacks"].keys() == PRESETS["quick"].keys()
+    for attack in saved["attacks"].values():
+        assert [p["step"] for p in attack["curve"]] == [0, 1, 2, 3], "the command line's max_steps applies to every attack"
+    # The attacks start from the saved unlearned model, on the held-out split the unlearning run evaluated.
+    unlearned_eval = trainer.evaluate()
+    for attack in saved["attacks"].values():
+        assert attack["curve"][0]["forget_loss"] == pytest.approx(unlearned_eval["eval_forget_loss"], abs=1e-5)
+    assert saved["best"] == result["best"] and saved["best"]["attack"] in PRESETS["quick"]
+    assert saved["best"]["forget_loss"] < unlearned_eval["eval_forget_loss"], "an attack recovered something"
+    report = RobustnessReport.load(tmp_path / "attack" / "robustness_report.json")
+    assert report.runs.keys() == {"attacked", "no_unlearning"} and report.runs["attacked"]["attack_best"] == saved["best"]

@@ -53,7 +53,7 @@ def test_alternating_retain_steps(model, tokenizer, forget_dataset, retain_datas
     """With a retain set each step is a forget SGD step followed by a retain SGD step."""
     twin = copy.deepcopy(model)
     lr = 0.05
-    args = attack_config(tmp_path, max_steps=1, learning_rate=lr, eval_on_start=False, eval_strategy="no")
+    args = attack_config(tmp_path, max_steps=1, learning_rate=lr, eval_on_start=False, eval_strategy="no", interleave_retain=True)
     trainer = RelearnAttackTrainer(
         model, args, attack_dataset=forget_dataset, eval_dataset={"forget": forget_dataset},
         retain_dataset=retain_dataset, processing_class=tokenizer,

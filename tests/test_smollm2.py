@@ -10,6 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_unlearn import UnlearnConfig, UnlearnTrainer, default_model_path
+from hf_unlearn.attacks import PRESETS
 from hf_unlearn.data import DataArguments, build_unlearning_data
 from hf_unlearn.data.facts import known_facts, world_capitals
 from hf_unlearn.evaluation import RobustnessReport
@@ -79,7 +80,10 @@ def test_demo_scenarios_write_a_robustness_report(demo, tmp_path, scenario):
     )  # fmt: skip
     saved = RobustnessReport.load(tmp_path / scenario / "robustness_report.json")
     assert saved == report and saved.runs.keys() == {"mudman", "no_unlearning"}
-    assert [p["step"] for p in saved.runs["mudman"]["attack_curve"]] == [0, 1, 2]
+    attacks = saved.runs["mudman"]["attacks"]
+    assert attacks.keys() == PRESETS["quick"].keys(), "the demo's default suite"
+    assert all([p["step"] for p in attack["curve"]] == [0, 1, 2] for attack in attacks.values())
+    assert saved.runs["mudman"]["attack_best"]["attack"] in attacks
     assert (tmp_path / scenario / "robustness_report.png").is_file()
     expected_best = {"python": "forget_loss", "facts": "facts_accuracy"}[scenario]
     assert saved.best_metric == expected_best and saved.greater_is_better == (scenario == "facts")

@@ -9,7 +9,8 @@ from conftest import char_tokenizer, tiny_llama, unlearn_config
 from datasets import Dataset
 
 from hf_unlearn import UnlearnConfig, UnlearnTrainer
-from hf_unlearn.trainer import METHOD_STATE_NAME
+from hf_unlearn.modeling import lm_loss
+from hf_unlearn.trainer import METHOD_STATE_NAME, last_complete_checkpoint
 
 
 def make_trainer(model, tokenizer, forget, retain, args, **kwargs):
@@ -17,7 +18,9 @@ def make_trainer(model, tokenizer, forget, retain, args, **kwargs):
 
 
 def test_resume_equals_uninterrupted_run(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
-    twin = copy.deepcopy(model)
+    # The resumed run starts from other weights: ignoring the checkpoint, or part of the method's state,
+    # would end elsewhere.
+    twin = tiny_llama(len(tokenizer), seed=11)
     settings = dict(max_steps=6, save_strategy="steps", save_steps=3, fork_every_n_loops=2, adv_decay=0.8)
     straight = make_trainer(model, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path / "a", **settings))
     straight.train()
@@ -47,15 +50,17 @@ def test_resume_without_method_state_is_refused(model, tokenizer, forget_dataset
         trainer.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-1"))
 
 
-def test_evaluate_reports_forget_and_retain_loss(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
-    trainer = make_trainer(
-        model, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path),
-        eval_dataset={"forget": forget_dataset, "retain": retain_dataset},
-    )  # fmt: skip
+def test_evaluate_reports_forget_and_retain_loss(memorised, tmp_path):
+    model, tokenizer, forget, retain, (forget_batch, retain_batch) = memorised
+    # One evaluation batch per split, so each eval loss is the token mean over that whole split.
+    args = unlearn_config(tmp_path, per_device_eval_batch_size=64)
+    trainer = make_trainer(copy.deepcopy(model), tokenizer, forget, retain, args, eval_dataset={"forget": forget, "retain": retain})
     metrics = trainer.evaluate()
-    assert metrics["eval_forget_loss"] > 0 and metrics["eval_retain_loss"] > 0
-    # Mean cross-entropy of a random model over ~100 characters is close to log(vocab).
-    assert abs(metrics["eval_forget_loss"] - torch.log(torch.tensor(len(tokenizer))).item()) < 0.5
+    with torch.no_grad():
+        expected = {"eval_forget_loss": lm_loss(model, forget_batch)[0].item(), "eval_retain_loss": lm_loss(model, retain_batch)[0].item()}
+    assert abs(expected["eval_forget_loss"] - expected["eval_retain_loss"]) > 1e-3, "the splits differ, so a swap would show"
+    for key, value in expected.items():
+        assert metrics[key] == pytest.approx(value, abs=1e-5), key
 
 
 def test_training_logs_method_metrics(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
@@ -129,3 +134,18 @@ def test_config_validation(tmp_path, field, value, message):
     with pytest.raises(ValueError, match=message) as error:
         UnlearnConfig(output_dir=str(tmp_path), **{field: value})
     assert field in str(error.value)
+
+
+def test_resume_true_skips_a_checkpoint_cut_short(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    settings = dict(max_steps=3, save_strategy="steps", save_steps=1)
+    make_trainer(model, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path, **settings)).train()
+    assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-3")
+    (tmp_path / "checkpoint-3" / "trainer_state.json").write_text('{"global_st')  # a kill mid-write
+    (tmp_path / "checkpoint-2" / METHOD_STATE_NAME).unlink()  # a kill before the method state was written
+    assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-1")
+    resumed = make_trainer(tiny_llama(len(tokenizer)), tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path, **settings))
+    resumed.train(resume_from_checkpoint=True)
+    assert resumed.state.global_step == 3 and resumed.method.loops_done == 3
+    empty = make_trainer(tiny_llama(len(tokenizer)), tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path / "none", **settings))
+    with pytest.raises(ValueError, match="holds no complete checkpoint"):
+        empty.train(resume_from_checkpoint=True)

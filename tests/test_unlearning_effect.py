@@ -2,38 +2,13 @@
 
 import copy
 
-import pytest
 import torch
-from conftest import tiny_llama, unlearn_config
+from conftest import unlearn_config
 
 from hf_unlearn import UnlearnTrainer
-from hf_unlearn.data import LMCollator, prepare_lm_dataset
 from hf_unlearn.modeling import lm_loss
 
 RETAIN_BUDGET = 0.05  # nats, DESIGN §1
-
-
-def full_batch(dataset, tokenizer):
-    prepared = prepare_lm_dataset(dataset, tokenizer, name="test")
-    return LMCollator(tokenizer.pad_token_id)([prepared[i] for i in range(len(prepared))])
-
-
-@pytest.fixture(scope="module")
-def memorised():
-    """A tiny Llama trained until it reproduces both text sets almost perfectly."""
-    from conftest import FORGET_TEXTS, RETAIN_TEXTS, char_tokenizer
-    from datasets import Dataset
-
-    tokenizer = char_tokenizer()
-    forget, retain = Dataset.from_dict({"text": FORGET_TEXTS}), Dataset.from_dict({"text": RETAIN_TEXTS})
-    batches = full_batch(forget, tokenizer), full_batch(retain, tokenizer)
-    model = tiny_llama(len(tokenizer))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _ in range(200):
-        optimizer.zero_grad()
-        sum(lm_loss(model, batch)[0] for batch in batches).backward()
-        optimizer.step()
-    return model, tokenizer, forget, retain, batches
 
 
 def losses(model, batches):
@@ -60,7 +35,8 @@ def test_mudman_forgets_without_disrupting_and_masking_is_what_protects(memorise
     assert forget_after - forget_start > 1.5, f"forget loss only went {forget_start:.3f} -> {forget_after:.3f}"
     assert retain_after - retain_start < RETAIN_BUDGET, f"retain loss {retain_start:.4f} -> {retain_after:.4f}"
 
-    _, retain_unmasked = unlearn(memorised, tmp_path / "no_masking", disruption_masking=False)
+    # Without masking the retain loss rises far beyond the broken-model guard's 2x: measured here instead.
+    _, retain_unmasked = unlearn(memorised, tmp_path / "no_masking", disruption_masking=False, max_retain_loss_ratio=0)
     assert retain_unmasked - retain_start > (retain_after - retain_start) + 0.5, (
         f"without masking retain loss went {retain_start:.3f} -> {retain_unmasked:.3f}, "
         f"with masking -> {retain_after:.3f}"

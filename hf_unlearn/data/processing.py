@@ -17,6 +17,16 @@ def _text_column_error(dataset: Dataset, name: str, text_field: str) -> ValueErr
     )
 
 
+def check_text_rows(dataset: Dataset, text_field: str, name: str) -> None:
+    """Every row of ``text_field`` holds a string: a missing text would fail deep inside the tokenizer."""
+    missing = [row for row, text in enumerate(dataset[text_field]) if text is None]
+    if missing:
+        raise ValueError(
+            f"the {name} dataset has no text ({text_field!r} is null) in rows {missing[:10]}"
+            f"{' and more' if len(missing) > 10 else ''}: drop or fill those rows"
+        )
+
+
 def prepare_lm_dataset(
     dataset: Dataset,
     tokenizer: PreTrainedTokenizerBase | None,
@@ -47,6 +57,7 @@ def prepare_lm_dataset(
             raise ValueError(f"column {text_field!r} of the {name} dataset must hold strings, found {feature}")
         if tokenizer is None:
             raise ValueError(f"the {name} dataset holds text: pass a tokenizer as processing_class to tokenize it")
+        check_text_rows(dataset, text_field, name)
         prepared = dataset.map(
             lambda batch: tokenizer(batch[text_field], truncation=max_length is not None, max_length=max_length),
             batched=True,
@@ -75,6 +86,7 @@ def chunk_tokens(
         raise ValueError(f"chunk_length must be at least 2, got {chunk_length}")
     if text_field not in dataset.column_names:
         raise _text_column_error(dataset, "source", text_field)
+    check_text_rows(dataset, text_field, "source")
 
     def chunk(batch: dict) -> dict:
         ids = tokenizer(batch[text_field], add_special_tokens=False)["input_ids"]
@@ -134,17 +146,24 @@ def unlearning_splits(
 ) -> DatasetDict:
     """The robustness protocol's splits (DESIGN §6) from two text datasets, as fixed-length chunks.
 
-    Forget chunks are split 50/25/25 into ``forget_unlearn`` (what the method sees),
-    ``forget_attack`` (what the relearning attack fine-tunes on) and ``forget_eval`` (held out,
-    where recovery is measured); retain chunks 75/25 into ``retain_train`` and ``retain_eval``.
-    Deterministic in ``seed``, so unlearning and attack scripts rebuild identical splits.
+    Forget *documents* (rows: files, articles) are split 50/25/25 into ``forget_unlearn`` (what the
+    method sees), ``forget_attack`` (what the relearning attack fine-tunes on) and ``forget_eval``
+    (held out, where recovery is measured), and only then cut into chunks: chunks of one document
+    never land in two splits, so the held-out loss is measured on text nothing trained on. Retain
+    documents are split 75/25 into ``retain_train`` and ``retain_eval`` the same way. Deterministic
+    in ``seed``, so unlearning and attack scripts rebuild identical splits.
     """
-    chunked = {
-        name: chunk_tokens(text, tokenizer, chunk_length=chunk_length, text_field=text_field)
-        for name, text in (("forget", forget_text), ("retain", retain_text))
+    parts = {
+        **{f"forget_{n}": d for n, d in split_dataset(forget_text, seed=seed).items()},
+        **{f"retain_{n}": d for n, d in split_dataset(retain_text, names=("train", "eval"), fractions=(0.75, 0.25), seed=seed).items()},
     }
-    forget = split_dataset(chunked["forget"], seed=seed)
-    retain = split_dataset(chunked["retain"], names=("train", "eval"), fractions=(0.75, 0.25), seed=seed)
-    return DatasetDict(
-        {f"forget_{name}": part for name, part in forget.items()} | {f"retain_{name}": part for name, part in retain.items()}
+    chunked = DatasetDict(
+        {name: chunk_tokens(documents, tokenizer, chunk_length=chunk_length, text_field=text_field) for name, documents in parts.items()}
     )
+    empty = [name for name, part in chunked.items() if len(part) == 0]
+    if empty:
+        raise ValueError(
+            f"{empty} hold no {chunk_length}-token chunk: their documents are shorter than chunk_length; "
+            "use more or longer documents, or a smaller chunk_length"
+        )
+    return DatasetDict({name: part.shuffle(seed=seed) for name, part in chunked.items()})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -29,14 +30,36 @@ OFFLINE_SOURCES = ("python_stdlib", "pydoc_prose")
 
 
 def load_text_source(name: str, split: str = "train") -> Dataset:
-    """``name``: a source of ``TEXT_SOURCES`` (offline or a Hub recipe), a local data file, or any Hub dataset id."""
+    """``name``: a source of ``TEXT_SOURCES`` (offline or a Hub recipe), a local data file, or any Hub dataset id.
+
+    A file that does not exist, is empty or cannot be parsed, and a name that is neither a source, a
+    file nor a loadable Hub dataset, raise an error that says which and lists the built-in sources.
+    """
     if name in TEXT_SOURCES:
         return TEXT_SOURCES[name]()
     if Path(name).suffix:
-        if not Path(name).is_file():
+        path = Path(name)
+        if not path.is_file():
             raise FileNotFoundError(f"data file {name} does not exist")
-        return recipes.load_split(name, None, split, data_files=name)
-    return load_dataset(name, split=split)
+        if path.stat().st_size == 0:
+            raise ValueError(f"data file {name} is empty: it needs at least one row with a text column")
+        try:
+            return recipes.load_split(name, None, split, data_files=name)
+        except Exception as error:
+            cause = error.__cause__ or error
+            raise ValueError(
+                f"could not read data file {name} ({type(cause).__name__}: {cause}); a .jsonl file needs one JSON object "
+                'per line, such as {"text": "..."}'
+            ) from error
+    try:
+        return load_dataset(name, split=split)
+    except Exception as error:
+        close = difflib.get_close_matches(name, TEXT_SOURCES, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"{name!r} is not a built-in text source ({', '.join(TEXT_SOURCES)}), a local file, or a Hub dataset that could "
+            f"be loaded ({type(error).__name__}).{hint}"
+        ) from error
 
 
 @dataclass
@@ -63,15 +86,22 @@ class DataArguments:
     max_eval_examples: int | None = field(default=64, metadata={"help": "Cap on each held-out eval split."})
 
 
+def _load_source(field_name: str, name: str, split: str) -> Dataset:
+    try:
+        return load_text_source(name, split)
+    except (ValueError, FileNotFoundError) as error:
+        raise type(error)(f"{field_name}={name!r}: {error}") from error
+
+
 def build_unlearning_data(args: DataArguments, tokenizer: PreTrainedTokenizerBase) -> dict:
     """``{"unlearn", "attack", "retain", "eval": {"forget", "retain"}}`` as fixed-length token chunks.
 
     Deterministic in ``args``: the unlearning and the attack script rebuild the same splits.
     """
-    forget_text = load_text_source(args.forget_source, args.source_split)
+    forget_text = _load_source("forget_source", args.forget_source, args.source_split)
     if args.max_forget_documents is not None:
         forget_text = forget_text.shuffle(seed=args.split_seed).select(range(min(args.max_forget_documents, len(forget_text))))
-    retain_text = load_text_source(args.retain_source, args.source_split)
+    retain_text = _load_source("retain_source", args.retain_source, args.source_split)
     splits = unlearning_splits(
         forget_text, retain_text, tokenizer, chunk_length=args.chunk_length, text_field=args.text_field, seed=args.split_seed
     )

@@ -9,6 +9,9 @@ from datasets import Dataset
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from ..data.facts import facts
+from ..data.recipes import MCQ_COLUMNS
+from ..data.schema import check_columns, check_mcq_rows, describe
 from .facts import fact_accuracy
 from .mcq import mcq_accuracy
 
@@ -24,6 +27,10 @@ class MCQEvaluator:
     dataset: Dataset
     batch_size: int = 8
 
+    def __post_init__(self):  # a bad answer index must fail here, not after every forward pass
+        check_columns(self.dataset, "MCQEvaluator", MCQ_COLUMNS)
+        check_mcq_rows(self.dataset, "MCQEvaluator", describe(MCQ_COLUMNS), num_choices=None)
+
     def __call__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
         return mcq_accuracy(model, tokenizer, self.dataset, self.batch_size)
 
@@ -34,6 +41,9 @@ class FactEvaluator:
 
     dataset: Dataset
     batch_size: int = 32
+
+    def __post_init__(self):  # an empty answer would count as reproduced
+        self.dataset = facts(self.dataset)
 
     def __call__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
         return fact_accuracy(model, tokenizer, self.dataset, self.batch_size)

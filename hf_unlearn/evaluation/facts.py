@@ -29,6 +29,8 @@ def answer_token_scores(logits: torch.Tensor, labels: torch.Tensor) -> list[tupl
     scores = []
     for row in range(labels.shape[0]):
         mask = answer[row]
+        if not mask.any():  # all() of nothing would count the fact as reproduced
+            raise ValueError(f"fact {row} of the batch has no answer token to score: its answer is empty")
         scores.append((bool(hits[row][mask].all()), target_probs[row][mask].mean().item()))
     return scores
 

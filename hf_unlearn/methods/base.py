@@ -22,6 +22,7 @@ with every component off they are the plain published losses.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import MISSING, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -59,6 +60,18 @@ def get_method_class(name: str) -> type[UnlearningMethod]:
         return _METHODS[name]
     except KeyError:
         raise ValueError(f"unknown method {name!r}; available methods: {', '.join(available_methods())}") from None
+
+
+def check_not_tied(model: nn.Module, targets: Sequence[str]) -> None:
+    """A target that is another parameter under a second name (a tied output head) would train nothing under
+    its own name: refuse it, naming the parameter it shares."""
+    canonical = {id(param): name for name, param in model.named_parameters()}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if name in targets and canonical[id(param)] != name:
+            raise ValueError(
+                f"{name} is tied to {canonical[id(param)]} (tie_word_embeddings): it is the same matrix, so it cannot be "
+                "trained on its own; target other modules, or untie the embeddings before unlearning"
+            )
 
 
 def is_peft_model(model: nn.Module) -> bool:
@@ -101,6 +114,13 @@ class UnlearningMethod:
                 f"method={cls.name!r} is configured by {cls.config_class.__name__}, got {type(args).__name__}: "
                 f"build hf_unlearn.{cls.config_class.__name__}(...) instead"
             )
+        defaults = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(type(args)) if f.init}
+        for field_name, why in cls.unused_fields(args).items():
+            if getattr(args, field_name) != defaults[field_name]:
+                raise ValueError(
+                    f"{field_name}={getattr(args, field_name)!r} is not used by method {cls.name!r} ({why}): remove it, "
+                    f"or leave it at its default {defaults[field_name]!r}"
+                )
         if not cls.builds_update:
             return
         fixes = {
@@ -110,22 +130,40 @@ class UnlearningMethod:
             "optim_args": (bool(args.optim_args), "remove optim_args: SGD momentum or dampening would change the update"),
             "weight_decay": (args.weight_decay != 0, "set weight_decay=0: decay would move frozen-by-mask weights too"),
             "learning_rate": (args.learning_rate <= 0, "set learning_rate=1.0: it multiplies the whole update"),
+            "lr_scheduler_type": (str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)) != "constant", "set lr_scheduler_type='constant': a schedule would scale the update but not the retain step or the adversary built inside it, which is no longer the method"),
+            "warmup_steps": (args.warmup_steps > 0, "set warmup_steps=0: warm-up is a schedule (see lr_scheduler_type)"),
         }  # fmt: skip
         for field_name, (invalid, fix) in fixes.items():
             if invalid:
                 raise ValueError(f"{field_name}={getattr(args, field_name)!r} is invalid for method {cls.name!r}: {fix}")
 
-    def setup(self, model: nn.Module) -> None:
+    @classmethod
+    def unused_fields(cls, args: UnlearnConfig) -> dict[str, str]:
+        """``{field: why}`` for the settings this method does not read under ``args``; ``check_args`` refuses
+        any of them set away from its default, since a setting nobody reads would silently change nothing."""
+        unused = {}
+        if cls.forget_loss is not UnlearningMethod.forget_loss:
+            unused["unlearning_loss"] = "it has a forget objective of its own"
+        if cls.retain_loss is not UnlearningMethod.retain_loss:
+            unused["retain_representation_weight"] = "it has a retain objective of its own"
+        if not args.meta_learning:
+            unused.update(dict.fromkeys(("adv_lr", "adv_decay", "fork_every_n_loops"), "meta_learning is off"))
+        if args.wagle_fraction == 1:
+            unused["wagle_gamma"] = "wagle_fraction is 1: WAGLE is off"
+        return unused
+
+    def setup(self, model: nn.Module, processing_class: Any = None) -> None:
         """Choose the trained weights and freeze every other parameter.
 
         A PEFT model trains its adapter (the parameters PEFT left trainable); otherwise
-        ``args.target_modules`` names them.
+        ``args.target_modules`` names them. ``processing_class``: the trainer's tokenizer.
         """
         self.peft = is_peft_model(model)
         if self.peft:
             targets = [name for name, param in model.named_parameters() if param.requires_grad]
         else:
             targets = list(resolve_target_modules(model, self.target_modules(model)))
+            check_not_tied(model, targets)
         for name, param in model.named_parameters():
             param.requires_grad_(name in targets)
         self.target_names = targets
@@ -336,7 +374,21 @@ class UnlearningMethod:
         """Everything the method carries between steps; saved in every checkpoint for an exact resume."""
         return {key: getattr(self, key) for key in self._STATE}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], device: torch.device | str = "cpu") -> None:
+        """Restore ``state_dict()``; tensors go to ``device`` (the trained weights'), but ``_CPU_STATE`` ones."""
         for key in self._STATE:
-            setattr(self, key, state[key])
+            setattr(self, key, state[key] if key in self._CPU_STATE else to_device(state[key], device))
+
+    _CPU_STATE: tuple[str, ...] = ()
+
+
+def to_device(value: Any, device: torch.device | str) -> Any:
+    """``value`` with every tensor in it (nested in lists, tuples, dicts) moved to ``device``."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(v, device) for v in value)
+    return value
 

@@ -5,20 +5,26 @@ loss gradient at its output). Directions that many forget tokens share are gener
 representations, not the facts to remove; CIR projects them out of both x_t and g_t before
 rebuilding the update, so only fact-specific directions change. Per step (one forget batch):
 
-1. Forward the forget batch, capturing each target layer's inputs and outputs on the selected
-   tokens (those that predict a target token, minus the first ``cut_off_tokens``), and take the
-   output gradients of the forget loss ("MLP breaking" by default, or any registry loss).
+1. Forward the forget batch (fact-stating sentences, or any text), capturing each target layer's
+   inputs and outputs, and take the output gradients of the forget loss ("MLP breaking" by
+   default, over every real token but a leading BOS; or any registry loss). Statistics and the
+   update use the same tokens except each sequence's last (``cir_token_masks``), as CIR's authors.
 2. Keep the raw x_t and g_t as this epoch's statistics (on the CPU).
-3. From epoch 1 on: collapse x_t and g_t onto the complement of the module's bases (mean + top
-   principal components of the previous epoch's raw statistics), rebuild the weight gradients,
-   normalise them together to global norm ``step_norm``; then a retain step: the gradient of the
-   relative distance of layer ``retain_layer``'s representations to the original model's on a
-   retain batch, taken after the unlearning step, times ``retaining_rate``. The sum is the update,
-   applied by plain SGD at learning rate 1. Epoch 0 only collects statistics.
-4. At each epoch's end the bases are recomputed (statistics gathered across processes first).
+3. From epoch 1 on: collapse x_t and g_t along the module's directions (the mean and the top
+   principal components of the previous epoch's raw statistics; ``projection="sequential"``
+   subtracts them one after another as the authors do, ``"orthogonal"`` projects onto the exact
+   complement of their span), rebuild the weight gradients, normalise them together to global
+   norm ``step_norm``; then a retain step: the gradient of the distance of layer
+   ``retain_layer``'s representations to the original model's (mean distance / mean original
+   norm, the authors' ``cb_retain``) on a retain batch, taken after the unlearning step, times
+   ``retaining_rate``. The sum is the update, applied by plain SGD at learning rate 1. Epoch 0
+   only collects statistics.
+4. At the first step of each epoch the bases are recomputed from the previous epoch's statistics
+   (gathered across processes first).
 
-Unlearning stops once the retain loss exceeds its start by ``disruption_budget`` (+0.1 %), keeping
-the last model within budget (``DisruptionBudgetCallback``).
+Unlearning runs for up to ``num_train_epochs`` (200, the authors') and stops once the retain loss
+exceeds its start by ``disruption_budget`` (+0.1 %), keeping the last model within budget
+(``DisruptionBudgetCallback``).
 """
 
 from __future__ import annotations
@@ -35,8 +41,8 @@ from transformers.pytorch_utils import Conv1D
 
 from ..callbacks import DisruptionBudgetCallback
 from ..config import UnlearnConfig
-from ..distributed import gather_rows, mean_over_processes, token_mean_over_processes
-from ..gradients import global_norm, principal_basis, rebuild_weight_grad
+from ..distributed import gather_rows, mean_over_processes, sum_over_processes, token_mean_over_processes
+from ..gradients import global_norm, orthonormal_basis, principal_directions, rebuild_weight_grad
 from ..losses import IGNORE_INDEX, available_losses, get_loss, mlp_breaking_loss, relative_representation_distance
 from ..modeling import decoder_layers, lm_outputs, module_output, stop_after
 from ..targets import layer_index, resolve_target_modules
@@ -46,6 +52,29 @@ if TYPE_CHECKING:
     from ..trainer import UnlearnTrainer
 
 MLP_BREAKING = "mlp_breaking"
+PROJECTIONS = ("sequential", "orthogonal")
+
+
+def cir_token_masks(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, cut_off_tokens: int | None, bos_token_id: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """CIR's token positions in a right-padded batch, as (batch, seq) bool masks: (loss, statistics).
+
+    The loss counts every real token from ``cut_off_tokens`` on (None: all but a leading BOS token);
+    statistics and the rebuilt update use the same tokens except each sequence's last. (The
+    authors slice ``[:, cut_off_tokens:-1]`` of the padded batch, which drops the last real token
+    of the longest sequences only; dropping every sequence's own last token keeps the selection
+    independent of which sequences share a batch, so N processes select what one process does.)
+    """
+    real = attention_mask.bool()
+    loss = real.clone()
+    if cut_off_tokens is None:
+        if bos_token_id is not None:
+            loss[:, 0] &= input_ids[:, 0] != bos_token_id
+    else:
+        loss[:, :cut_off_tokens] = False
+    last = real & ~torch.cat([real[:, 1:], torch.zeros_like(real[:, :1])], dim=1)
+    return loss, loss & ~last
 
 
 @dataclass
@@ -68,7 +97,22 @@ class CIRConfig(UnlearnConfig):
         default=12, metadata={"help": "hidden_states index held at the original (k: the output of block k-1; >= 1)."}
     )
     retaining_rate: float = field(default=3e-4, metadata={"help": "Step size of the retain step after each update."})
-    cut_off_tokens: int = field(default=1, metadata={"help": "Leading tokens of each sequence left out of loss and statistics."})
+    projection: str = field(
+        default="sequential",
+        metadata={
+            "help": "How directions are collapsed: 'sequential' (subtract the mean's, then each component's projection in "
+            "turn, as CIR's authors) or 'orthogonal' (exact projection onto the complement of their span)."
+        },
+    )
+    cut_off_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "Leading tokens of each sequence left out of loss and statistics. None: the first token where it is "
+            "the tokenizer's BOS (the authors' 1 presumes a BOS; SmolLM2 adds none, so nothing is cut)."
+        },
+    )
+    num_train_epochs: float = field(default=200, metadata={"help": "At most this many epochs; the disruption budget stops CIR."})
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "Forget (and retain) examples per step (authors: 32)."})
     disruption_budget: float | None = field(
         default=0.001,
         metadata={"help": "Stop once eval_retain_loss exceeds its start by this fraction (0.001 = +0.1 %); None: never."},
@@ -86,8 +130,10 @@ class CIRConfig(UnlearnConfig):
         if self.cir_loss != MLP_BREAKING and self.cir_loss not in available_losses():
             raise ValueError(f"cir_loss={self.cir_loss!r} is invalid: use '{MLP_BREAKING}' or one of {', '.join(available_losses())}")
         for name in ("act_components", "grad_components", "cut_off_tokens"):
-            if getattr(self, name) < 0:
+            if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"{name}={getattr(self, name)!r} is invalid: it must be >= 0")
+        if self.projection not in PROJECTIONS:
+            raise ValueError(f"projection={self.projection!r} is invalid: use one of {', '.join(PROJECTIONS)}")
         if self.retain_layer < 1:
             raise ValueError(f"retain_layer={self.retain_layer!r} is invalid: it must be >= 1 (hidden_states[0] is the embeddings)")
         if self.step_norm <= 0:
@@ -115,38 +161,32 @@ def capture_io(modules: dict[str, nn.Module]) -> Iterator[dict[str, tuple[torch.
             handle.remove()
 
 
-class _EpochEnd(TrainerCallback):
-    def __init__(self, method: CIR, trainer: UnlearnTrainer):
-        self.method, self.trainer = method, trainer
-
-    def on_epoch_end(self, args, state, control, **kwargs):
-        self.method.end_epoch(self.trainer)
-
-
 @register_method
 class CIR(UnlearningMethod):
     name = "cir"
     config_class = CIRConfig
     builds_update = True
     uses_reference = frozenset({"forget", "retain"})
-    _STATE = UnlearningMethod._STATE + ("epochs_done", "act_stats", "grad_stats", "act_bases", "grad_bases")
+    _STATE = UnlearningMethod._STATE + ("epochs_done", "stats_epoch", "act_stats", "grad_stats", "act_bases", "grad_bases")
+    _CPU_STATE = ("act_stats", "grad_stats")
 
     def __init__(self, args: CIRConfig):
         super().__init__(args)
-        self.epochs_done = 0
+        self.epochs_done = 0  # epochs whose statistics became bases
+        self.stats_epoch: int | None = None  # the epoch the statistics in hand come from
         self.act_stats: dict[str, list[torch.Tensor]] = {}  # this epoch's raw x_t (CPU, fp32)
         self.grad_stats: dict[str, list[torch.Tensor]] = {}  # this epoch's raw g_t
         self.act_bases: dict[str, torch.Tensor] | None = None  # None during epoch 0
         self.grad_bases: dict[str, torch.Tensor] | None = None
+        self.bos_token_id: int | None = None  # set by setup() from the tokenizer
 
     @classmethod
-    def check_args(cls, args: CIRConfig) -> None:
-        super().check_args(args)
-        for name in ("meta_learning", "disruption_masking", "normalize_unlearning_grad"):
-            if getattr(args, name):
-                raise ValueError(f"{name}=True is invalid for method 'cir': CIR does not combine with it; set it to False")
-        if args.wagle_fraction < 1 or args.retain_representation_weight > 0:
-            raise ValueError("wagle_fraction and retain_representation_weight are not used by CIR: leave them at 1 and 0")
+    def unused_fields(cls, args: CIRConfig) -> dict[str, str]:
+        """CIR builds its own update: none of the shared update's components or rates apply."""
+        own = "CIR builds its own update (cir_loss, step_norm, retaining_rate)"
+        names = ("unlearning_loss", "unlearning_rate", "retain_momentum", "meta_learning", "disruption_masking",
+                 "normalize_unlearning_grad", "retain_representation_weight", "wagle_fraction")  # fmt: skip
+        return {**super().unused_fields(args), **dict.fromkeys(names, own)}
 
     def check_eval_dataset(self, eval_dataset: Any) -> None:
         if self.args.disruption_budget is not None and not (isinstance(eval_dataset, dict) and "retain" in eval_dataset):
@@ -156,19 +196,16 @@ class CIR(UnlearningMethod):
             )
 
     def callbacks(self, trainer: UnlearnTrainer) -> list[TrainerCallback]:
-        callbacks: list[TrainerCallback] = [_EpochEnd(self, trainer)]
-        if self.args.disruption_budget is not None:
-            callbacks.append(DisruptionBudgetCallback(self.args.disruption_budget))
-        return callbacks
+        return [] if self.args.disruption_budget is None else [DisruptionBudgetCallback(self.args.disruption_budget)]
 
     # --- one step --------------------------------------------------------------------------------
 
-    def _selected(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Positions that predict a target token, minus the first ``cut_off_tokens``: (batch, seq) bool."""
-        selected = torch.zeros_like(batch["labels"], dtype=torch.bool)
-        selected[:, :-1] = batch["labels"][:, 1:] != IGNORE_INDEX
-        selected[:, : self.args.cut_off_tokens] = False
-        return selected
+    def setup(self, model: nn.Module, processing_class: Any = None) -> None:
+        super().setup(model, processing_class)
+        self.bos_token_id = getattr(processing_class, "bos_token_id", None)
+
+    def _token_masks(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return cir_token_masks(batch["input_ids"], batch["attention_mask"], self.args.cut_off_tokens, self.bos_token_id)
 
     def target_modules(self, model: nn.Module) -> list[str]:
         """``target_modules``; with MLP breaking, only in the layers up to the last loss layer: no later
@@ -186,8 +223,8 @@ class CIR(UnlearningMethod):
         return mlps
 
     def _forget_objective(self, trainer, model, batch, selected) -> tuple[torch.Tensor, dict, torch.Tensor]:
-        """The forget loss at the current weights, the target layers' (inputs, outputs), and how many
-        tokens the loss averages over."""
+        """The forget loss at the current weights (MLP breaking over the ``selected`` tokens, or a registry
+        loss over the labels), the target layers' (inputs, outputs), and how many tokens the loss averages over."""
         targets = {name.removesuffix(".weight"): model.get_submodule(name.removesuffix(".weight")) for name in self.target_names}
         mlps = self._mlps(model) if self.args.cir_loss == MLP_BREAKING else {}
         stop = stop_after(list(mlps.values())[-1]) if mlps else nullcontext()
@@ -211,7 +248,7 @@ class CIR(UnlearningMethod):
     def compute_loss(self, trainer: UnlearnTrainer, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
         model = trainer.accelerator.unwrap_model(model)
         self._init_state([model.get_parameter(n) for n in self.target_names])
-        return self._forget_objective(trainer, model, inputs["forget"], self._selected(inputs["forget"]))[0]
+        return self._forget_objective(trainer, model, inputs["forget"], self._token_masks(inputs["forget"])[0])[0]
 
     def training_step(self, trainer: UnlearnTrainer, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
         args = self.args
@@ -219,17 +256,25 @@ class CIR(UnlearningMethod):
         base = [model.get_parameter(name) for name in self.target_names]
         self._init_state(base)
         forget, retain = inputs["forget"], inputs["retain"]
-        selected = self._selected(forget)
+        loss_mask, selected = self._token_masks(forget)
+        # The first step of an epoch turns the previous epoch's statistics into bases. Doing it here, not
+        # at the epoch's end, also covers a run resumed from a checkpoint taken at an epoch's last step.
+        epoch = int(trainer.state.epoch)  # the current epoch's index during its steps
+        if self.act_stats and self.stats_epoch is not None and epoch > self.stats_epoch:
+            self.end_epoch(trainer)
+        self.stats_epoch = epoch
 
         # 1. Forget loss, each target layer's inputs x_t and output gradients g_t on the selected tokens.
         with trainer.compute_loss_context_manager():
-            loss, io, loss_tokens = self._forget_objective(trainer, model, forget, selected)
+            loss, io, loss_tokens = self._forget_objective(trainer, model, forget, loss_mask)
         output_grads = torch.autograd.grad(loss, [out for _, out in io.values()])
         self.passes += 2
         acts = {name: x.detach()[selected].float() for name, (x, _) in io.items()}
-        # Gradients of the loss summed (not averaged) over tokens: rows that do not depend on how
-        # the batch is split across processes, so the statistics and the bases do not either.
-        grads = {name: g[selected].float() * loss_tokens for name, g in zip(io, output_grads)}
+        # Gradients of the mean loss over every process's tokens (the authors' gradients of a batch's mean
+        # loss when one process holds it): rows that do not depend on how the batch is split, so neither
+        # do the statistics and the bases.
+        share = loss_tokens / sum_over_processes(loss_tokens, trainer.accelerator)
+        grads = {name: g[selected].float() * share for name, g in zip(io, output_grads)}
 
         # 2. Raw statistics for the next epoch's bases.
         for name in io:
@@ -243,9 +288,10 @@ class CIR(UnlearningMethod):
             return loss_value
 
         # 3. Collapse, rebuild, normalise to step_norm.
+        sequential = args.projection == "sequential"
         weight_grads = []
         for name, param in zip(io, base):
-            grad = rebuild_weight_grad(acts[name], grads[name], self.act_bases[name], self.grad_bases[name])
+            grad = rebuild_weight_grad(acts[name], grads[name], self.act_bases[name], self.grad_bases[name], sequential)
             module = model.get_submodule(name)
             weight_grads.append(grad.T if isinstance(module, Conv1D) else grad)  # Conv1D stores (in, out)
         weight_grads = mean_over_processes(weight_grads, trainer.accelerator)  # sums over tokens: any scale will do
@@ -264,18 +310,26 @@ class CIR(UnlearningMethod):
         """The relative distance of ``hidden_states[retain_layer]`` to the original's on ``retain``, and its
         gradient at the weights after the unlearning step, averaged over every process's tokens."""
         block = decoder_layers(model)[self.args.retain_layer - 1]  # hidden_states[k] is block k-1's output
+        mask = retain["attention_mask"]
         with torch.no_grad():
             original = module_output(model, retain, block, dict(zip(self.target_names, self.original)))
+            # The denominator is a mean over every process's tokens, as one process would compute it.
+            local_norm = (original.float().norm(dim=-1) * mask).sum() / mask.sum()
+            (mean_norm,) = token_mean_over_processes([local_norm], mask.sum(), trainer.accelerator)
         leaves = [(p.detach().float() - u).to(p.dtype).requires_grad_() for p, u in zip(base, update)]
         with trainer.compute_loss_context_manager():
             current = module_output(model, retain, block, dict(zip(self.target_names, leaves)))
-            loss = relative_representation_distance(current, original, retain["attention_mask"])
+            loss = relative_representation_distance(current, original, mask, mean_norm)
         grads = torch.autograd.grad(loss, leaves)
         self.passes += 3
-        loss, *grads = token_mean_over_processes([loss.detach(), *grads], retain["attention_mask"].sum(), trainer.accelerator)
+        loss, *grads = token_mean_over_processes([loss.detach(), *grads], mask.sum(), trainer.accelerator)
         return loss, grads
 
     # --- epochs ----------------------------------------------------------------------------------
+
+    def _directions(self, data: torch.Tensor, num_components: int) -> torch.Tensor:
+        directions = principal_directions(data, num_components, self.args.pca_niter, self.args.seed)
+        return directions if self.args.projection == "sequential" else orthonormal_basis(directions)
 
     def end_epoch(self, trainer: UnlearnTrainer) -> None:
         """Recompute every module's bases from this epoch's raw statistics (all processes' tokens)."""
@@ -286,7 +340,7 @@ class CIR(UnlearningMethod):
             # Step by step, so the rows come in the order one process would have them: identical bases.
             acts = torch.cat([gather_rows(chunk, trainer.accelerator) for chunk in self.act_stats[name]])
             grads = torch.cat([gather_rows(chunk, trainer.accelerator) for chunk in self.grad_stats[name]])
-            self.act_bases[name] = principal_basis(acts, self.args.act_components, self.args.pca_niter, self.args.seed).to(trainer.args.device)
-            self.grad_bases[name] = principal_basis(grads, self.args.grad_components, self.args.pca_niter, self.args.seed).to(trainer.args.device)
+            self.act_bases[name] = self._directions(acts, self.args.act_components).to(trainer.args.device)
+            self.grad_bases[name] = self._directions(grads, self.args.grad_components).to(trainer.args.device)
         self.act_stats, self.grad_stats = {}, {}
         self.epochs_done += 1

@@ -39,6 +39,11 @@ class CircuitBreakers(UnlearningMethod):
     uses_reference = frozenset({"forget", "retain"})
     uses_hidden_states = True
 
+    @classmethod
+    def unused_fields(cls, args: CircuitBreakersConfig) -> dict[str, str]:
+        schedule = "Circuit Breakers weighs its losses by the cb_alpha schedule"
+        return {**super().unused_fields(args), "unlearning_rate": schedule, "retaining_rate": schedule}
+
     def loss_weights(self, step: int, max_steps: int) -> tuple[float, float]:
         progress = step / (2 * max(max_steps, 1))
         return self.args.cb_alpha * progress, self.args.cb_alpha * (1 - progress)

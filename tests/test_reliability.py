@@ -1,0 +1,162 @@
+"""Nothing lost, nothing silent: divergence guards, settings nobody reads, and bad input, each refused
+with an error that names the field and the fix."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import tiny_llama, unlearn_config
+from datasets import Dataset
+
+from hf_unlearn import CircuitBreakersConfig, NPOConfig, RelearnAttackConfig, RMUConfig, UnlearnConfig, UnlearnTrainer
+from hf_unlearn.data import DataArguments, DatasetSchemaError, build_unlearning_data, load_text_source
+from hf_unlearn.distributed import requested_processes
+from hf_unlearn.evaluation import FactEvaluator, MCQEvaluator
+from hf_unlearn.models import resolve_model_name_or_path
+from hf_unlearn.trainer import UnlearningDivergedError
+
+
+def trainer_for(model, tokenizer, forget, retain, args, **kwargs):
+    return UnlearnTrainer(model, args, forget_dataset=forget, retain_dataset=retain, processing_class=tokenizer, **kwargs)
+
+
+# --- divergence -----------------------------------------------------------------------------------
+
+
+def test_an_exploding_rate_stops_training_and_saves_nothing(memorised, tmp_path):
+    model, tokenizer, forget, retain, _ = memorised
+    args = unlearn_config(tmp_path, unlearning_rate=1e9, max_steps=4, save_strategy="steps", save_steps=1)
+    with pytest.raises(UnlearningDivergedError, match=r"step [01]: .*(NaN/inf|x its value before unlearning)"):
+        trainer_for(copy.deepcopy(model), tokenizer, forget, retain, args).train()
+    assert not list(tmp_path.glob("checkpoint-*")), "no checkpoint of the broken model was written"
+
+
+def test_a_nan_loss_stops_training(model, tokenizer, forget_dataset, retain_dataset, tmp_path, monkeypatch):
+    trainer = trainer_for(model, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path, max_steps=3))
+    step = trainer.method.training_step
+    monkeypatch.setattr(trainer.method, "training_step", lambda *a: step(*a) * float("nan"))
+    with pytest.raises(UnlearningDivergedError, match="step 0: the 'mudman' update is NaN/inf"):
+        trainer.train()
+
+
+def test_a_rate_that_destroys_the_model_is_caught_before_saving(memorised, tmp_path):
+    # Finite updates of RMS 0.3 on weights of RMS ~0.02: the model is wrecked but nothing is NaN.
+    model, tokenizer, forget, retain, _ = memorised
+    args = unlearn_config(tmp_path, unlearning_rate=0.3, max_steps=3, save_strategy="steps", save_steps=3)
+    with pytest.raises(UnlearningDivergedError, match=r"step 3: the retain loss is .*x its value before unlearning"):
+        trainer_for(copy.deepcopy(model), tokenizer, forget, retain, args).train()
+    assert not (tmp_path / "checkpoint-3").exists()
+    off = unlearn_config(tmp_path / "off", unlearning_rate=0.3, max_steps=3, max_retain_loss_ratio=0)
+    trainer_for(copy.deepcopy(model), tokenizer, forget, retain, off).train()  # the check can be switched off
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_rates_are_refused(tmp_path, value):
+    with pytest.raises(ValueError, match="unlearning_rate=.* is invalid: rates must be finite"):
+        UnlearnConfig(output_dir=str(tmp_path), unlearning_rate=value)
+    with pytest.raises(ValueError, match="learning_rate=.* is invalid: rates must be finite"):
+        RelearnAttackConfig(output_dir=str(tmp_path), learning_rate=value)
+
+
+# --- settings that would be silently wrong --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "config_class, field, value, reason",
+    [
+        (RMUConfig, "retain_representation_weight", 0.1, "a retain objective of its own"),
+        (CircuitBreakersConfig, "retain_representation_weight", 0.1, "a retain objective of its own"),
+        (CircuitBreakersConfig, "unlearning_rate", 2.0, "cb_alpha schedule"),
+        (CircuitBreakersConfig, "retaining_rate", 2.0, "cb_alpha schedule"),
+        (NPOConfig, "unlearning_loss", "neg_entropy", "a forget objective of its own"),
+        (UnlearnConfig, "adv_lr", 0.1, "meta_learning is off"),
+    ],
+)
+def test_a_setting_the_method_does_not_read_is_refused(tmp_path, config_class, field, value, reason):
+    extra = {"meta_learning": False} if field == "adv_lr" else {}
+    with pytest.raises(ValueError, match=rf"{field}=.* is not used by method .*{reason}"):
+        config_class(output_dir=str(tmp_path), **{field: value}, **extra)
+
+
+@pytest.mark.parametrize("settings", [{"lr_scheduler_type": "linear"}, {"warmup_steps": 2}])
+def test_methods_that_build_their_update_refuse_schedules(tmp_path, settings):
+    field = next(iter(settings))
+    with pytest.raises(ValueError, match=f"{field}=.* is invalid for method 'mudman'"):
+        UnlearnConfig(output_dir=str(tmp_path), **settings)
+    NPOConfig(output_dir=str(tmp_path), **settings)  # an optimizer-driven method takes any schedule
+
+
+@pytest.mark.parametrize("config_class", [UnlearnConfig, RelearnAttackConfig])
+def test_max_steps_zero_is_refused(tmp_path, config_class):
+    with pytest.raises(ValueError, match="max_steps=0 is invalid: use a positive number of steps, or -1"):
+        config_class(output_dir=str(tmp_path), max_steps=0)
+
+
+def test_a_tied_output_head_cannot_be_targeted(tokenizer, forget_dataset, retain_dataset, tmp_path):
+    model = tiny_llama(len(tokenizer), tie_word_embeddings=True)
+    with pytest.raises(ValueError, match="lm_head.weight is tied to model.embed_tokens.weight"):
+        trainer_for(model, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path, target_modules=["lm_head"]))
+
+
+def test_accelerate_cpu_launch_with_several_processes_is_refused(tmp_path):
+    assert requested_processes(["accelerate", "launch", "--cpu", "--num_processes", "2", "x.py"]) == 2
+    assert requested_processes(["accelerate", "launch", "--num-processes=4", "x.py"]) == 4
+    assert requested_processes(["python", "x.py"]) is None
+    script = tmp_path / "one.py"
+    script.write_text(
+        "from hf_unlearn import UnlearnConfig\nfrom hf_unlearn.distributed import check_process_count\n"
+        f"check_process_count(UnlearnConfig(output_dir={str(tmp_path)!r}, report_to='none').world_size)\n"
+    )
+    accelerate = Path(sys.executable).parent / "accelerate"
+    result = subprocess.run([str(accelerate), "launch", "--cpu", "--num_processes", "2", str(script)], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "asked for --num_processes 2, but this run has 1 process" in result.stderr and "torchrun --nproc_per_node 2" in result.stderr
+
+
+# --- bad input, refused before training ------------------------------------------------------------
+
+
+def test_a_row_without_text(model, tokenizer, retain_dataset, tmp_path):
+    forget = Dataset.from_dict({"text": ["a b c", None, "d e f"]})
+    with pytest.raises(ValueError, match=r"forget dataset has no text \('text' is null\) in rows \[1\]: drop or fill"):
+        trainer_for(model, tokenizer, forget, retain_dataset, unlearn_config(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [("", "is empty"), ('{"text": "fine"}\n{"text": broken\n', "could not read data file .*one JSON object per line")],
+)
+def test_empty_or_malformed_jsonl(tmp_path, content, message):
+    path = tmp_path / "forget.jsonl"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=f"forget_source='{path}': .*{message}"):
+        build_unlearning_data(DataArguments(forget_source=str(path)), None)
+
+
+def test_a_misspelled_source_lists_the_built_in_ones():
+    with pytest.raises(ValueError, match="'python_stdlb' is not a built-in text source \\(python_stdlib, pydoc_prose, .*Did you mean 'python_stdlib'"):
+        load_text_source("python_stdlb")
+    with pytest.raises(ValueError, match="retain_source='pydoc_prse'"):
+        build_unlearning_data(DataArguments(retain_source="pydoc_prse"), None)
+
+
+def test_a_model_path_that_does_not_exist(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model_name_or_path='.*/nowhere' does not exist"):
+        resolve_model_name_or_path(str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="is a folder without config.json"):
+        resolve_model_name_or_path(str(tmp_path))
+    assert resolve_model_name_or_path("org/model") == "org/model", "a Hub id is left to from_pretrained"
+
+
+def test_an_mcq_answer_out_of_range_fails_at_construction():
+    questions = Dataset.from_list([{"question": "q?", "choices": ["a", "b", "c", "d"], "answer": 4}])
+    with pytest.raises(DatasetSchemaError, match="'answer' is 4 in row 0, outside 0..3"):
+        MCQEvaluator(questions)
+
+
+def test_a_fact_with_an_empty_answer_is_refused():
+    with pytest.raises(DatasetSchemaError, match="'answer' is empty in row 1"):
+        FactEvaluator(Dataset.from_list([{"prompt": "The capital of Peru is", "answer": "Lima"}, {"prompt": "x is", "answer": " "}]))
+
