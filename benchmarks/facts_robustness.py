@@ -36,8 +36,8 @@ from hf_unlearn import (
     CIRConfig,
     DisruptionBudgetCallback,
     GradDiffConfig,
+    MUDMANConfig,
     NPOConfig,
-    UnlearnConfig,
     UnlearnTrainer,
     default_model_path,
 )
@@ -52,7 +52,7 @@ METHODS = {
     "cir": (CIRConfig, dict(step_norm=1.0, loss_layers=list(range(6, 12)), retain_layer=12)),
     "graddiff": (GradDiffConfig, dict(learning_rate=1e-5)),
     "npo": (NPOConfig, dict(learning_rate=1e-5)),
-    "mudman": (UnlearnConfig, dict(unlearning_rate=1e-4, fork_every_n_loops=6)),
+    "mudman": (MUDMANConfig, dict(unlearning_rate=1e-4, fork_every_n_loops=6)),
 }
 
 

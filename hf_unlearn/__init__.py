@@ -3,21 +3,20 @@
 from .attacks import AttackSuite, AttackSuiteResult
 from .callbacks import DisruptionBudgetCallback
 from .config import RelearnAttackConfig, UnlearnConfig
+from .embedded_model import default_model_path
 from .losses import available_losses, get_loss, register_loss
 from .methods import (
     CIRConfig,
     CircuitBreakersConfig,
     GradDiffConfig,
+    MUDMANConfig,
     NPOConfig,
     RMUConfig,
     SimNPOConfig,
     TARConfig,
-    UnlearningMethod,
-    available_methods,
-    get_method_class,
-    register_method,
 )
-from .models import default_model_path
+from .objective import Objective
+from .registry import available_methods, get_method, register_method
 from .relearn import RelearnAttackTrainer
 from .trainer import UnlearnTrainer
 
@@ -30,20 +29,21 @@ __all__ = [
     "CircuitBreakersConfig",
     "DisruptionBudgetCallback",
     "GradDiffConfig",
+    "MUDMANConfig",
     "NPOConfig",
+    "Objective",
     "RMUConfig",
-    "SimNPOConfig",
-    "TARConfig",
     "RelearnAttackConfig",
     "RelearnAttackTrainer",
+    "SimNPOConfig",
+    "TARConfig",
     "UnlearnConfig",
     "UnlearnTrainer",
-    "UnlearningMethod",
     "available_losses",
     "available_methods",
     "default_model_path",
     "get_loss",
-    "get_method_class",
+    "get_method",
     "register_loss",
     "register_method",
 ]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from .losses import available_losses
+from .registry import get_method
 
 
 def _fail(field_name: str, value: object, fix: str) -> ValueError:
@@ -16,7 +16,7 @@ def _fail(field_name: str, value: object, fix: str) -> ValueError:
 
 def check_finite_rates(args: TrainingArguments, names: tuple[str, ...]) -> None:
     for name in names:
-        if not math.isfinite(getattr(args, name)):
+        if hasattr(args, name) and not math.isfinite(getattr(args, name)):
             raise _fail(name, getattr(args, name), "rates must be finite numbers")
 
 
@@ -28,96 +28,24 @@ def check_max_steps(args: TrainingArguments) -> None:
 
 @dataclass
 class UnlearnConfig(TrainingArguments):
-    r"""Configuration of [`UnlearnTrainer`], and of its default method, MUDMAN.
+    r"""What every unlearning method's config holds: [`UnlearnTrainer`]'s own fields, and ``TrainingArguments``.
 
-    Besides every ``TrainingArguments`` field, it holds the unlearning components that any method
-    can switch on (MUDMAN, Sondej et al. 2025): meta-learning against a forked adversary, Disruption
-    Masking against the retain-gradient EMA, normalization of the unlearning gradient, a
-    representation-matching retain loss (TAR) and a static WAGLE weight mask. Other methods
-    subclass it with their own fields and defaults (``GradDiffConfig``, ``NPOConfig``, ...).
-
-    Defaults that differ from ``TrainingArguments``, because the method writes its full update into
-    ``param.grad`` and lets plain SGD apply it: ``learning_rate=1.0`` (a multiplier on the whole
-    update; a scheduler scales it by its factor), ``optim="sgd"``, ``lr_scheduler_type="constant"``,
-    ``max_grad_norm=0`` (clipping would rescale the normalized update), ``per_device_train_batch_size=16``
-    and ``logging_steps=10``.
+    Each method has its config, a subclass holding the fields its objective and update procedure
+    read (``MUDMANConfig``, ``GradDiffConfig``, ``CIRConfig``, ...; the components' fields come from
+    ``hf_unlearn.components.arguments``); ``method`` names it in the registry, and the config
+    refuses settings the method cannot honour or would not read.
     """
 
     method: str = field(
         default="mudman",
         metadata={"help": "Unlearning method, by registry name (see hf_unlearn.available_methods())."},
     )
-    unlearning_loss: str = field(
-        default="neg_cross_entropy",
-        metadata={"help": f"Loss minimised on the forget set, by registry name: {', '.join(available_losses())}."},
-    )
-    unlearning_rate: float = field(
-        default=1e-4,
-        metadata={
-            "help": "Step size of the unlearning update. With normalization on, the update's root-mean-square "
-            "element equals this value (SmolLM2-135M gate_proj weights have RMS ~0.19; the demo uses 3e-4)."
-        },
-    )
-    retaining_rate: float = field(
-        default=1e-3,
-        metadata={"help": "Step size of the retain update, taken along the retain-gradient EMA every loop."},
-    )
-    retain_momentum: float = field(
-        default=0.9,
-        metadata={"help": "EMA factor beta of the retain gradient (0 uses the current retain gradient only)."},
-    )
-    meta_learning: bool = field(
-        default=True,
-        metadata={
-            "help": "Take the unlearning gradient at an adversary that relearns the forget set (MUDMAN's "
-            "meta-learning). Off: take it at the base weights."
-        },
-    )
-    adv_lr: float = field(
-        default=1e-3, metadata={"help": "Learning rate of the adversary's fine-tuning step on the forget batch."}
-    )
-    adv_decay: float = field(
-        default=1.0,
-        metadata={"help": "Adversary decay d: after each step adv = d*adv + (1-d)*base. 1 disables the decay."},
-    )
-    fork_every_n_loops: int = field(
-        default=32, metadata={"help": "Every this many loops the adversary is reset to a copy of the base weights."}
-    )
-    disruption_masking: bool = field(
-        default=True,
-        metadata={
-            "help": "Update a weight only where the unlearning gradient and the retain-gradient EMA have the same sign."
-        },
-    )
-    normalize_unlearning_grad: bool = field(
-        default=True,
-        metadata={
-            "help": "Rescale the unlearning gradient (before masking) to global L2 norm sqrt(N), N the number of "
-            "target weights."
-        },
-    )
-    retain_representation_weight: float = field(
-        default=0.0,
-        metadata={
-            "help": "Add this times the squared L2 distance of every layer's representations (but the last) to the "
-            "original model's to the retain loss (TAR's representation matching). 0 disables it."
-        },
-    )
-    wagle_fraction: float = field(
-        default=1.0,
-        metadata={
-            "help": "WAGLE weight attribution (Jia et al. 2024): before unlearning, keep only this fraction of the target "
-            "weights, those with the highest |(theta - grad_retain/wagle_gamma) * grad_forget|; the others never change. "
-            "1 disables it."
-        },
-    )
-    wagle_gamma: float = field(default=1.0, metadata={"help": "WAGLE's gamma (see wagle_fraction)."})
     target_modules: list[str] = field(
         default_factory=lambda: ["first_mlp"],
         metadata={
             "help": "Layers whose weights are trained; everything else stays frozen. Names ('gate_proj'), regular "
             "expressions over full names, or aliases: 'first_mlp' (gate_proj in Llama-style models, dense_h_to_4h "
-            "in GPT-NeoX, c_fc in GPT-2) and 'all_linear'."
+            "in GPT-NeoX, c_fc in GPT-2), 'last_mlp' and 'all_linear'."
         },
     )
     max_retain_loss_ratio: float = field(
@@ -134,35 +62,10 @@ class UnlearnConfig(TrainingArguments):
     max_length: int | None = field(
         default=1024, metadata={"help": "Truncate tokenized text to this many tokens (None: no truncation)."}
     )
-
-    # TrainingArguments fields with other defaults (see the class docstring).
-    learning_rate: float = field(
-        default=1.0, metadata={"help": "Multiplier on the update the method builds; keep 1.0 and tune its own rates."}
-    )
-    optim: str = field(default="sgd", metadata={"help": "Optimizer; methods that build their update need 'sgd'."})
-    lr_scheduler_type: str = field(default="constant", metadata={"help": "Scheduler type; its factor scales updates."})
-    max_grad_norm: float = field(default=0.0, metadata={"help": "Gradient clipping; 0 disables it."})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "Forget (and retain) examples per step."})
     logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
 
     def __post_init__(self):
-        if self.unlearning_loss not in available_losses():
-            raise _fail("unlearning_loss", self.unlearning_loss, f"choose one of {', '.join(available_losses())}")
-        for name in ("unlearning_rate", "retaining_rate", "adv_lr"):
-            if getattr(self, name) < 0:
-                raise _fail(name, getattr(self, name), "rates must be >= 0")
-        if not 0 <= self.retain_momentum < 1:
-            raise _fail("retain_momentum", self.retain_momentum, "it must be in [0, 1)")
-        if not 0 <= self.adv_decay <= 1:
-            raise _fail("adv_decay", self.adv_decay, "it must be in [0, 1] (1 disables the decay)")
-        if self.fork_every_n_loops < 1:
-            raise _fail("fork_every_n_loops", self.fork_every_n_loops, "it must be >= 1")
-        if not 0 < self.wagle_fraction <= 1:
-            raise _fail("wagle_fraction", self.wagle_fraction, "it must be in (0, 1] (1 disables WAGLE)")
-        if self.wagle_gamma <= 0:
-            raise _fail("wagle_gamma", self.wagle_gamma, "it must be > 0")
-        if self.retain_representation_weight < 0:
-            raise _fail("retain_representation_weight", self.retain_representation_weight, "it must be >= 0 (0 disables it)")
         if not (self.max_retain_loss_ratio == 0 or self.max_retain_loss_ratio > 1):
             raise _fail("max_retain_loss_ratio", self.max_retain_loss_ratio, "it must be > 1 (e.g. 2: twice the start), or 0 to disable it")
         check_finite_rates(self, ("unlearning_rate", "retaining_rate", "adv_lr", "learning_rate"))
@@ -170,9 +73,20 @@ class UnlearnConfig(TrainingArguments):
         if isinstance(self.target_modules, str):
             self.target_modules = [self.target_modules]
         super().__post_init__()
-        from .methods import get_method_class  # methods define configs of their own, which import this module
+        get_method(self.method).check_args(self)
 
-        get_method_class(self.method).check_args(self)
+
+@dataclass
+class FullUpdateArguments:
+    """``TrainingArguments`` defaults of methods that write their whole update into ``param.grad``
+    and let plain SGD apply it (``components.procedures.MetaUnlearningLoop``, CIR)."""
+
+    learning_rate: float = field(
+        default=1.0, metadata={"help": "Multiplier on the update the method builds; keep 1.0 and tune its own rates."}
+    )
+    optim: str = field(default="sgd", metadata={"help": "Optimizer; methods that build their update need 'sgd'."})
+    lr_scheduler_type: str = field(default="constant", metadata={"help": "Scheduler type; these methods need 'constant'."})
+    max_grad_norm: float = field(default=0.0, metadata={"help": "Gradient clipping; 0 disables it (it would rescale the update)."})
 
 
 @dataclass

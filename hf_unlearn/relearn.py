@@ -10,14 +10,12 @@ from typing import Any
 import torch
 from datasets import Dataset
 from torch import nn
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 from .config import RelearnAttackConfig
-from .data.collator import LMCollator
 from .data.pairing import RetainStream
-from .data.processing import prepare_eval_datasets, prepare_lm_dataset
-from .evaluation.evaluators import Evaluator, EvaluatorsMixin
-from .modeling import check_pad_token, lm_loss, load_causal_lm
+from .evaluation.evaluators import Evaluator
+from .lm_trainer import CausalLMTrainer
 from .targets import resolve_target_modules
 
 _TIMING_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second", "_model_preparation_time")
@@ -46,7 +44,7 @@ class _StopWhenDiverged(TrainerCallback):
             control.should_training_stop = True
 
 
-class RelearnAttackTrainer(EvaluatorsMixin, Trainer):
+class RelearnAttackTrainer(CausalLMTrainer):
     """The relearning attack: fine-tuning on the *attack* split of the forget data.
 
     ``eval_dataset`` must be ``{"forget": held-out forget split, "retain": ...}`` (retain optional);
@@ -95,54 +93,28 @@ class RelearnAttackTrainer(EvaluatorsMixin, Trainer):
                 if args.interleave_retain
                 else "a retain_dataset is only used by a retain-interleaved attack: set interleave_retain=True or drop it"
             )
-        model, processing_class = load_causal_lm(model, processing_class)
-        text = {"text_field": args.dataset_text_field, "max_length": args.max_length}
-        attack = prepare_lm_dataset(attack_dataset, processing_class, name="attack", **text)
-        eval_dataset = prepare_eval_datasets(eval_dataset, processing_class, **text)
-
-        if args.use_peft:  # the adapter trains, everything else stays frozen
-            from peft import get_peft_model
-
-            model = get_peft_model(model, args.lora_config())
-        else:
-            attacked = resolve_target_modules(model, args.attack_modules) if args.attack_modules else None
-            for name, param in model.named_parameters():
-                param.requires_grad_(attacked is None or name in attacked)
-        model.config.use_cache = False
         if start_point is not None and args.eval_on_start:
             args = dataclasses.replace(args, eval_on_start=False)
-
-        super().__init__(
-            model=model,
-            args=args,
-            data_collator=data_collator or LMCollator(check_pad_token(processing_class)),
-            train_dataset=attack,
-            eval_dataset=eval_dataset,
-            processing_class=processing_class,
-            callbacks=callbacks,
-            optimizers=optimizers,
-        )
-        self.model_accepts_loss_kwargs = False
-        self.evaluators = evaluators or {}
+        super().__init__(model, args, attack_dataset, "attack", eval_dataset, processing_class, data_collator, callbacks, optimizers, evaluators)
         self.start_point = start_point
         self.add_callback(_StopWhenDiverged(self))
         self.retain_stream = None
         if retain_dataset is not None:
-            retain = prepare_lm_dataset(retain_dataset, processing_class, name="retain", **text)
             self.retain_stream = RetainStream(
-                retain, self.data_collator, args.per_device_train_batch_size, args.seed, args.world_size, args.process_index
+                self.prepare_text(retain_dataset, "retain"), self.data_collator, args.per_device_train_batch_size, args.seed, args.world_size, args.process_index
             )
 
-    def compute_loss(
-        self,
-        model: nn.Module,
-        inputs: dict[str, Any],
-        return_outputs: bool = False,
-        num_items_in_batch: torch.Tensor | int | None = None,
-    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, Any]]:
-        """Mean next-token cross-entropy, padding excluded."""
-        loss, logits = lm_loss(model, inputs)
-        return (loss, {"logits": logits}) if return_outputs else loss
+    def prepare_model(
+        self, model: nn.Module, args: RelearnAttackConfig, processing_class: PreTrainedTokenizerBase, eval_dataset: Any
+    ) -> nn.Module:
+        if args.use_peft:  # the adapter trains, everything else stays frozen
+            from peft import get_peft_model
+
+            return get_peft_model(model, args.lora_config())
+        attacked = resolve_target_modules(model, args.attack_modules) if args.attack_modules else None
+        for name, param in model.named_parameters():
+            param.requires_grad_(attacked is None or name in attacked)
+        return model
 
     def training_step(
         self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: torch.Tensor | int | None = None

@@ -24,8 +24,9 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from .data import DataArguments, build_unlearning_data, chunk_tokens, load_text_source, split_dataset
-from .data.facts import fact_sentences, facts_protocol_splits, known_facts, tokenize_facts, world_capitals
+from .data.facts import fact_sentences, facts_protocol_splits, tokenize_facts, world_capitals
 from .evaluation.evaluators import Evaluator, FactEvaluator
+from .evaluation.facts import known_facts
 
 
 @dataclass

@@ -13,20 +13,20 @@ from typing import TYPE_CHECKING, Any
 import torch
 from datasets import Dataset
 from torch import nn
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
+from . import methods  # noqa: F401  (importing the package registers every method)
 from .config import UnlearnConfig
-from .data.collator import LMCollator
 from .data.pairing import RetainStream
-from .data.processing import prepare_eval_datasets, prepare_lm_dataset
 from .distributed import check_process_count, mean_over_processes
-from .evaluation.evaluators import Evaluator, EvaluatorsMixin
+from .evaluation.evaluators import Evaluator
 from .gradients import global_norm
-from .methods import get_method_class
-from .modeling import check_pad_token, lm_loss, load_causal_lm
+from .lm_trainer import CausalLMTrainer
+from .modeling import lm_loss
+from .registry import get_method
 
 if TYPE_CHECKING:
     from peft import PeftConfig
@@ -64,15 +64,16 @@ def last_complete_checkpoint(output_dir: str, num_processes: int = 1) -> str | N
     return None
 
 
-class UnlearnTrainer(EvaluatorsMixin, Trainer):
+class UnlearnTrainer(CausalLMTrainer):
     """Unlearns ``forget_dataset`` from a causal LM while preserving ``retain_dataset``.
 
     The forget set drives the usual dataloader (shuffling, sharding, resume); each step pairs its
     batch with an independently drawn retain batch (``RetainStream``) into
-    ``{"forget": batch, "retain": batch}`` and hands it to the method named by ``args.method``.
-    The method writes gradients (or, like MUDMAN, its complete update) into the trainable weights'
-    ``.grad``; the Trainer's optimizer, scheduler, logging, callbacks and checkpointing do the rest.
-    Only the method's target weights train: every other parameter is frozen. With ``peft_config``
+    ``{"forget": batch, "retain": batch}`` and hands it to the update procedure of the method named
+    by ``args.method`` (``hf_unlearn.registry``), which turns the method's objective into gradients
+    (or, like MUDMAN's loop, its complete update) in the trainable weights' ``.grad``; the Trainer's
+    optimizer, scheduler, logging, callbacks and checkpointing do the rest. Only the method's target
+    weights train: every other parameter is frozen. With ``peft_config``
     (a PEFT ``LoraConfig``, as in TRL's trainers) the model is wrapped and its adapter trains.
 
     Datasets hold text (``args.dataset_text_field``) or pre-tokenized ``input_ids``. Pass
@@ -104,43 +105,19 @@ class UnlearnTrainer(EvaluatorsMixin, Trainer):
         if forget_dataset is None or retain_dataset is None:
             raise ValueError("UnlearnTrainer needs both forget_dataset and retain_dataset")
         check_process_count(args.world_size)
-        model, processing_class = load_causal_lm(model, processing_class)
-        pad_token_id = check_pad_token(processing_class)
-        text = {"text_field": args.dataset_text_field, "max_length": args.max_length}
-        forget = prepare_lm_dataset(forget_dataset, processing_class, name="forget", **text)
-        retain = prepare_lm_dataset(retain_dataset, processing_class, name="retain", **text)
-        eval_dataset = prepare_eval_datasets(eval_dataset, processing_class, **text)
-
-        if peft_config is not None:  # train an adapter; the method's reference is the adapter disabled
-            from peft import get_peft_model
-
-            model = get_peft_model(model, peft_config)
-        # The method picks and unfreezes its target weights before the Trainer builds the optimizer.
-        self.method = get_method_class(args.method)(args)
-        self.method.check_eval_dataset(eval_dataset)
-        self.method.setup(model, processing_class)
-        model.config.use_cache = False
-
-        super().__init__(
-            model=model,
-            args=args,
-            data_collator=data_collator or LMCollator(pad_token_id),
-            train_dataset=forget,
-            eval_dataset=eval_dataset,
-            processing_class=processing_class,
-            callbacks=callbacks,
-            optimizers=optimizers,
-        )
+        spec = get_method(args.method)
+        self.objective = spec.objective(args)
+        self.procedure = spec.procedure(args, self.objective)
+        self.peft_config = peft_config
+        super().__init__(model, args, forget_dataset, "forget", eval_dataset, processing_class, data_collator, callbacks, optimizers, evaluators)
+        retain = self.prepare_text(retain_dataset, "retain")
         if self.is_fsdp_enabled or self.is_deepspeed_enabled:
             raise NotImplementedError(
                 f"method {args.method!r} takes gradients with respect to full target weights (for masking, the "
                 "adversary and cross-process averaging); FSDP and DeepSpeed shard them, which is not supported yet. "
                 "Run with DDP (accelerate launch without fsdp/deepspeed)."
             )
-        # The trainer computes its own mean loss: the model's loss kwargs must not rescale it.
-        self.model_accepts_loss_kwargs = False
-        self.evaluators = evaluators or {}
-        for callback in self.method.callbacks(self):
+        for callback in self.procedure.callbacks(self):
             self.add_callback(callback)
         self.retain_stream = RetainStream(
             retain, self.data_collator, args.per_device_train_batch_size, args.seed, args.world_size, args.process_index
@@ -158,6 +135,17 @@ class UnlearnTrainer(EvaluatorsMixin, Trainer):
                 raise ValueError(f"resume_from_checkpoint=True, but {self.args.output_dir} holds no complete checkpoint to resume from")
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
+    def prepare_model(
+        self, model: nn.Module, args: UnlearnConfig, processing_class: PreTrainedTokenizerBase, eval_dataset: Any
+    ) -> nn.Module:
+        if self.peft_config is not None:  # train an adapter; the method's reference is the adapter disabled
+            from peft import get_peft_model
+
+            model = get_peft_model(model, self.peft_config)
+        self.objective.check_eval_dataset(eval_dataset)
+        self.procedure.setup(model, processing_class)  # picks and unfreezes the target weights
+        return model
+
     def _next_retain_batch(self) -> dict[str, torch.Tensor]:
         step, drawn = self._retain_draw
         drawn = drawn + 1 if step == self.state.global_step else 0
@@ -169,7 +157,7 @@ class UnlearnTrainer(EvaluatorsMixin, Trainer):
     ) -> torch.Tensor:
         model.train()
         batch = self._prepare_inputs({"forget": inputs, "retain": self._next_retain_batch()})
-        loss = self.method.training_step(self, model, batch).detach().to(self.args.device)
+        loss = self.procedure.training_step(self, model, batch).detach().to(self.args.device)
         # Every process holds the same averaged update, so every process stops here together.
         grads = [p.grad for p in self.target_parameters().values() if p.grad is not None]
         if not math.isfinite(loss.item()) or (grads and not torch.isfinite(global_norm(grads))):
@@ -188,17 +176,15 @@ class UnlearnTrainer(EvaluatorsMixin, Trainer):
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, Any]]:
         """A paired batch: the method's loss. A plain LM batch (evaluation): mean cross-entropy."""
-        if "forget" in inputs:
-            loss, outputs = self.method.compute_loss(self, model, inputs), {}
-        else:
-            loss, logits = lm_loss(model, inputs)
-            outputs = {"logits": logits}
-        return (loss, outputs) if return_outputs else loss
+        if "forget" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss = self.procedure.compute_loss(self, model, inputs)
+        return (loss, {}) if return_outputs else loss
 
     def target_parameters(self) -> dict[str, nn.Parameter]:
         """The weights the method trains, by name."""
         model = self.accelerator.unwrap_model(self.model)
-        return {name: model.get_parameter(name) for name in self.method.target_names}
+        return {name: model.get_parameter(name) for name in self.procedure.target_names}
 
     def record_metrics(self, **values: torch.Tensor | float) -> None:
         """Average ``values`` across processes and keep them until the next training log, which shows their mean."""
@@ -210,11 +196,11 @@ class UnlearnTrainer(EvaluatorsMixin, Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:  # a training log, not an evaluation one
             logs = {**logs, **{key: sum(vals) / len(vals) for key, vals in self._metrics.items()}}
-            logs["forward_backward_passes"] = self.method.passes
+            logs["forward_backward_passes"] = self.procedure.passes
             self._metrics.clear()
         super().log(logs, start_time)
 
-    # The method's state (retain EMA, adversary, counters) travels with the optimizer's state, so
+    # The procedure's state (retain momentum, adversary, counters) travels with the optimizer's state, so
     # `resume_from_checkpoint` continues exactly where the run stopped; so does the state of callbacks
     # that have one (DisruptionBudgetCallback: its start and the last weights within budget, tensors
     # that the JSON trainer state could not hold).
@@ -225,7 +211,7 @@ class UnlearnTrainer(EvaluatorsMixin, Trainer):
         super()._save_optimizer_and_scheduler(output_dir)
         os.makedirs(output_dir, exist_ok=True)
         callbacks = {name: cb.state_dict() for name, cb in self._stateful_callbacks().items()}
-        state = {"method": self.method.state_dict(), "callbacks": callbacks}
+        state = {"method": self.procedure.state_dict(), "callbacks": callbacks}
         torch.save(state, os.path.join(output_dir, method_state_name(self.args.process_index)))
         # The trainer state, written after this by the main process, marks the checkpoint complete:
         # it must not exist before every process has saved its part.
@@ -244,7 +230,7 @@ class UnlearnTrainer(EvaluatorsMixin, Trainer):
             )
         # Tensors come back where they were saved from (CIR's statistics stay on the CPU), on this process's device.
         state = torch.load(path, map_location="cpu", weights_only=True)
-        self.method.load_state_dict(state["method"], self.args.device)
+        self.procedure.load_state_dict(state["method"], self.args.device)
         for name, callback in self._stateful_callbacks().items():
             if name in state["callbacks"]:
                 callback.load_state_dict(state["callbacks"][name])

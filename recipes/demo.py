@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
 
-from hf_unlearn import AttackSuite, UnlearnConfig, UnlearnTrainer, default_model_path
+from hf_unlearn import AttackSuite, MUDMANConfig, UnlearnTrainer, default_model_path
 from hf_unlearn.attacks import PRESETS
 from hf_unlearn.data import DataArguments
 from hf_unlearn.data.facts import world_capitals
@@ -82,7 +82,7 @@ def main(data_args: DataArguments, args: DemoArguments) -> RobustnessReport:
     print("\n== 1/2 MUDMAN unlearning ==", flush=True)
     phase = time.time()
     model = AutoModelForCausalLM.from_pretrained(model_path)
-    config = UnlearnConfig(
+    config = MUDMANConfig(
         output_dir=str(Path(args.output_dir) / args.scenario / "unlearn"),
         max_steps=args.unlearn_steps,
         per_device_train_batch_size=args.batch_size,

@@ -29,8 +29,8 @@ from unlearn import ModelArguments, load_model_and_data
 from hf_unlearn import AttackSuite, RelearnAttackConfig
 from hf_unlearn.attacks import PRESETS
 from hf_unlearn.data import DataArguments
+from hf_unlearn.embedded_model import resolve_model_name_or_path
 from hf_unlearn.evaluation.report import finite_or_null
-from hf_unlearn.models import resolve_model_name_or_path
 from hf_unlearn.pipeline import robustness_report
 
 

@@ -19,9 +19,9 @@ import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from trl import TrlParser
 
-from hf_unlearn import UnlearnConfig, UnlearnTrainer, get_method_class
+from hf_unlearn import UnlearnConfig, UnlearnTrainer, get_method
 from hf_unlearn.data import DataArguments, build_unlearning_data
-from hf_unlearn.models import resolve_model_name_or_path
+from hf_unlearn.embedded_model import resolve_model_name_or_path
 
 
 @dataclass
@@ -42,7 +42,7 @@ def method_config_class(argv: list[str]) -> type[UnlearnConfig]:
     if method is None and "--config" in argv:
         with open(argv[argv.index("--config") + 1]) as config_file:
             method = (yaml.safe_load(config_file) or {}).get("method")
-    return get_method_class(method or "mudman").config_class
+    return get_method(method or "mudman").config
 
 
 def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, UnlearnConfig]:

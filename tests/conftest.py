@@ -82,7 +82,7 @@ def retain_dataset():
 
 
 def unlearn_config(output_dir, config_class=None, **overrides):
-    from hf_unlearn import UnlearnConfig
+    from hf_unlearn import MUDMANConfig
 
     settings = dict(
         output_dir=str(output_dir),
@@ -95,7 +95,7 @@ def unlearn_config(output_dir, config_class=None, **overrides):
         seed=0,
     )
     settings.update(overrides)
-    return (config_class or UnlearnConfig)(**settings)
+    return (config_class or MUDMANConfig)(**settings)
 
 
 def full_batch(dataset, tokenizer):

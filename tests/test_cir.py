@@ -119,7 +119,7 @@ def test_epoch_zero_collects_statistics_only(model, tokenizer, forget_dataset, r
     trainer = cir_trainer(model, tokenizer, forget_dataset, retain_dataset, tmp_path, max_steps=3)  # 24 texts / 8: one epoch
     trainer.train()
     assert all(torch.equal(t, initial[n]) for n, t in model.state_dict().items()), "epoch 0 changes nothing"
-    method = trainer.method
+    method = trainer.procedure
     assert method.act_bases is None and method.stats_epoch == 0
     assert set(method.act_stats) == {n.removesuffix(".weight") for n in method.target_names}
     assert all(len(chunks) == 3 for chunks in method.act_stats.values()), "one chunk of rows per step"
@@ -133,7 +133,7 @@ def test_later_epochs_change_only_target_weights(model, tokenizer, forget_datase
     assert changed == {n for n in initial if any(m in n for m in ("gate_proj", "up_proj", "down_proj"))}
     logs = [e for e in trainer.state.log_history if "unlearning_grad_norm" in e]
     assert len(logs) == 3 and all(torch.isfinite(torch.tensor(e["retain_loss"])) for e in logs)
-    method = trainer.method
+    method = trainer.procedure
     assert method.epochs_done == 1 and set(method.act_bases) == {n.removesuffix(".weight") for n in method.target_names}
     assert all(b.shape[0] == 3 for b in method.act_bases.values()), "mean + 2 components"
 
@@ -141,7 +141,7 @@ def test_later_epochs_change_only_target_weights(model, tokenizer, forget_datase
 def test_update_is_collapsed_and_normalised(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
     """Without the retain step, the epoch-1 update of each module has no component along its bases."""
     trainer = cir_trainer(model, tokenizer, forget_dataset, retain_dataset, tmp_path, max_steps=4, retaining_rate=0.0, projection="orthogonal")
-    method, steps = trainer.method, []
+    method, steps = trainer.procedure, []
     original_step = method.training_step
 
     def recording_step(trainer_, model_, inputs):
@@ -176,7 +176,7 @@ def test_resume_equals_uninterrupted(model, tokenizer, forget_dataset, retain_da
     resumed.train(resume_from_checkpoint=str(checkpoint))
     for (name, a), b in zip(model.state_dict().items(), other.state_dict().values()):
         assert torch.equal(a, b), name
-    assert straight.method.epochs_done == resumed.method.epochs_done == 2
+    assert straight.procedure.epochs_done == resumed.procedure.epochs_done == 2
 
 
 def test_disruption_budget_stops_and_keeps_last_model_within(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
@@ -346,13 +346,13 @@ def test_one_cir_epoch_matches_the_authors_algorithm(tokenizer, retain_dataset, 
     model = tiny_llama(len(tokenizer), seed=3)
     initial = copy.deepcopy(model)
     trainer = cir_trainer(model, tokenizer, forget, retain_dataset, tmp_path, max_steps=4, seed=0, projection="sequential", retaining_rate=0.5)
-    batches, method_step = [], trainer.method.training_step
+    batches, method_step = [], trainer.procedure.training_step
 
     def recording_step(trainer_, model_, inputs):
         batches.append(copy.deepcopy(inputs))
         return method_step(trainer_, model_, inputs)
 
-    trainer.method.training_step = recording_step
+    trainer.procedure.training_step = recording_step
     trainer.train()  # 16 sentences / 8: two steps per epoch, epoch 0 collects, epoch 1 updates
     assert len(batches) == 4
     moved = max((p - initial.get_parameter(n)).abs().max().item() for n, p in model.named_parameters() if "mlp" in n)

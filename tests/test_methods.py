@@ -2,15 +2,18 @@
 
 import copy
 import math
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import unlearn_config
+from conftest import tiny_llama, unlearn_config
 from peft import LoraConfig
 
 from hf_unlearn import (
+    CIRConfig,
     CircuitBreakersConfig,
     GradDiffConfig,
+    MUDMANConfig,
     NPOConfig,
     RMUConfig,
     SimNPOConfig,
@@ -87,7 +90,7 @@ def test_top_fraction_mask_by_hand():
 
 # Settings for a 2-layer model; AdamW at a visible learning rate for the loss-based baselines.
 TINY = {
-    "mudman": (UnlearnConfig, {}),
+    "mudman": (MUDMANConfig, {}),
     "tar": (TARConfig, {}),
     "graddiff": (GradDiffConfig, {"learning_rate": 1e-3}),
     "npo": (NPOConfig, {"learning_rate": 1e-3}),
@@ -126,8 +129,8 @@ def test_method_trains_only_its_weights(model, tokenizer, forget_dataset, retain
 
 def test_reference_holds_trained_tensors_only(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
     trainer = train(model, tokenizer, forget_dataset, retain_dataset, tmp_path, "npo", target_modules=["gate_proj"])
-    originals = trainer.method.state_dict()["original"]
-    assert [o.shape for o in originals] == [model.get_parameter(n).shape for n in trainer.method.target_names]
+    originals = trainer.procedure.state_dict()["original"]
+    assert [o.shape for o in originals] == [model.get_parameter(n).shape for n in trainer.procedure.target_names]
     assert len(originals) == 2, "copies of the two trained tensors, not of the model"
 
 
@@ -142,8 +145,8 @@ def test_circuit_breakers_with_lora_uses_the_disabled_adapter(model, tokenizer, 
     initial = copy.deepcopy(model.state_dict())
     lora = LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
     trainer = train(model, tokenizer, forget_dataset, retain_dataset, tmp_path, "circuit_breakers", peft_config=lora)
-    assert trainer.method.peft and trainer.method.original is None, "no copy of any weight: the adapter is disabled"
-    assert all("lora_" in name for name in trainer.method.target_names)
+    assert trainer.procedure.reference.peft and trainer.procedure.reference.original is None, "no copy of any weight: the adapter is disabled"
+    assert all("lora_" in name for name in trainer.procedure.target_names)
     base = trainer.model.get_base_model().state_dict()
     unchanged = {n.replace(".base_layer", ""): t for n, t in base.items() if "lora_" not in n}
     assert unchanged.keys() == initial.keys()
@@ -167,13 +170,13 @@ def test_tar_is_mudman_with_the_switches_off(model, tokenizer, forget_dataset, r
         unlearning_rate=TARConfig.unlearning_rate, retain_representation_weight=TARConfig.retain_representation_weight,
     )  # fmt: skip
     mudman = train(twin, tokenizer, forget_dataset, retain_dataset, tmp_path / "mud", "mudman", adv_decay=0.8, fork_every_n_loops=2, **switches)
-    assert tar.method.name == "tar" and mudman.method.name == "mudman"
-    for name in tar.method.target_names:
+    assert tar.objective.method_name == "tar" and mudman.objective.method_name == "mudman"
+    for name in tar.procedure.target_names:
         assert torch.equal(model.get_parameter(name), twin.get_parameter(name)), name
     # The representation term is really on: without it the result differs.
     third = copy.deepcopy(twin)
     train(third, tokenizer, forget_dataset, retain_dataset, tmp_path / "x", "tar", adv_decay=0.8, fork_every_n_loops=2, retain_representation_weight=0.0)
-    assert not torch.equal(third.get_parameter(tar.method.target_names[0]), model.get_parameter(tar.method.target_names[0]))
+    assert not torch.equal(third.get_parameter(tar.procedure.target_names[0]), model.get_parameter(tar.procedure.target_names[0]))
 
 
 # --- components that compose with any method ------------------------------------------------------
@@ -181,7 +184,8 @@ def test_tar_is_mudman_with_the_switches_off(model, tokenizer, forget_dataset, r
 
 def test_graddiff_with_disruption_masking(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
     """With SGD at lr 1 the update is readable: outside the mask only the retain gradient moves a weight."""
-    plain_sgd = dict(optim="sgd", learning_rate=1.0, max_grad_norm=0.0, unlearning_rate=0.05, retaining_rate=0.05)
+    # retain_momentum > 0 keeps the retain direction (an EMA) in a buffer the test can read.
+    plain_sgd = dict(optim="sgd", learning_rate=1.0, max_grad_norm=0.0, unlearning_rate=0.05, retaining_rate=0.05, retain_momentum=0.5)
     twin = copy.deepcopy(model)
     names = ["model.layers.0.mlp.gate_proj.weight", "model.layers.1.mlp.gate_proj.weight"]
     before = [model.get_parameter(n).detach().clone() for n in names]
@@ -189,7 +193,7 @@ def test_graddiff_with_disruption_masking(model, tokenizer, forget_dataset, reta
                    disruption_masking=True, target_modules=["gate_proj"], **plain_sgd)  # fmt: skip
     unmasked = train(twin, tokenizer, forget_dataset, retain_dataset, tmp_path / "u", "graddiff", max_steps=1,
                      target_modules=["gate_proj"], **plain_sgd)  # fmt: skip
-    for name, b, acc in zip(names, before, masked.method.retain_acc):
+    for name, b, acc in zip(names, before, masked.procedure.retain.ema):
         forget_on = -(model.get_parameter(name) - b) / 0.05 - acc  # the forget gradient that was applied
         forget_off = -(twin.get_parameter(name) - b) / 0.05 - acc
         opposite = torch.sign(forget_off) != torch.sign(acc)
@@ -202,9 +206,9 @@ def test_npo_with_meta_learning_adversary(model, tokenizer, forget_dataset, reta
     twin = copy.deepcopy(model)
     with_adversary = train(model, tokenizer, forget_dataset, retain_dataset, tmp_path / "a", "npo", meta_learning=True, adv_lr=0.5)
     plain = train(twin, tokenizer, forget_dataset, retain_dataset, tmp_path / "b", "npo")
-    assert with_adversary.method.adversary is not None and plain.method.adversary is None
+    assert with_adversary.procedure.adversary is not None and plain.procedure.adversary is None
     assert "adversary_forget_loss" in with_adversary.state.log_history[0]
-    name = with_adversary.method.target_names[0]
+    name = with_adversary.procedure.target_names[0]
     assert not torch.equal(model.get_parameter(name), twin.get_parameter(name))
 
 
@@ -213,10 +217,10 @@ def test_wagle_mask_selects_weights_and_only_those_change(model, tokenizer, forg
     initial = copy.deepcopy(model.state_dict())
     trainer = train(model, tokenizer, forget_dataset, retain_dataset, tmp_path, method, wagle_fraction=0.1,
                     target_modules=["gate_proj"], disruption_masking=True)  # fmt: skip
-    masks = trainer.method.wagle_mask
+    masks = trainer.procedure.wagle.mask
     total = sum(m.numel() for m in masks)
     assert sum(int(m.sum()) for m in masks) == round(0.1 * total)
-    for name, mask in zip(trainer.method.target_names, masks):
+    for name, mask in zip(trainer.procedure.target_names, masks):
         moved = model.get_parameter(name) != initial[name]
         assert not moved[~mask].any(), "weights outside the WAGLE mask never change"
         assert moved[mask].float().mean() > 0.5
@@ -245,3 +249,56 @@ def test_compute_loss_on_a_paired_batch_is_the_method_objective(model, tokenizer
 
     expected = 2.0 * ce(retain) - 0.5 * ce(forget)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+# --- state: each component holds only what it reads --------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["graddiff", "npo", "simnpo", "rmu", "circuit_breakers", "tar", "cir"])
+def test_a_method_that_does_not_mask_holds_no_retain_ema(model, tokenizer, forget_dataset, retain_dataset, tmp_path, method):
+    """No Disruption Masking and no retain momentum: no fp32 copy of the target weights for a retain EMA
+    (~28 GB for an 8B model's linear layers)."""
+    if method == "cir":
+        args = unlearn_config(tmp_path, config_class=CIRConfig, max_steps=4, loss_layers=[0, 1], retain_layer=2, act_components=2,
+                              grad_components=2, pca_niter=4, disruption_budget=None, eval_strategy="no", eval_on_start=False,
+                              per_device_train_batch_size=8)  # fmt: skip
+        trainer = UnlearnTrainer(model, args, forget_dataset=forget_dataset, retain_dataset=retain_dataset, processing_class=tokenizer)
+        trainer.train()
+    else:
+        trainer = train(model, tokenizer, forget_dataset, retain_dataset, tmp_path, method, max_steps=2)
+    state = trainer.procedure.state_dict()
+    assert state.get("retain_ema") is None
+    tensors = [t for value in state.values() for t in (value if isinstance(value, list) else [value]) if isinstance(t, torch.Tensor)]
+    # What remains: the original values of the trained tensors, for methods that compare with the original model
+    # (NPO, RMU, Circuit Breakers, CIR; TAR's representation anchor), and TAR's adversary.
+    targets = len(trainer.procedure.target_names)
+    expected = targets * (trainer.procedure.reference is not None) + targets * (method == "tar")
+    assert len(tensors) == expected
+
+
+def test_masking_and_momentum_keep_one_ema_per_target(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    trainer = train(model, tokenizer, forget_dataset, retain_dataset, tmp_path, "mudman", max_steps=2)
+    state = trainer.procedure.state_dict()
+    assert [t.dtype for t in state["retain_ema"]] == [torch.float32] * len(trainer.procedure.target_names)
+    assert state["original"] is None, "MUDMAN never compares with the original model: no copy of it"
+
+
+def test_the_readme_example_method(tokenizer, forget_dataset, retain_dataset, tmp_path, monkeypatch):
+    """README's "Adding a method" is a complete method file: it registers, configures and trains."""
+    from hf_unlearn import registry
+
+    monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS))  # the example's method stays in this test
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Adding a method") :]
+    code = section[section.index("```python") + len("```python") : section.index("```", section.index("```python") + 3)]
+    namespace: dict = {}
+    exec(compile(code, "README.md (Adding a method)", "exec"), namespace)
+    config_class = namespace["MaskedNPOConfig"]
+    args = unlearn_config(tmp_path, config_class=config_class, max_steps=2, learning_rate=1e-3)
+    assert args.method == "masked_npo" and args.disruption_masking
+    model = tiny_llama(len(tokenizer))
+    trainer = UnlearnTrainer(model, args, forget_dataset=forget_dataset, retain_dataset=retain_dataset, processing_class=tokenizer)
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "mask_kept_fraction" in entry]
+    assert 0 < logged[0]["mask_kept_fraction"] < 1, "Disruption Masking ran"
+    assert isinstance(trainer.objective, namespace["MaskedNPO"]) and trainer.procedure.reference.original is not None

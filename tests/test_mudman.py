@@ -81,13 +81,13 @@ def run_trainer(model, tokenizer, forget_dataset, retain_dataset, tmp_path, **ov
     args = unlearn_config(tmp_path, max_steps=5, target_modules=["gate_proj"], **settings)
     trainer = UnlearnTrainer(model, args, forget_dataset=forget_dataset, retain_dataset=retain_dataset, processing_class=tokenizer)
     batches = []
-    method_step = trainer.method.training_step
+    method_step = trainer.procedure.training_step
 
     def recording_step(trainer_, model_, inputs):
         batches.append(copy.deepcopy(inputs))
         return method_step(trainer_, model_, inputs)
 
-    trainer.method.training_step = recording_step
+    trainer.procedure.training_step = recording_step
     trainer.train()
     return trainer, batches, cfg
 
@@ -142,7 +142,7 @@ def one_step_update(model, tokenizer, forget_dataset, retain_dataset, tmp_path, 
     trainer = UnlearnTrainer(model, args, forget_dataset=forget_dataset, retain_dataset=retain_dataset, processing_class=tokenizer)
     trainer.train()
     deltas = [model.get_parameter(n).detach() - b for n, b in zip(TARGETS, before)]
-    return deltas, trainer.method.retain_acc
+    return deltas, trainer.procedure.retain.ema
 
 
 def test_masking_off_updates_opposite_sign_elements(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
@@ -166,7 +166,7 @@ def test_masking_off_updates_opposite_sign_elements(model, tokenizer, forget_dat
 
 def test_meta_learning_off_takes_gradient_at_base(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
     trainer, _, _ = run_trainer(model, tokenizer, forget_dataset, retain_dataset, tmp_path, meta_learning=False)
-    assert trainer.method.adversary is None  # never forked: the unlearning gradient was taken at the base
+    assert trainer.procedure.adversary is None  # never forked: the unlearning gradient was taken at the base
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert "adversary_forget_loss" not in logged[0]
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import FORGET_TEXTS, RETAIN_TEXTS, char_tokenizer, tiny_llama
 from trl import TrlParser
 
-from hf_unlearn import RelearnAttackConfig, UnlearnConfig
+from hf_unlearn import MUDMANConfig, RelearnAttackConfig
 from hf_unlearn.attacks import PRESETS
 from hf_unlearn.data import DataArguments
 from hf_unlearn.evaluation import RobustnessReport
@@ -26,7 +26,7 @@ def recipes(monkeypatch):
 
 def test_yaml_configs_parse(recipes, tmp_path):
     unlearn, _ = recipes
-    parser = TrlParser((unlearn.ModelArguments, DataArguments, UnlearnConfig))
+    parser = TrlParser((unlearn.ModelArguments, DataArguments, MUDMANConfig))
     config_path = str(RECIPES / "configs" / "mudman_smollm2_python.yaml")
     model_args, data_args, config = parser.parse_args_and_config(["--config", config_path, "--max_steps", "7"])
     assert model_args.model_name_or_path is None  # the embedded model
@@ -66,7 +66,7 @@ def test_unlearn_then_attack(recipes, tmp_path):
     unlearned_dir = tmp_path / "unlearned"
     trainer = unlearn.main(
         unlearn.ModelArguments(str(model_dir)), data_args,
-        UnlearnConfig(output_dir=str(unlearned_dir), save_strategy="no", **common),
+        MUDMANConfig(output_dir=str(unlearned_dir), save_strategy="no", **common),
     )  # fmt: skip
     assert (unlearned_dir / "model.safetensors").is_file() and trainer.state.global_step == 3
     result = relearn_attack.main(

@@ -10,11 +10,11 @@ import pytest
 from conftest import tiny_llama, unlearn_config
 from datasets import Dataset
 
-from hf_unlearn import CircuitBreakersConfig, NPOConfig, RelearnAttackConfig, RMUConfig, UnlearnConfig, UnlearnTrainer
+from hf_unlearn import CIRConfig, CircuitBreakersConfig, MUDMANConfig, NPOConfig, RelearnAttackConfig, RMUConfig, UnlearnTrainer
 from hf_unlearn.data import DataArguments, DatasetSchemaError, build_unlearning_data, load_text_source
 from hf_unlearn.distributed import requested_processes
+from hf_unlearn.embedded_model import resolve_model_name_or_path
 from hf_unlearn.evaluation import FactEvaluator, MCQEvaluator
-from hf_unlearn.models import resolve_model_name_or_path
 from hf_unlearn.trainer import UnlearningDivergedError
 
 
@@ -35,8 +35,8 @@ def test_an_exploding_rate_stops_training_and_saves_nothing(memorised, tmp_path)
 
 def test_a_nan_loss_stops_training(model, tokenizer, forget_dataset, retain_dataset, tmp_path, monkeypatch):
     trainer = trainer_for(model, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path, max_steps=3))
-    step = trainer.method.training_step
-    monkeypatch.setattr(trainer.method, "training_step", lambda *a: step(*a) * float("nan"))
+    step = trainer.procedure.training_step
+    monkeypatch.setattr(trainer.procedure, "training_step", lambda *a: step(*a) * float("nan"))
     with pytest.raises(UnlearningDivergedError, match="step 0: the 'mudman' update is NaN/inf"):
         trainer.train()
 
@@ -55,7 +55,7 @@ def test_a_rate_that_destroys_the_model_is_caught_before_saving(memorised, tmp_p
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_rates_are_refused(tmp_path, value):
     with pytest.raises(ValueError, match="unlearning_rate=.* is invalid: rates must be finite"):
-        UnlearnConfig(output_dir=str(tmp_path), unlearning_rate=value)
+        MUDMANConfig(output_dir=str(tmp_path), unlearning_rate=value)
     with pytest.raises(ValueError, match="learning_rate=.* is invalid: rates must be finite"):
         RelearnAttackConfig(output_dir=str(tmp_path), learning_rate=value)
 
@@ -64,31 +64,38 @@ def test_non_finite_rates_are_refused(tmp_path, value):
 
 
 @pytest.mark.parametrize(
-    "config_class, field, value, reason",
+    "config_class, field, value",
     [
-        (RMUConfig, "retain_representation_weight", 0.1, "a retain objective of its own"),
-        (CircuitBreakersConfig, "retain_representation_weight", 0.1, "a retain objective of its own"),
-        (CircuitBreakersConfig, "unlearning_rate", 2.0, "cb_alpha schedule"),
-        (CircuitBreakersConfig, "retaining_rate", 2.0, "cb_alpha schedule"),
-        (NPOConfig, "unlearning_loss", "neg_entropy", "a forget objective of its own"),
-        (UnlearnConfig, "adv_lr", 0.1, "meta_learning is off"),
+        (RMUConfig, "retain_representation_weight", 0.1),  # RMU's retain objective is its own
+        (CircuitBreakersConfig, "retain_representation_weight", 0.1),
+        (CircuitBreakersConfig, "unlearning_rate", 2.0),  # the cb_alpha schedule weighs its losses
+        (CircuitBreakersConfig, "retaining_rate", 2.0),
+        (NPOConfig, "unlearning_loss", "neg_entropy"),  # NPO's forget objective is its own
+        (CIRConfig, "disruption_masking", True),  # CIR builds its own update
     ],
 )
-def test_a_setting_the_method_does_not_read_is_refused(tmp_path, config_class, field, value, reason):
-    extra = {"meta_learning": False} if field == "adv_lr" else {}
-    with pytest.raises(ValueError, match=rf"{field}=.* is not used by method .*{reason}"):
-        config_class(output_dir=str(tmp_path), **{field: value}, **extra)
+def test_a_setting_the_method_cannot_read_does_not_exist(tmp_path, config_class, field, value):
+    method = config_class.__dataclass_fields__["method"].default
+    with pytest.raises(TypeError, match=rf"{field}=.* is not used by method '{method}': {config_class.__name__} has no such setting"):
+        config_class(output_dir=str(tmp_path), **{field: value})
+
+
+def test_a_setting_switched_off_is_refused_and_typos_are_named(tmp_path):
+    with pytest.raises(ValueError, match=r"adv_lr=0.1 is not used by method 'mudman' \(meta_learning is off\)"):
+        MUDMANConfig(output_dir=str(tmp_path), meta_learning=False, adv_lr=0.1)
+    with pytest.raises(TypeError, match="Did you mean 'unlearning_rate'"):
+        MUDMANConfig(output_dir=str(tmp_path), unlearning_rat=0.1)
 
 
 @pytest.mark.parametrize("settings", [{"lr_scheduler_type": "linear"}, {"warmup_steps": 2}])
 def test_methods_that_build_their_update_refuse_schedules(tmp_path, settings):
     field = next(iter(settings))
     with pytest.raises(ValueError, match=f"{field}=.* is invalid for method 'mudman'"):
-        UnlearnConfig(output_dir=str(tmp_path), **settings)
+        MUDMANConfig(output_dir=str(tmp_path), **settings)
     NPOConfig(output_dir=str(tmp_path), **settings)  # an optimizer-driven method takes any schedule
 
 
-@pytest.mark.parametrize("config_class", [UnlearnConfig, RelearnAttackConfig])
+@pytest.mark.parametrize("config_class", [MUDMANConfig, RelearnAttackConfig])
 def test_max_steps_zero_is_refused(tmp_path, config_class):
     with pytest.raises(ValueError, match="max_steps=0 is invalid: use a positive number of steps, or -1"):
         config_class(output_dir=str(tmp_path), max_steps=0)
@@ -106,8 +113,8 @@ def test_accelerate_cpu_launch_with_several_processes_is_refused(tmp_path):
     assert requested_processes(["python", "x.py"]) is None
     script = tmp_path / "one.py"
     script.write_text(
-        "from hf_unlearn import UnlearnConfig\nfrom hf_unlearn.distributed import check_process_count\n"
-        f"check_process_count(UnlearnConfig(output_dir={str(tmp_path)!r}, report_to='none').world_size)\n"
+        "from hf_unlearn import MUDMANConfig\nfrom hf_unlearn.distributed import check_process_count\n"
+        f"check_process_count(MUDMANConfig(output_dir={str(tmp_path)!r}, report_to='none').world_size)\n"
     )
     accelerate = Path(sys.executable).parent / "accelerate"
     result = subprocess.run([str(accelerate), "launch", "--cpu", "--num_processes", "2", str(script)], capture_output=True, text=True, timeout=300)

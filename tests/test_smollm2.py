@@ -9,11 +9,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from hf_unlearn import UnlearnConfig, UnlearnTrainer, default_model_path
+from hf_unlearn import MUDMANConfig, UnlearnTrainer, default_model_path
 from hf_unlearn.attacks import PRESETS
 from hf_unlearn.data import DataArguments, build_unlearning_data
-from hf_unlearn.data.facts import known_facts, world_capitals
-from hf_unlearn.evaluation import RobustnessReport
+from hf_unlearn.data.facts import world_capitals
+from hf_unlearn.evaluation import RobustnessReport, known_facts
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def test_mudman_trains_smollm2(smollm2, tmp_path):
     data = build_unlearning_data(
         DataArguments(max_forget_documents=4, chunk_length=32, max_unlearn_examples=6, max_eval_examples=2), tokenizer
     )
-    args = UnlearnConfig(
+    args = MUDMANConfig(
         output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=2, logging_steps=1,
         save_strategy="no", report_to="none", unlearning_rate=1e-3,
     )  # fmt: skip

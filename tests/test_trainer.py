@@ -8,7 +8,7 @@ import torch
 from conftest import char_tokenizer, tiny_llama, unlearn_config
 from datasets import Dataset
 
-from hf_unlearn import UnlearnConfig, UnlearnTrainer
+from hf_unlearn import MUDMANConfig, UnlearnTrainer
 from hf_unlearn.modeling import lm_loss
 from hf_unlearn.trainer import METHOD_STATE_NAME, last_complete_checkpoint
 
@@ -32,11 +32,11 @@ def test_resume_equals_uninterrupted_run(model, tokenizer, forget_dataset, retai
 
     for (name, a), b in zip(model.state_dict().items(), twin.state_dict().values()):
         assert torch.equal(a, b), f"{name} differs after resume"
-    for key in ("retain_acc", "adversary"):
-        for a, b in zip(straight.method.state_dict()[key], resumed.method.state_dict()[key]):
+    for key in ("retain_ema", "adversary"):
+        for a, b in zip(straight.procedure.state_dict()[key], resumed.procedure.state_dict()[key]):
             assert torch.equal(a, b), key
-    assert straight.method.loops_done == resumed.method.loops_done == 6
-    assert straight.method.passes == resumed.method.passes
+    assert straight.procedure.loops_done == resumed.procedure.loops_done == 6
+    assert straight.procedure.passes == resumed.procedure.passes
 
 
 def test_resume_without_method_state_is_refused(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
@@ -132,7 +132,7 @@ def test_target_matching_nothing_lists_layers(model, tokenizer, forget_dataset, 
 )
 def test_config_validation(tmp_path, field, value, message):
     with pytest.raises(ValueError, match=message) as error:
-        UnlearnConfig(output_dir=str(tmp_path), **{field: value})
+        MUDMANConfig(output_dir=str(tmp_path), **{field: value})
     assert field in str(error.value)
 
 
@@ -145,7 +145,7 @@ def test_resume_true_skips_a_checkpoint_cut_short(model, tokenizer, forget_datas
     assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-1")
     resumed = make_trainer(tiny_llama(len(tokenizer)), tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path, **settings))
     resumed.train(resume_from_checkpoint=True)
-    assert resumed.state.global_step == 3 and resumed.method.loops_done == 3
+    assert resumed.state.global_step == 3 and resumed.procedure.loops_done == 3
     empty = make_trainer(tiny_llama(len(tokenizer)), tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path / "none", **settings))
     with pytest.raises(ValueError, match="holds no complete checkpoint"):
         empty.train(resume_from_checkpoint=True)

@@ -1,11 +1,11 @@
 """Datasets for unlearning: recipes for the Hub datasets papers use, facts, offline sources, shared processing."""
 
 from .collator import LMCollator
-from .facts import encode_fact, fact_sentences, facts, facts_protocol_splits, known_facts, tokenize_facts, world_capitals
+from .facts import encode_fact, fact_sentences, facts, facts_protocol_splits, tokenize_facts, world_capitals
+from .hub import code_search_net_python, mmlu, pile_bio, wikitext, wmdp, wmdp_corpus
 from .offline import pydoc_prose, python_stdlib_source
 from .pairing import RetainStream
 from .processing import chunk_tokens, prepare_eval_datasets, prepare_lm_dataset, split_dataset, unlearning_splits
-from .recipes import code_search_net_python, mmlu, pile_bio, wikitext, wmdp, wmdp_corpus
 from .schema import DatasetSchemaError
 from .sources import OFFLINE_SOURCES, TEXT_SOURCES, DataArguments, build_unlearning_data, load_text_source
 
@@ -23,7 +23,6 @@ __all__ = [
     "fact_sentences",
     "facts",
     "facts_protocol_splits",
-    "known_facts",
     "load_text_source",
     "mmlu",
     "pile_bio",

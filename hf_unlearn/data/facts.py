@@ -17,7 +17,6 @@ from __future__ import annotations
 import random
 
 from datasets import Dataset, DatasetDict, load_dataset
-from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from ..losses import IGNORE_INDEX
@@ -113,14 +112,6 @@ def fact_sentences(dataset: Dataset, num_phrasings: int = 3) -> Dataset:
             rows["text"].append(sentence)
             rows["fact"].append(index)
     return Dataset.from_dict(rows)
-
-
-def known_facts(model: nn.Module, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, batch_size: int = 32) -> Dataset:
-    """The facts ``model`` answers correctly by greedy decoding: unlearning a fact it never knew measures nothing."""
-    from ..evaluation.facts import fact_scores
-
-    scores = fact_scores(model, tokenizer, dataset, batch_size=batch_size)
-    return dataset.select([i for i, (correct, _) in enumerate(scores) if correct])
 
 
 def facts_protocol_splits(dataset: Dataset, seed: int = 42) -> DatasetDict:

@@ -1,12 +1,12 @@
 """Evaluation: held-out losses, multiple-choice and fact accuracy, and the robustness report."""
 
-from .evaluators import EvaluatorsMixin, FactEvaluator, MCQEvaluator
-from .facts import fact_accuracy, fact_metrics, fact_scores
+from .evaluators import Evaluator, FactEvaluator, MCQEvaluator
+from .facts import fact_accuracy, fact_metrics, fact_scores, known_facts
 from .mcq import mcq_accuracy, mcq_letter_logits, mcq_metrics, mcq_prompt
 from .report import RobustnessReport, disruption
 
 __all__ = [
-    "EvaluatorsMixin",
+    "Evaluator",
     "FactEvaluator",
     "MCQEvaluator",
     "RobustnessReport",
@@ -14,6 +14,7 @@ __all__ = [
     "fact_accuracy",
     "fact_metrics",
     "fact_scores",
+    "known_facts",
     "mcq_accuracy",
     "mcq_letter_logits",
     "mcq_metrics",

@@ -10,7 +10,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from ..data.facts import facts
-from ..data.recipes import MCQ_COLUMNS
+from ..data.hub import MCQ_COLUMNS
 from ..data.schema import check_columns, check_mcq_rows, describe
 from .facts import fact_accuracy
 from .mcq import mcq_accuracy
@@ -48,27 +48,3 @@ class FactEvaluator:
     def __call__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
         return fact_accuracy(model, tokenizer, self.dataset, self.batch_size)
 
-
-class EvaluatorsMixin:
-    """For ``Trainer`` subclasses: ``evaluate()`` also runs ``self.evaluators`` ({name: Evaluator}).
-
-    Their metrics are logged as ``eval_<name>_<metric>`` (``eval_facts_accuracy``) beside the eval
-    losses, so every ``report_to`` integration, the attack curve and ``metric_for_best_model`` see them.
-    """
-
-    evaluators: dict[str, Evaluator]
-
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        metrics = {}
-        if eval_dataset is not None or self.eval_dataset is not None:
-            metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-        if eval_dataset is None and self.evaluators:  # the top-level call, not one per eval dataset
-            model = self.accelerator.unwrap_model(self.model)
-            extra = {
-                f"{metric_key_prefix}_{name}_{key}": value
-                for name, evaluator in self.evaluators.items()
-                for key, value in evaluator(model, self.processing_class).items()
-            }
-            self.log(extra)
-            metrics.update(extra)
-        return metrics

@@ -59,3 +59,9 @@ def fact_scores(model: nn.Module, tokenizer: PreTrainedTokenizerBase, dataset: D
 
 def fact_accuracy(model: nn.Module, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, batch_size: int = 32) -> dict[str, float]:
     return fact_metrics(fact_scores(model, tokenizer, dataset, batch_size))
+
+
+def known_facts(model: nn.Module, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, batch_size: int = 32) -> Dataset:
+    """The facts ``model`` answers correctly by greedy decoding: unlearning a fact it never knew measures nothing."""
+    scores = fact_scores(model, tokenizer, dataset, batch_size=batch_size)
+    return dataset.select([i for i, (correct, _) in enumerate(scores) if correct])

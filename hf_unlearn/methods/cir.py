@@ -40,13 +40,16 @@ from transformers import TrainerCallback
 from transformers.pytorch_utils import Conv1D
 
 from ..callbacks import DisruptionBudgetCallback
-from ..config import UnlearnConfig
+from ..components.procedures import UpdateProcedure, check_full_update_args
+from ..components.transforms import Reference, to_device
+from ..config import FullUpdateArguments, UnlearnConfig
 from ..distributed import gather_rows, mean_over_processes, sum_over_processes, token_mean_over_processes
 from ..gradients import global_norm, orthonormal_basis, principal_directions, rebuild_weight_grad
 from ..losses import IGNORE_INDEX, available_losses, get_loss, mlp_breaking_loss, relative_representation_distance
 from ..modeling import decoder_layers, lm_outputs, module_output, stop_after
+from ..objective import Objective
+from ..registry import MethodSpec, register_method
 from ..targets import layer_index, resolve_target_modules
-from .base import UnlearningMethod, register_method
 
 if TYPE_CHECKING:
     from ..trainer import UnlearnTrainer
@@ -78,7 +81,7 @@ def cir_token_masks(
 
 
 @dataclass
-class CIRConfig(UnlearnConfig):
+class CIRConfig(FullUpdateArguments, UnlearnConfig):
     """Configuration of CIR (defaults: the paper's Llama-3.1-8B setting, see the module docstring)."""
 
     method: str = field(default="cir", metadata={"help": "Unlearning method (registry name)."})
@@ -120,9 +123,6 @@ class CIRConfig(UnlearnConfig):
     target_modules: list[str] = field(
         default_factory=lambda: ["gate_proj", "up_proj", "down_proj"], metadata={"help": "Trained layers (the MLP's)."}
     )
-    meta_learning: bool = field(default=False, metadata={"help": "Not used by CIR."})
-    disruption_masking: bool = field(default=False, metadata={"help": "Not used by CIR."})
-    normalize_unlearning_grad: bool = field(default=False, metadata={"help": "CIR normalises with step_norm."})
     eval_strategy: str = field(default="epoch", metadata={"help": "CIR checks its disruption budget every epoch."})
     eval_on_start: bool = field(default=True, metadata={"help": "The budget's starting point."})
 
@@ -161,17 +161,13 @@ def capture_io(modules: dict[str, nn.Module]) -> Iterator[dict[str, tuple[torch.
             handle.remove()
 
 
-@register_method
-class CIR(UnlearningMethod):
-    name = "cir"
-    config_class = CIRConfig
-    builds_update = True
-    uses_reference = frozenset({"forget", "retain"})
-    _STATE = UnlearningMethod._STATE + ("epochs_done", "stats_epoch", "act_stats", "grad_stats", "act_bases", "grad_bases")
-    _CPU_STATE = ("act_stats", "grad_stats")
+class CIRUpdate(UpdateProcedure):
+    """CIR's collapsed update (module docstring), its statistics and bases kept as checkpoint state."""
 
-    def __init__(self, args: CIRConfig):
-        super().__init__(args)
+    def __init__(self, args: CIRConfig, objective: CIR):
+        super().__init__(args, objective)
+        self.loops_done = 0
+        self.reference: Reference | None = None
         self.epochs_done = 0  # epochs whose statistics became bases
         self.stats_epoch: int | None = None  # the epoch the statistics in hand come from
         self.act_stats: dict[str, list[torch.Tensor]] = {}  # this epoch's raw x_t (CPU, fp32)
@@ -181,40 +177,33 @@ class CIR(UnlearningMethod):
         self.bos_token_id: int | None = None  # set by setup() from the tokenizer
 
     @classmethod
-    def unused_fields(cls, args: CIRConfig) -> dict[str, str]:
-        """CIR builds its own update: none of the shared update's components or rates apply."""
-        own = "CIR builds its own update (cir_loss, step_norm, retaining_rate)"
-        names = ("unlearning_loss", "unlearning_rate", "retain_momentum", "meta_learning", "disruption_masking",
-                 "normalize_unlearning_grad", "retain_representation_weight", "wagle_fraction")  # fmt: skip
-        return {**super().unused_fields(args), **dict.fromkeys(names, own)}
+    def check_args(cls, args: CIRConfig, spec: MethodSpec) -> None:
+        super().check_args(args, spec)
+        check_full_update_args(args, spec.name)
 
-    def check_eval_dataset(self, eval_dataset: Any) -> None:
-        if self.args.disruption_budget is not None and not (isinstance(eval_dataset, dict) and "retain" in eval_dataset):
-            raise ValueError(
-                'CIR checks its disruption budget on eval_retain_loss: pass eval_dataset={"retain": ..., ...} '
-                "(general text), or set disruption_budget=None"
-            )
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(), "loops_done": self.loops_done, "original": self.reference.original,
+            "epochs_done": self.epochs_done, "stats_epoch": self.stats_epoch, "act_stats": self.act_stats,
+            "grad_stats": self.grad_stats, "act_bases": self.act_bases, "grad_bases": self.grad_bases,
+        }  # fmt: skip
 
-    def callbacks(self, trainer: UnlearnTrainer) -> list[TrainerCallback]:
-        return [] if self.args.disruption_budget is None else [DisruptionBudgetCallback(self.args.disruption_budget)]
+    def load_state_dict(self, state: dict[str, Any], device: torch.device | str = "cpu") -> None:
+        super().load_state_dict(state, device)
+        self.loops_done, self.epochs_done, self.stats_epoch = state["loops_done"], state["epochs_done"], state["stats_epoch"]
+        self.act_stats, self.grad_stats = state["act_stats"], state["grad_stats"]  # on the CPU, where they are kept
+        self.reference.original = to_device(state["original"], device)
+        self.act_bases, self.grad_bases = to_device(state["act_bases"], device), to_device(state["grad_bases"], device)
 
     # --- one step --------------------------------------------------------------------------------
 
     def setup(self, model: nn.Module, processing_class: Any = None) -> None:
         super().setup(model, processing_class)
+        self.reference = Reference(peft=False)
         self.bos_token_id = getattr(processing_class, "bos_token_id", None)
 
     def _token_masks(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return cir_token_masks(batch["input_ids"], batch["attention_mask"], self.args.cut_off_tokens, self.bos_token_id)
-
-    def target_modules(self, model: nn.Module) -> list[str]:
-        """``target_modules``; with MLP breaking, only in the layers up to the last loss layer: no later
-        layer can change the loss, and the forward pass stops there."""
-        if self.args.cir_loss != MLP_BREAKING:
-            return self.args.target_modules
-        names = resolve_target_modules(model, self.args.target_modules)
-        last = max(self.args.loss_layers)
-        return [name.removesuffix(".weight") for name in names if (layer_index(name) or 0) <= last]
 
     def _mlps(self, model: nn.Module) -> dict[str, nn.Module]:
         mlps = {name: m for name, m in model.named_modules() if name.endswith(".mlp") and layer_index(name) in set(self.args.loss_layers)}
@@ -230,7 +219,7 @@ class CIR(UnlearningMethod):
         stop = stop_after(list(mlps.values())[-1]) if mlps else nullcontext()
         if mlps:
             with torch.no_grad(), capture_io(mlps) as original, stop_after(list(mlps.values())[-1]):
-                lm_outputs(model, batch, dict(zip(self.target_names, self.original)))
+                lm_outputs(model, batch, dict(zip(self.target_names, self.reference.original)))
             self.passes += 1
             originals = [original[n][1][selected] for n in mlps]
             # The normaliser is a mean over every process's tokens, as one process would compute it.
@@ -247,14 +236,14 @@ class CIR(UnlearningMethod):
 
     def compute_loss(self, trainer: UnlearnTrainer, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
         model = trainer.accelerator.unwrap_model(model)
-        self._init_state([model.get_parameter(n) for n in self.target_names])
+        self.reference.initialize([model.get_parameter(n) for n in self.target_names])
         return self._forget_objective(trainer, model, inputs["forget"], self._token_masks(inputs["forget"])[0])[0]
 
     def training_step(self, trainer: UnlearnTrainer, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
         args = self.args
         model = trainer.accelerator.unwrap_model(model)
         base = [model.get_parameter(name) for name in self.target_names]
-        self._init_state(base)
+        self.reference.initialize(base)
         forget, retain = inputs["forget"], inputs["retain"]
         loss_mask, selected = self._token_masks(forget)
         # The first step of an epoch turns the previous epoch's statistics into bases. Doing it here, not
@@ -312,7 +301,7 @@ class CIR(UnlearningMethod):
         block = decoder_layers(model)[self.args.retain_layer - 1]  # hidden_states[k] is block k-1's output
         mask = retain["attention_mask"]
         with torch.no_grad():
-            original = module_output(model, retain, block, dict(zip(self.target_names, self.original)))
+            original = module_output(model, retain, block, dict(zip(self.target_names, self.reference.original)))
             # The denominator is a mean over every process's tokens, as one process would compute it.
             local_norm = (original.float().norm(dim=-1) * mask).sum() / mask.sum()
             (mean_norm,) = token_mean_over_processes([local_norm], mask.sum(), trainer.accelerator)
@@ -344,3 +333,30 @@ class CIR(UnlearningMethod):
             self.grad_bases[name] = self._directions(grads, self.args.grad_components).to(trainer.args.device)
         self.act_stats, self.grad_stats = {}, {}
         self.epochs_done += 1
+
+
+@register_method("cir", config=CIRConfig, procedure=CIRUpdate)
+class CIR(Objective):
+    """What CIR trains and checks; its losses (MLP breaking, the relative retain distance) act on module
+    outputs inside the collapsed update, ``CIRUpdate``."""
+
+    uses_reference = frozenset({"forget", "retain"})
+
+    def target_modules(self, model: nn.Module) -> list[str]:
+        """``target_modules``; with MLP breaking, only in the layers up to the last loss layer: no later
+        layer can change the loss, and the forward pass stops there."""
+        if self.args.cir_loss != MLP_BREAKING:
+            return self.args.target_modules
+        names = resolve_target_modules(model, self.args.target_modules)
+        last = max(self.args.loss_layers)
+        return [name.removesuffix(".weight") for name in names if (layer_index(name) or 0) <= last]
+
+    def check_eval_dataset(self, eval_dataset: Any) -> None:
+        if self.args.disruption_budget is not None and not (isinstance(eval_dataset, dict) and "retain" in eval_dataset):
+            raise ValueError(
+                'CIR checks its disruption budget on eval_retain_loss: pass eval_dataset={"retain": ..., ...} '
+                "(general text), or set disruption_budget=None"
+            )
+
+    def callbacks(self) -> list[TrainerCallback]:
+        return [] if self.args.disruption_budget is None else [DisruptionBudgetCallback(self.args.disruption_budget)]

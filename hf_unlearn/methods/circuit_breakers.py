@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..components import OptimizerArguments, OptimizerUpdate, TransformArguments
+from ..config import UnlearnConfig
 from ..losses import representation_distance, rerouting_loss
 from ..modeling import LMOutputs
-from .base import UnlearningMethod, register_method
-from .graddiff import GradientMethodConfig
+from ..objective import Objective
+from ..registry import register_method
 
 
 @dataclass
-class CircuitBreakersConfig(GradientMethodConfig):
+class CircuitBreakersConfig(TransformArguments, OptimizerArguments, UnlearnConfig):
     method: str = field(default="circuit_breakers", metadata={"help": "Unlearning method (registry name)."})
     cb_layers: list[int] = field(
         default_factory=lambda: [10, 20],
@@ -32,17 +34,10 @@ class CircuitBreakersConfig(GradientMethodConfig):
     learning_rate: float = field(default=1e-4, metadata={"help": "The optimizer's learning rate (paper, LoRA)."})
 
 
-@register_method
-class CircuitBreakers(UnlearningMethod):
-    name = "circuit_breakers"
-    config_class = CircuitBreakersConfig
+@register_method("circuit_breakers", config=CircuitBreakersConfig, procedure=OptimizerUpdate)
+class CircuitBreakers(Objective):
     uses_reference = frozenset({"forget", "retain"})
     uses_hidden_states = True
-
-    @classmethod
-    def unused_fields(cls, args: CircuitBreakersConfig) -> dict[str, str]:
-        schedule = "Circuit Breakers weighs its losses by the cb_alpha schedule"
-        return {**super().unused_fields(args), "unlearning_rate": schedule, "retaining_rate": schedule}
 
     def loss_weights(self, step: int, max_steps: int) -> tuple[float, float]:
         progress = step / (2 * max(max_steps, 1))

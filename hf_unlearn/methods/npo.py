@@ -12,14 +12,16 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..components import OptimizerArguments, OptimizerUpdate, RateArguments, RepresentationAnchorArguments, TransformArguments
+from ..config import UnlearnConfig
 from ..losses import npo_loss, sequence_logprobs
 from ..modeling import LMOutputs
-from .base import UnlearningMethod, register_method
-from .graddiff import GradientMethodConfig
+from ..objective import Objective
+from ..registry import register_method
 
 
 @dataclass
-class NPOConfig(GradientMethodConfig):
+class NPOConfig(RateArguments, RepresentationAnchorArguments, TransformArguments, OptimizerArguments, UnlearnConfig):
     method: str = field(default="npo", metadata={"help": "Unlearning method (registry name)."})
     npo_beta: float = field(default=0.1, metadata={"help": "NPO's inverse temperature beta."})
 
@@ -29,10 +31,8 @@ class NPOConfig(GradientMethodConfig):
         super().__post_init__()
 
 
-@register_method
-class NPO(UnlearningMethod):
-    name = "npo"
-    config_class = NPOConfig
+@register_method("npo", config=NPOConfig, procedure=OptimizerUpdate)
+class NPO(Objective):
     uses_reference = frozenset({"forget"})
 
     def forget_loss(self, outputs: LMOutputs, batch: dict[str, torch.Tensor], reference: LMOutputs | None) -> torch.Tensor:

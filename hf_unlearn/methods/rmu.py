@@ -14,15 +14,17 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..components import OptimizerArguments, OptimizerUpdate, RateArguments, TransformArguments
+from ..config import UnlearnConfig
 from ..losses import activation_mse, steering_loss
 from ..modeling import LMOutputs
+from ..objective import Objective
+from ..registry import register_method
 from ..targets import layer_modules
-from .base import UnlearningMethod, register_method
-from .graddiff import GradientMethodConfig
 
 
 @dataclass
-class RMUConfig(GradientMethodConfig):
+class RMUConfig(RateArguments, TransformArguments, OptimizerArguments, UnlearnConfig):
     method: str = field(default="rmu", metadata={"help": "Unlearning method (registry name)."})
     rmu_layer: int = field(default=7, metadata={"help": "Decoder layer whose output is steered (0-based)."})
     steering_coef: float = field(default=6.5, metadata={"help": "Norm c of the steering target c*u."})
@@ -45,10 +47,8 @@ def control_vector(width: int, steering_coef: float, seed: int) -> torch.Tensor:
     return steering_coef * direction / direction.norm()
 
 
-@register_method
-class RMU(UnlearningMethod):
-    name = "rmu"
-    config_class = RMUConfig
+@register_method("rmu", config=RMUConfig, procedure=OptimizerUpdate)
+class RMU(Objective):
     uses_reference = frozenset({"retain"})
     uses_hidden_states = True
 

@@ -10,14 +10,16 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..components import OptimizerArguments, OptimizerUpdate, RateArguments, RepresentationAnchorArguments, TransformArguments
+from ..config import UnlearnConfig
 from ..losses import sequence_logprobs, simnpo_loss
 from ..modeling import LMOutputs
-from .base import UnlearningMethod, register_method
-from .graddiff import GradientMethodConfig
+from ..objective import Objective
+from ..registry import register_method
 
 
 @dataclass
-class SimNPOConfig(GradientMethodConfig):
+class SimNPOConfig(RateArguments, RepresentationAnchorArguments, TransformArguments, OptimizerArguments, UnlearnConfig):
     method: str = field(default="simnpo", metadata={"help": "Unlearning method (registry name)."})
     simnpo_beta: float = field(default=2.5, metadata={"help": "SimNPO's inverse temperature beta."})
     simnpo_gamma: float = field(default=0.0, metadata={"help": "SimNPO's reward margin gamma."})
@@ -28,11 +30,8 @@ class SimNPOConfig(GradientMethodConfig):
         super().__post_init__()
 
 
-@register_method
-class SimNPO(UnlearningMethod):
-    name = "simnpo"
-    config_class = SimNPOConfig
-
+@register_method("simnpo", config=SimNPOConfig, procedure=OptimizerUpdate)
+class SimNPO(Objective):
     def forget_loss(self, outputs: LMOutputs, batch: dict[str, torch.Tensor], reference: LMOutputs | None) -> torch.Tensor:
         logprobs, lengths = sequence_logprobs(outputs.logits, batch["labels"])
         return simnpo_loss(logprobs, lengths, self.args.simnpo_beta, self.args.simnpo_gamma)

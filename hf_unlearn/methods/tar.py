@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config import UnlearnConfig
-from .base import register_method
-from .mudman import MUDMAN
+from ..components import MetaUnlearningLoop
+from ..objective import Objective
+from ..registry import register_method
+from .mudman import MUDMANConfig
 
 
 @dataclass
-class TARConfig(UnlearnConfig):
-    """``UnlearnConfig`` with the TAR baseline's defaults (see the module docstring)."""
+class TARConfig(MUDMANConfig):
+    """``MUDMANConfig`` with the TAR baseline's defaults (see the module docstring)."""
 
     method: str = field(default="tar", metadata={"help": "Unlearning method (registry name)."})
     unlearning_loss: str = field(default="neg_entropy", metadata={"help": "TAR maximises the forget entropy."})
@@ -32,7 +33,6 @@ class TARConfig(UnlearnConfig):
     )
 
 
-@register_method
-class TAR(MUDMAN):
-    name = "tar"
-    config_class = TARConfig
+@register_method("tar", config=TARConfig, procedure=MetaUnlearningLoop)
+class TAR(Objective):
+    """The ``Objective`` defaults; TAR's representation term is the procedure's anchor (``retain_representation_weight``)."""

@@ -1,0 +1,126 @@
+"""Gradient transforms and the alternative weights a procedure evaluates the model at.
+
+Each part is a few lines over the pure functions of ``gradients.py`` and owns the state it needs,
+nothing more (saved in checkpoints through the procedure that holds it):
+
+- ``RetainMomentum``: the retain direction, an EMA of retain gradients (a buffer only when beta > 0).
+- ``DisruptionMask``: keep the forget gradient where its sign agrees with the retain direction.
+- ``WagleMask``: WAGLE's static mask of the weights allowed to change.
+- ``Adversary``: a copy of the target weights that relearns the forget set (meta-learning).
+- ``Reference``: the original model's outputs without a second model.
+- ``representation_anchor``: TAR's representation-matching term of the retain loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ..gradients import disruption_mask, ema_, top_fraction_mask
+from ..losses import representation_distance
+from ..modeling import LMOutputs, lm_outputs
+
+
+def to_device(value, device: torch.device | str):
+    """``value`` with every tensor in it (nested in lists, tuples, dicts) moved to ``device``."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(v, device) for v in value)
+    return value
+
+
+class RetainMomentum:
+    """The retain direction: ``ema = beta*ema + (1-beta)*g_r`` (fp32), or the retain gradient itself when
+    beta is 0, which then needs no buffer (an fp32 copy of every target weight)."""
+
+    def __init__(self, momentum: float):
+        self.momentum = momentum
+        self.ema: list[torch.Tensor] | None = None
+
+    def __call__(self, retain_grads: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        if self.momentum == 0:
+            return [g.float() for g in retain_grads]
+        if self.ema is None:
+            self.ema = [torch.zeros_like(g, dtype=torch.float32) for g in retain_grads]
+        for acc, g in zip(self.ema, retain_grads):
+            ema_(acc, g.float(), self.momentum)
+        return self.ema
+
+
+class DisruptionMask:
+    """Disruption Masking (MUDMAN): descend the forget gradient only where that also descends the retain loss."""
+
+    def __call__(self, grads: Sequence[torch.Tensor], retain_direction: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], float]:
+        """The masked gradients and the fraction of elements kept."""
+        masks = [disruption_mask(g, r) for g, r in zip(grads, retain_direction)]
+        kept = sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
+        return [g * m for g, m in zip(grads, masks)], kept
+
+
+class WagleMask:
+    """WAGLE (Jia et al. 2024): before unlearning, keep the top ``fraction`` of weights by
+    ``|(theta - g_retain/gamma) * g_forget|``; the others never change."""
+
+    def __init__(self, fraction: float, gamma: float):
+        self.fraction, self.gamma = fraction, gamma
+        self.mask: list[torch.Tensor] | None = None
+
+    def initialize(self, base: Sequence[torch.Tensor], retain_grads: Sequence[torch.Tensor], forget_grads: Sequence[torch.Tensor]) -> None:
+        scores = [
+            ((p.detach().float() - g_r.float() / self.gamma) * g_f.float()).abs()
+            for p, g_r, g_f in zip(base, retain_grads, forget_grads)
+        ]
+        self.mask = top_fraction_mask(scores, self.fraction)
+
+
+class Adversary:
+    """Target weights that relearn the forget set (fp32): forked from the base every ``fork_every_n_loops``
+    loops, stepped along the forget cross-entropy gradient, decayed towards an anchor."""
+
+    def __init__(self, lr: float, decay: float, fork_every_n_loops: int):
+        self.lr, self.decay, self.fork_every_n_loops = lr, decay, fork_every_n_loops
+        self.weights: list[torch.Tensor] | None = None
+
+    def fork_if_due(self, base: Sequence[torch.Tensor], loop: int) -> None:
+        if loop % self.fork_every_n_loops == 0:
+            self.weights = [p.detach().float().clone() for p in base]
+
+    def step(self, forget_ce_grads: Sequence[torch.Tensor], anchor: Sequence[torch.Tensor]) -> None:
+        """``adv -= lr * g_a``, then ``adv = d * adv + (1 - d) * anchor``."""
+        for adv, g, target in zip(self.weights, forget_ce_grads, anchor):
+            adv.sub_(g.float(), alpha=self.lr).mul_(self.decay).add_(target, alpha=1 - self.decay)
+
+
+class Reference:
+    """The original model's outputs, without a second model: the model with the trained tensors at their
+    original values (kept here), or, for a PEFT model, with its adapter disabled."""
+
+    def __init__(self, peft: bool):
+        self.peft = peft
+        self.original: list[torch.Tensor] | None = None
+
+    def initialize(self, base: Sequence[torch.Tensor]) -> None:
+        if not self.peft and self.original is None:
+            self.original = [p.detach().clone() for p in base]
+
+    @torch.no_grad()
+    def outputs(self, model: nn.Module, batch: dict[str, torch.Tensor], target_names: Sequence[str], hidden_states: bool) -> LMOutputs:
+        if self.peft:
+            with model.disable_adapter():
+                return lm_outputs(model, batch, None, hidden_states)
+        return lm_outputs(model, batch, dict(zip(target_names, self.original)), hidden_states)
+
+
+def representation_anchor(outputs: LMOutputs, reference: LMOutputs, mask: torch.Tensor) -> torch.Tensor:
+    """TAR's representation matching: the mean over layers of the squared distance of the hidden states to the
+    original model's. The last hidden state is left out: its scale is far larger than the others' (MUDMAN, TAR)."""
+    distances = [
+        representation_distance(h, h_orig, mask, squared=True)
+        for h, h_orig in zip(outputs.hidden_states[:-1], reference.hidden_states[:-1])
+    ]
+    return torch.stack(distances).mean()

@@ -1,0 +1,100 @@
+"""``CausalLMTrainer``: what ``UnlearnTrainer`` and ``RelearnAttackTrainer`` share.
+
+A causal LM and its tokenizer (loaded by name when given one), training and evaluation data as text
+or tokens with the same checks, right-padding collation, ``{"forget": ..., "retain": ...}``
+evaluation sets, evaluators that add accuracies to ``evaluate()``, and the mean cross-entropy as
+the evaluation loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from datasets import Dataset
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments
+
+from .data.collator import LMCollator
+from .data.processing import prepare_eval_datasets, prepare_lm_dataset
+from .evaluation.evaluators import Evaluator
+from .modeling import check_pad_token, lm_loss, load_causal_lm
+
+Collator = Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]
+
+
+class CausalLMTrainer(Trainer):
+    """A ``Trainer`` on causal-LM data; subclasses choose what trains in ``prepare_model``.
+
+    ``evaluators`` ({name: Evaluator}) run inside ``evaluate()``: their metrics are logged as
+    ``eval_<name>_<metric>`` (``eval_facts_accuracy``) beside the eval losses, so every ``report_to``
+    integration, the attack curve and ``metric_for_best_model`` see them.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel | str,
+        args: TrainingArguments,
+        train_dataset: Dataset,
+        train_name: str,
+        eval_dataset: Dataset | dict[str, Dataset] | None,
+        processing_class: PreTrainedTokenizerBase | None,
+        data_collator: Collator | None,
+        callbacks: list[TrainerCallback] | None,
+        optimizers: tuple,
+        evaluators: dict[str, Evaluator] | None,
+    ):
+        model, processing_class = load_causal_lm(model, processing_class)
+        text = {"text_field": args.dataset_text_field, "max_length": args.max_length}
+        self.prepare_text = lambda dataset, name: prepare_lm_dataset(dataset, processing_class, name=name, **text)
+        train_dataset = self.prepare_text(train_dataset, train_name)
+        eval_dataset = prepare_eval_datasets(eval_dataset, processing_class, **text)
+        # What trains is fixed (and unfrozen) before the Trainer builds the optimizer.
+        model = self.prepare_model(model, args, processing_class, eval_dataset)
+        model.config.use_cache = False
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator or LMCollator(check_pad_token(processing_class)),
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            callbacks=callbacks,
+            optimizers=optimizers,
+        )
+        # The trainers compute their own mean loss: the model's loss kwargs must not rescale it.
+        self.model_accepts_loss_kwargs = False
+        self.evaluators = evaluators or {}
+
+    def prepare_model(
+        self, model: nn.Module, args: TrainingArguments, processing_class: PreTrainedTokenizerBase, eval_dataset: Any
+    ) -> nn.Module:
+        """The model to train (possibly wrapped, e.g. by PEFT), with only the trained parameters requiring grad."""
+        return model
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, Any]]:
+        """Mean next-token cross-entropy, padding excluded."""
+        loss, logits = lm_loss(model, inputs)
+        return (loss, {"logits": logits}) if return_outputs else loss
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        metrics = {}
+        if eval_dataset is not None or self.eval_dataset is not None:
+            metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        if eval_dataset is None and self.evaluators:  # the top-level call, not one per eval dataset
+            model = self.accelerator.unwrap_model(self.model)
+            extra = {
+                f"{metric_key_prefix}_{name}_{key}": value
+                for name, evaluator in self.evaluators.items()
+                for key, value in evaluator(model, self.processing_class).items()
+            }
+            self.log(extra)
+            metrics.update(extra)
+        return metrics

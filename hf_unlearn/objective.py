@@ -1,0 +1,62 @@
+"""``Objective``: what an unlearning method optimises. One per method file.
+
+An objective names its forget and retain losses, the weights they train, and what its losses need
+(the original model's outputs, hidden states). How a step is taken from them is the update
+procedure's job (``components.procedures``); the registry pairs the two (``register_method``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import nn
+
+from .losses import cross_entropy, get_loss
+from .modeling import LMOutputs
+
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
+
+
+class Objective:
+    """Forget and retain losses on model outputs.
+
+    Losses receive the outputs at the weights being differentiated and, for the parts listed in
+    ``uses_reference``, the outputs of the original model. Defaults: ``args.unlearning_loss`` on the
+    forget batch and cross-entropy on the retain batch, weighted by ``unlearning_rate`` and
+    ``retaining_rate``.
+    """
+
+    method_name: ClassVar[str]  # set by register_method
+    uses_reference: ClassVar[frozenset[str]] = frozenset()  # "forget" and/or "retain"
+    uses_hidden_states: ClassVar[bool] = False
+
+    def __init__(self, args: Any):
+        self.args = args
+
+    @classmethod
+    def unused_fields(cls, args: Any) -> dict[str, str]:
+        """``{field: why}`` for settings ``args`` holds but this objective does not read under them."""
+        return {}
+
+    def target_modules(self, model: nn.Module) -> list[str]:
+        """Which weights train (``target_modules`` syntax)."""
+        return self.args.target_modules
+
+    def forget_loss(self, outputs: LMOutputs, batch: dict[str, torch.Tensor], reference: LMOutputs | None) -> torch.Tensor:
+        return get_loss(self.args.unlearning_loss)(outputs.logits, batch["labels"])
+
+    def retain_loss(self, outputs: LMOutputs, batch: dict[str, torch.Tensor], reference: LMOutputs | None) -> torch.Tensor:
+        return cross_entropy(outputs.logits, batch["labels"])
+
+    def loss_weights(self, step: int, max_steps: int) -> tuple[float, float]:
+        """(retain weight, forget weight) at ``step``; Circuit Breakers schedules them."""
+        return self.args.retaining_rate, self.args.unlearning_rate
+
+    def check_eval_dataset(self, eval_dataset: Any) -> None:
+        """Reject an ``eval_dataset`` the method cannot work with (before the Trainer is built)."""
+
+    def callbacks(self) -> list[TrainerCallback]:
+        """``TrainerCallback``s the method needs (CIR: its disruption budget)."""
+        return []

@@ -1,0 +1,102 @@
+"""The package's shape: no import cycles, and every import points down the layers (DESIGN §2).
+
+recipes / benchmarks -> pipeline -> trainers -> methods -> procedures, transforms, objective ->
+losses / gradients. Imports under ``if TYPE_CHECKING:`` are annotations only and do not count.
+"""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "hf_unlearn"
+
+# Lower layers never import higher ones. A module belongs to the first prefix that matches it.
+LAYERS = [
+    ("hf_unlearn.losses", "hf_unlearn.gradients", "hf_unlearn.registry", "hf_unlearn.targets", "hf_unlearn.distributed",
+     "hf_unlearn.embedded_model", "hf_unlearn.callbacks"),
+    ("hf_unlearn.modeling", "hf_unlearn.data"),
+    ("hf_unlearn.objective", "hf_unlearn.evaluation", "hf_unlearn.config"),
+    ("hf_unlearn.components",),
+    ("hf_unlearn.methods",),
+    ("hf_unlearn.lm_trainer", "hf_unlearn.trainer", "hf_unlearn.relearn"),
+    ("hf_unlearn.attacks", "hf_unlearn.scenarios"),
+    ("hf_unlearn.pipeline",),
+    ("hf_unlearn.cli", "hf_unlearn.hub", "hf_unlearn.sweep"),
+    ("hf_unlearn",),
+]  # fmt: skip
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def is_type_checking(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def imported_modules(name: str, path: Path) -> set[str]:
+    """hf_unlearn modules that ``name`` imports at run time (at module level or inside functions)."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if is_type_checking(node):
+            return
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("hf_unlearn"))
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([node.module] if node.module else []))
+            if base.startswith("hf_unlearn"):
+                # ``from . import hub`` imports a submodule; ``from .data import X`` imports the package.
+                found.update(f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base for alias in node.names)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return {module for module in found if module in MODULES and module != name}
+
+
+GRAPH = {name: imported_modules(name, path) for name, path in MODULES.items()}
+
+
+def layer(name: str) -> int:
+    return next(i for i, prefixes in enumerate(LAYERS) if any(name == p or name.startswith(p + ".") for p in prefixes))
+
+
+def test_no_import_cycles():
+    state: dict[str, str] = {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        for target in GRAPH[node]:
+            if state.get(target) == "open":
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(target) :] + [target]))
+            if target not in state:
+                visit(target, stack + [target])
+        state[node] = "done"
+
+    for name in GRAPH:
+        if name not in state:
+            visit(name, [name])
+
+
+def test_imports_point_down_the_layers():
+    upward = [
+        f"{source} (layer {layer(source)}) imports {target} (layer {layer(target)})"
+        for source, targets in GRAPH.items()
+        for target in targets
+        if layer(target) > layer(source) and not source.startswith(target + ".")  # a package's own __init__
+    ]
+    assert not upward, "\n".join(upward)
+
+
+def test_the_graph_is_read():
+    assert "hf_unlearn.components" in GRAPH["hf_unlearn.methods.mudman"]
+    assert "hf_unlearn.components.procedures" in GRAPH["hf_unlearn.methods.cir"]
+    assert "hf_unlearn.registry" in GRAPH["hf_unlearn.config"]
+    assert "hf_unlearn.trainer" not in GRAPH["hf_unlearn.components.procedures"], "annotation-only imports do not count"
