@@ -24,30 +24,29 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_unlearn import AttackSuite, MUDMANConfig, RelearnAttackConfig, UnlearnTrainer, default_model_path
+from hf_unlearn.attacks import ADAMW_CLIPPED, LORA_ADAMW, SGD
 from hf_unlearn.data import DataArguments
 from hf_unlearn.evaluation.report import finite_or_null
 from hf_unlearn.pipeline import robustness_report
 from hf_unlearn.scenarios import code_scenario, facts_scenario
 
-_SGD, _ADAMW = {"optim": "sgd"}, {"optim": "adamw_torch", "max_grad_norm": 1.0}
-_LORA = {**_ADAMW, "use_peft": True, "lora_r": 16, "lora_alpha": 32}
 GRID = {
-    "sgd_1e-3_noclip": {**_SGD, "learning_rate": 1e-3},
-    "sgd_3e-3_noclip": {**_SGD, "learning_rate": 3e-3},
-    "sgd_3e-3_clip": {**_SGD, "learning_rate": 3e-3, "max_grad_norm": 1.0},
-    "sgd_1e-2_clip": {**_SGD, "learning_rate": 1e-2, "max_grad_norm": 1.0},
-    "sgd_3e-2_clip": {**_SGD, "learning_rate": 3e-2, "max_grad_norm": 1.0},
-    "sgd_1e-1_clip": {**_SGD, "learning_rate": 1e-1, "max_grad_norm": 1.0},
-    "adamw_1e-5": {**_ADAMW, "learning_rate": 1e-5},
-    "adamw_3e-5": {**_ADAMW, "learning_rate": 3e-5},
-    "adamw_1e-4": {**_ADAMW, "learning_rate": 1e-4},
-    "adamw_3e-4": {**_ADAMW, "learning_rate": 3e-4},
-    "adamw_1e-3": {**_ADAMW, "learning_rate": 1e-3},
-    "lora_3e-4": {**_LORA, "learning_rate": 3e-4},
-    "lora_1e-3": {**_LORA, "learning_rate": 1e-3},
-    "lora_3e-3": {**_LORA, "learning_rate": 3e-3},
-    "retain_interleaved_sgd_3e-4": {**_SGD, "learning_rate": 3e-4, "interleave_retain": True},
-    "retain_interleaved_adamw_1e-4": {**_ADAMW, "learning_rate": 1e-4, "interleave_retain": True},
+    "sgd_1e-3_noclip": {**SGD, "learning_rate": 1e-3},
+    "sgd_3e-3_noclip": {**SGD, "learning_rate": 3e-3},
+    "sgd_3e-3_clip": {**SGD, "learning_rate": 3e-3, "max_grad_norm": 1.0},
+    "sgd_1e-2_clip": {**SGD, "learning_rate": 1e-2, "max_grad_norm": 1.0},
+    "sgd_3e-2_clip": {**SGD, "learning_rate": 3e-2, "max_grad_norm": 1.0},
+    "sgd_1e-1_clip": {**SGD, "learning_rate": 1e-1, "max_grad_norm": 1.0},
+    "adamw_1e-5": {**ADAMW_CLIPPED, "learning_rate": 1e-5},
+    "adamw_3e-5": {**ADAMW_CLIPPED, "learning_rate": 3e-5},
+    "adamw_1e-4": {**ADAMW_CLIPPED, "learning_rate": 1e-4},
+    "adamw_3e-4": {**ADAMW_CLIPPED, "learning_rate": 3e-4},
+    "adamw_1e-3": {**ADAMW_CLIPPED, "learning_rate": 1e-3},
+    "lora_3e-4": {**LORA_ADAMW, "learning_rate": 3e-4},
+    "lora_1e-3": {**LORA_ADAMW, "learning_rate": 1e-3},
+    "lora_3e-3": {**LORA_ADAMW, "learning_rate": 3e-3},
+    "retain_interleaved_sgd_3e-4": {**SGD, "learning_rate": 3e-4, "interleave_retain": True},
+    "retain_interleaved_adamw_1e-4": {**ADAMW_CLIPPED, "learning_rate": 1e-4, "interleave_retain": True},
 }
 
 

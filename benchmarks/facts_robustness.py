@@ -49,7 +49,7 @@ from hf_unlearn.scenarios import facts_scenario
 # Per method: config class and settings for SmolLM2-135M (30 layers), evaluated every epoch so that
 # the disruption budget is checked as in CIR's paper. Chosen in README ("CIR on facts").
 METHODS = {
-    "cir": (CIRConfig, dict(step_norm=1.0, loss_layers=list(range(6, 12)), retain_layer=12)),
+    "cir": (CIRConfig, dict(step_norm=1.0, loss_layers=list(range(6, 12)), retain_layer=12, per_device_train_batch_size=32)),
     "graddiff": (GradDiffConfig, dict(learning_rate=1e-5)),
     "npo": (NPOConfig, dict(learning_rate=1e-5)),
     "mudman": (MUDMANConfig, dict(unlearning_rate=1e-4, fork_every_n_loops=6)),
@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_epochs", type=int, default=200)
     parser.add_argument("--max_countries", type=int, default=120)
     parser.add_argument("--phrasings", type=int, default=3, help="fact-stating sentences per fact (0: prompt + answer)")
-    parser.add_argument("--batch_size", type=int, default=8, help="unlearning batch (CIR's own default is 32)")
+    parser.add_argument("--batch_size", type=int, default=8, help="batch of the attacks, and of unlearning where a method does not set its own (CIR: 32, the authors')")
     parser.add_argument("--disruption_source", default="python_stdlib", help="text source (hf_unlearn.data.TEXT_SOURCES) measuring disruption")
     parser.add_argument("--disruption_eval", type=int, default=32, help="how many of its 100-token chunks")
     parser.add_argument("--attack_suite", default="standard", choices=sorted(PRESETS))
@@ -96,8 +96,8 @@ def unlearn(method: str, settings: dict, data, tokenizer, path, args: argparse.N
     if info_path.is_file():
         return AutoModelForCausalLM.from_pretrained(final), json.loads(info_path.read_text())
     config = METHODS[method][0](
-        output_dir=str(output_dir / method), num_train_epochs=args.max_epochs, per_device_train_batch_size=args.batch_size,
-        eval_strategy="epoch", eval_on_start=True, save_strategy="no", report_to="none", seed=args.seed, **settings,
+        output_dir=str(output_dir / method), num_train_epochs=args.max_epochs, eval_strategy="epoch", eval_on_start=True,
+        save_strategy="no", report_to="none", seed=args.seed, **{"per_device_train_batch_size": args.batch_size, **settings},
     )  # fmt: skip
     trainer = UnlearnTrainer(
         AutoModelForCausalLM.from_pretrained(path), config, forget_dataset=data.unlearn, retain_dataset=data.retain,

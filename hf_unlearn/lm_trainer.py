@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from datasets import Dataset
 from torch import nn
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from .data.collator import LMCollator
 from .data.processing import prepare_eval_datasets, prepare_lm_dataset
@@ -50,7 +50,9 @@ class CausalLMTrainer(Trainer):
         self.prepare_text = lambda dataset, name: prepare_lm_dataset(dataset, processing_class, name=name, **text)
         train_dataset = self.prepare_text(train_dataset, train_name)
         eval_dataset = prepare_eval_datasets(eval_dataset, processing_class, **text)
-        # What trains is fixed (and unfrozen) before the Trainer builds the optimizer.
+        # What trains is fixed (and unfrozen) before the Trainer builds the optimizer; seeded first, so that a
+        # freshly initialised adapter (PEFT) is the same in every run.
+        set_seed(args.seed)
         model = self.prepare_model(model, args, processing_class, eval_dataset)
         model.config.use_cache = False
         super().__init__(
@@ -66,6 +68,15 @@ class CausalLMTrainer(Trainer):
         # The trainers compute their own mean loss: the model's loss kwargs must not rescale it.
         self.model_accepts_loss_kwargs = False
         self.evaluators = evaluators or {}
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        # training_args.bin pickles the whole TrainingArguments: a --hub_token given on the command line
+        # would be written next to the weights (and pushed with them). It is kept out of it.
+        token, self.args.hub_token = self.args.hub_token, None
+        try:
+            super()._save(output_dir, state_dict)
+        finally:
+            self.args.hub_token = token
 
     def prepare_model(
         self, model: nn.Module, args: TrainingArguments, processing_class: PreTrainedTokenizerBase, eval_dataset: Any

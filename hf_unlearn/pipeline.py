@@ -1,8 +1,9 @@
-"""Measure robustness the one way every figure of this package is made: attack suites and a report.
+"""Unlearn -> attack suite -> report: the one way every figure of this package is made.
 
-The demo, the benchmarks and the recipes call ``robustness_report``: every model of a run (the
-unlearned ones and the untouched ``no_unlearning`` baseline) goes through the same ``AttackSuite``
-on the same data, and the report puts the attacker's best over the suite side by side.
+The demo, the benchmarks, the sweep and the recipes call these: ``unlearn`` trains a method on a
+``Scenario``, ``attack`` runs an ``AttackSuite`` on a model with the scenario's data, and
+``robustness_report`` puts every model of a run (the unlearned ones and the untouched
+``no_unlearning`` baseline) through the same suite and side by side in a ``RobustnessReport``.
 """
 
 from __future__ import annotations
@@ -10,11 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 from datasets import Dataset
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 from .attacks import AttackSuite
+from .config import UnlearnConfig
 from .evaluation.evaluators import Evaluator
 from .evaluation.report import RobustnessReport
+from .hub import method_settings
+from .scenarios import Scenario
+from .tracking import group_name, wandb_run
+from .trainer import UnlearnTrainer
 
 
 def robustness_report(
@@ -30,12 +36,17 @@ def robustness_report(
     baseline: str = "no_unlearning",
     details: dict[str, Any] | None = None,
     resume: bool = False,
+    wandb_group: str | None = None,
 ) -> RobustnessReport:
     """Attack each of ``models`` ({run name: model}, ``baseline`` the untouched one) with ``suite``.
 
     The models are not modified: every attack runs on a fresh copy. Run ``r``'s attacks write to
-    ``<attack output_dir>/<r>``; ``resume`` reads finished attacks back (``AttackSuite.run``).
+    ``<attack output_dir>/<r>``; ``resume`` reads finished attacks back (``AttackSuite.run``). With
+    W&B, the attacks of the unlearned model are runs ``attack/<attack>`` (the baseline's
+    ``baseline/attack/<attack>``) in ``wandb_group``, and a ``report`` run holds the table, the
+    curves and the headline numbers.
     """
+    wandb_group = wandb_group or group_name(None, "robustness")
     results = {
         name: suite.in_folder(name).run(
             model,
@@ -45,7 +56,49 @@ def robustness_report(
             processing_class=processing_class,
             retain_dataset=retain_dataset if suite.needs_retain else None,
             resume=resume,
+            wandb_group=wandb_group,
+            run_prefix="baseline/attack" if name == baseline else "attack",
         )
         for name, model in models.items()
     }
-    return RobustnessReport.from_suites(title, results, baseline=baseline, details=details)
+    report = RobustnessReport.from_suites(title, results, baseline=baseline, details=details)
+    report_to = next(iter(suite.attacks.values())).report_to
+    with wandb_run(report_to, wandb_group, "report", "report", config={"title": title, **(details or {})}) as run:
+        if run is not None:
+            run.log(report.wandb_media())
+            run.summary.update(report.summary())
+    return report
+
+
+def unlearn(
+    model: PreTrainedModel | str,
+    config: UnlearnConfig,
+    scenario: Scenario,
+    processing_class: PreTrainedTokenizerBase,
+    callbacks: list[TrainerCallback] | None = None,
+    peft_config: Any = None,
+    wandb_group: str | None = None,
+) -> UnlearnTrainer:
+    """Unlearn ``scenario.unlearn`` from ``model`` with the method ``config`` names, evaluating on
+    ``scenario.eval`` (and its evaluators) at ``config``'s evaluation strategy; returns the trained trainer."""
+    trainer = UnlearnTrainer(
+        model, config, forget_dataset=scenario.unlearn, retain_dataset=scenario.retain, eval_dataset=scenario.eval,
+        evaluators=scenario.evaluators, processing_class=processing_class, callbacks=callbacks, peft_config=peft_config,
+    )  # fmt: skip
+    trainer.data_sources = scenario.sources
+    run_config = {"method": config.method, "method_settings": method_settings(config), "data": {**scenario.sources, **scenario.details}}
+    with wandb_run(config.report_to, wandb_group or group_name(config.run_name, config.method), "unlearn", "unlearn", run_config):
+        trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    return trainer
+
+
+def attack(
+    model: PreTrainedModel, suite: AttackSuite, scenario: Scenario, processing_class: PreTrainedTokenizerBase,
+    resume: bool = False, wandb_group: str | None = None,
+):  # fmt: skip
+    """``suite`` on ``model`` with the scenario's attack split, held-out evaluation and evaluators."""
+    return suite.run(
+        model, attack_dataset=scenario.attack, eval_dataset=scenario.eval, evaluators=scenario.evaluators,
+        processing_class=processing_class, retain_dataset=scenario.retain if suite.needs_retain else None, resume=resume,
+        wandb_group=wandb_group,
+    )  # fmt: skip

@@ -39,6 +39,7 @@ class Scenario:
     retain: Dataset  # what the method may train on to preserve behaviour
     eval: dict[str, Dataset]  # {"forget": held out, "retain": disruption text}
     best_metric: str  # what the attacker optimises (metric_for_best_model)
+    sources: dict[str, str]  # {"forget": ..., "retain": ...}: where the data comes from, for model cards
     evaluators: dict[str, Evaluator] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -60,7 +61,8 @@ def code_scenario(data_args: DataArguments, tokenizer: PreTrainedTokenizerBase, 
         )
     details = {"forget_source": data_args.forget_source, "retain_source": data_args.retain_source, "general_source": general_source,
                **{f"{name}_examples": len(data[name]) for name in ("unlearn", "attack", "retain")}}  # fmt: skip
-    return Scenario("code", data["unlearn"], data["attack"], data["retain"], eval_sets, "eval_forget_loss", details=details)
+    sources = {"forget": data_args.forget_source, "retain": data_args.retain_source}
+    return Scenario("code", data["unlearn"], data["attack"], data["retain"], eval_sets, "eval_forget_loss", sources, details=details)
 
 
 def facts_scenario(
@@ -101,6 +103,7 @@ def facts_scenario(
         retain=retain,
         eval={"forget": tokenize_facts(parts["eval"], tokenizer), "retain": disruption},
         best_metric="eval_facts_accuracy",
+        sources={"forget": f"facts ({len(known)} the model knew, of {len(candidates)})", "retain": retain_source},
         evaluators={"facts": FactEvaluator(parts["eval"])},  # split B, never attacked
         details=details,
     )

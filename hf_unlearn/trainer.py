@@ -23,7 +23,9 @@ from .config import UnlearnConfig
 from .data.pairing import RetainStream
 from .distributed import check_process_count, mean_over_processes
 from .evaluation.evaluators import Evaluator
+from .evaluation.report import RobustnessReport
 from .gradients import global_norm
+from .hub import REPORT_NAME, UnlearningInfo, base_model_name, method_settings, model_card
 from .lm_trainer import CausalLMTrainer
 from .modeling import lm_loss
 from .registry import get_method
@@ -105,6 +107,7 @@ class UnlearnTrainer(CausalLMTrainer):
         if forget_dataset is None or retain_dataset is None:
             raise ValueError("UnlearnTrainer needs both forget_dataset and retain_dataset")
         check_process_count(args.world_size)
+        self.data_sources: dict[str, str] = {}  # {"forget": source name, "retain": ...}, for the model card
         spec = get_method(args.method)
         self.objective = spec.objective(args)
         self.procedure = spec.procedure(args, self.objective)
@@ -120,12 +123,15 @@ class UnlearnTrainer(CausalLMTrainer):
         for callback in self.procedure.callbacks(self):
             self.add_callback(callback)
         self.retain_stream = RetainStream(
-            retain, self.data_collator, args.per_device_train_batch_size, args.seed, args.world_size, args.process_index
+            retain, self.data_collator, args.retain_batch_size or args.per_device_train_batch_size, args.seed, args.world_size,
+            args.process_index,
         )
         self._retain_draw = (-1, 0)  # (global step, micro-batches drawn at it)
         self._metrics: dict[str, list[float]] = defaultdict(list)
         if args.max_retain_loss_ratio > 0:
             self.add_callback(BrokenModelGuard(self))
+        if args.max_passes is not None:
+            self.add_callback(PassBudget(self))
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
         """``Trainer.train``; ``resume_from_checkpoint=True`` resumes from the newest *complete* checkpoint."""
@@ -135,9 +141,43 @@ class UnlearnTrainer(CausalLMTrainer):
                 raise ValueError(f"resume_from_checkpoint=True, but {self.args.output_dir} holds no complete checkpoint to resume from")
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
+    # --- what was done, for the model card -------------------------------------------------------------
+
+    def create_model_card(self, model_name: str | None = None, **kwargs: Any) -> None:
+        """Write the unlearning model card (``README.md``) and ``unlearning_info.json`` into ``output_dir``.
+
+        The card (``hf_unlearn.hub.model_card``) says what was forgotten (``data_sources`` names it),
+        with which method and settings, the disruption measured, and the robustness table when
+        ``robustness_report.json`` is in ``output_dir`` (``hf-unlearn evaluate`` puts it there).
+        ``push_to_hub`` calls this and uploads the folder.
+        """
+        if not self.is_world_process_zero():
+            return
+        output_dir = Path(self.args.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        info = self.unlearning_info()
+        info.save(output_dir)
+        report = output_dir / f"{REPORT_NAME}.json"
+        report = RobustnessReport.load(report) if report.is_file() else None
+        model_card(info, report, self.args.hub_model_id or model_name).save(output_dir / "README.md")
+
+    def unlearning_info(self) -> UnlearningInfo:
+        def described(part: str, dataset) -> dict:
+            tokens = sum(len(ids) for ids in dataset["input_ids"])
+            return {"source": self.data_sources.get(part, "(a dataset given to UnlearnTrainer)"), "examples": len(dataset), "tokens": tokens}
+
+        evaluations = [entry["eval_retain_loss"] for entry in self.state.log_history if "eval_retain_loss" in entry]
+        disruption = {"retain_loss_before": evaluations[0], "retain_loss_after": evaluations[-1]} if len(evaluations) > 1 else {}
+        return UnlearningInfo(
+            base_model=self.base_model, method=self.args.method, settings=method_settings(self.args),
+            forget=described("forget", self.train_dataset), retain=described("retain", self.retain_stream.dataset),
+            disruption=disruption,
+        )  # fmt: skip
+
     def prepare_model(
         self, model: nn.Module, args: UnlearnConfig, processing_class: PreTrainedTokenizerBase, eval_dataset: Any
     ) -> nn.Module:
+        self.base_model = base_model_name(model)
         if self.peft_config is not None:  # train an adapter; the method's reference is the adapter disabled
             from peft import get_peft_model
 
@@ -279,3 +319,15 @@ class BrokenModelGuard(TrainerCallback):
 
     def load_state_dict(self, state: dict) -> None:
         self.start = state["start"]
+
+
+class PassBudget(TrainerCallback):
+    """Stops unlearning once the method has used ``max_passes`` forward+backward passes, evaluating the final model."""
+
+    def __init__(self, trainer: UnlearnTrainer):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.trainer.procedure.passes >= args.max_passes:
+            control.should_training_stop = True
+            control.should_evaluate = args.eval_strategy != "no"

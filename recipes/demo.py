@@ -44,7 +44,7 @@ DEMO_DATA_DEFAULTS = {"max_forget_documents": 60, "max_eval_examples": 32}
 class DemoArguments:
     scenario: str = field(default="python", metadata={"help": "python (code vs prose) or facts (world capitals)."})
     output_dir: str = field(default="outputs/demo", metadata={"help": "Reports and runs go to <output_dir>/<scenario>."})
-    batch_size: int = field(default=8, metadata={"help": "Examples per step, unlearning and attack alike."})
+    batch_size: int = field(default=4, metadata={"help": "Examples per step, unlearning and attacks alike."})
     unlearn_steps: int = field(default=30, metadata={"help": "MUDMAN loops."})
     unlearning_rate: float = field(default=3e-4, metadata={"help": "MUDMAN unlearning_rate."})
     retaining_rate: float = field(default=1e-3, metadata={"help": "MUDMAN retaining_rate."})

@@ -26,6 +26,7 @@ SETTINGS = {
     "cir": dict(
         config_class=CIRConfig, max_steps=6, loss_layers=[0, 1], retain_layer=2, act_components=2, grad_components=2,
         pca_niter=4, step_norm=0.5, retaining_rate=1e-3, disruption_budget=None, eval_strategy="no", eval_on_start=False,
+        retain_batch_size=None,  # per_device_train_batch_size: half the global batch on each of two processes
     ),
 }  # fmt: skip
 KILL_STEP = {"mudman": 3, "cir": 5}  # CIR: mid epoch 1, each process holding its own statistics

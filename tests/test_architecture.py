@@ -12,15 +12,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hf_unlearn"
 # Lower layers never import higher ones. A module belongs to the first prefix that matches it.
 LAYERS = [
     ("hf_unlearn.losses", "hf_unlearn.gradients", "hf_unlearn.registry", "hf_unlearn.targets", "hf_unlearn.distributed",
-     "hf_unlearn.embedded_model", "hf_unlearn.callbacks"),
+     "hf_unlearn.embedded_model", "hf_unlearn.callbacks", "hf_unlearn.tracking"),
     ("hf_unlearn.modeling", "hf_unlearn.data"),
     ("hf_unlearn.objective", "hf_unlearn.evaluation", "hf_unlearn.config"),
-    ("hf_unlearn.components",),
+    ("hf_unlearn.components", "hf_unlearn.hub"),
     ("hf_unlearn.methods",),
     ("hf_unlearn.lm_trainer", "hf_unlearn.trainer", "hf_unlearn.relearn"),
     ("hf_unlearn.attacks", "hf_unlearn.scenarios"),
     ("hf_unlearn.pipeline",),
-    ("hf_unlearn.cli", "hf_unlearn.hub", "hf_unlearn.sweep"),
+    ("hf_unlearn.sweep",),
+    ("hf_unlearn.cli",),
     ("hf_unlearn",),
 ]  # fmt: skip
 

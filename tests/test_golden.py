@@ -32,7 +32,8 @@ from hf_unlearn import (
 GOLDEN = Path(__file__).with_name("golden_weights.json")
 ADAMW = {"learning_rate": 1e-3}
 CIR_TINY = dict(loss_layers=[0, 1], retain_layer=2, act_components=2, grad_components=2, pca_niter=4, step_norm=0.5, projection="sequential",
-                disruption_budget=None, eval_strategy="no", eval_on_start=False, per_device_train_batch_size=8)  # fmt: skip
+                disruption_budget=None, eval_strategy="no", eval_on_start=False, per_device_train_batch_size=8,
+                retain_batch_size=None)  # fmt: skip
 CONFIGS = {
     "mudman": (MUDMANConfig, dict(fork_every_n_loops=2, adv_decay=0.8, unlearning_rate=0.02)),
     "mudman_neg_entropy": (MUDMANConfig, dict(fork_every_n_loops=2, unlearning_loss="neg_entropy", unlearning_rate=0.02)),

@@ -1,13 +1,16 @@
-"""The recipes: YAML configs parse into the dataclasses, and unlearn -> attack runs end to end."""
+"""The recipes (thin wrappers over hf_unlearn.cli): YAML configs parse, unlearn -> attack runs end to end."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from conftest import FORGET_TEXTS, RETAIN_TEXTS, char_tokenizer, tiny_llama
-from trl import TrlParser
+from trl import ModelConfig
 
 from hf_unlearn import MUDMANConfig, RelearnAttackConfig
+from hf_unlearn.cli import AttackArguments, ModelArguments, parser_for, run_attack, run_unlearn, unlearn_parser
 from hf_unlearn.attacks import PRESETS
 from hf_unlearn.data import DataArguments
 from hf_unlearn.evaluation import RobustnessReport
@@ -15,45 +18,45 @@ from hf_unlearn.evaluation import RobustnessReport
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
-@pytest.fixture
-def recipes(monkeypatch):
-    monkeypatch.syspath_prepend(str(RECIPES))
-    import relearn_attack
-    import unlearn
-
-    return unlearn, relearn_attack
-
-
-def test_yaml_configs_parse(recipes, tmp_path):
-    unlearn, _ = recipes
-    parser = TrlParser((unlearn.ModelArguments, DataArguments, MUDMANConfig))
+def test_yaml_configs_parse():
     config_path = str(RECIPES / "configs" / "mudman_smollm2_python.yaml")
-    model_args, data_args, config = parser.parse_args_and_config(["--config", config_path, "--max_steps", "7"])
+    argv = ["--config", config_path, "--max_steps", "7"]
+    model_args, data_args, config = unlearn_parser(argv).parse_args_and_config(argv)
     assert model_args.model_name_or_path is None  # the embedded model
     assert data_args.forget_source == "python_stdlib" and data_args.chunk_length == 100
-    assert config.method == "mudman" and config.target_modules == ["gate_proj"]
+    assert config.method == "mudman" and config.target_modules == ["gate_proj"] and config.save_total_limit == 2
     assert config.max_steps == 7, "command-line flags override the YAML"
-    parser = TrlParser((unlearn.ModelArguments, DataArguments, RelearnAttackConfig))
+    parser = parser_for((ModelArguments, DataArguments, RelearnAttackConfig, AttackArguments), "attack")
     config_path = str(RECIPES / "configs" / "relearn_attack_smollm2_python.yaml")
-    _, attack_data_args, attack_config = parser.parse_args_and_config(["--config", config_path])
+    _, attack_data_args, attack_config, attack_args = parser.parse_args_and_config(["--config", config_path])
     assert attack_data_args == data_args, "the attack must rebuild the unlearning run's splits"
-    assert attack_config.learning_rate == 3e-3 and attack_config.max_steps == 150
+    assert attack_args.attack_suite == "standard" and attack_config.per_device_train_batch_size == 8
 
 
-def test_method_picks_its_config_class(recipes, tmp_path):
-    unlearn, _ = recipes
-    _, _, config = unlearn.parse_args(["--method", "npo", "--npo_beta", "0.3", "--output_dir", str(tmp_path)])
+def test_method_picks_its_config_class(tmp_path):
+    def parse(argv):
+        return unlearn_parser(argv).parse_args_and_config(argv)
+
+    _, _, config = parse(["--method", "npo", "--npo_beta", "0.3", "--output_dir", str(tmp_path)])
     assert type(config).__name__ == "NPOConfig" and config.npo_beta == 0.3
     yaml_path = tmp_path / "rmu.yaml"
     yaml_path.write_text("method: rmu\nrmu_layer: 3\n")
-    _, _, config = unlearn.parse_args(["--config", str(yaml_path), "--output_dir", str(tmp_path)])
+    _, _, config = parse(["--config", str(yaml_path), "--output_dir", str(tmp_path)])
     assert type(config).__name__ == "RMUConfig" and config.rmu_layer == 3
     with pytest.raises(ValueError, match="available methods"):
-        unlearn.parse_args(["--method=nope"])
+        parse(["--method=nope"])
+    yaml_path.write_text("method: rmu\nunlearning_loss: neg_entropy\n")  # another method's setting, in a YAML
+    with pytest.raises(ValueError, match="unlearning_loss"):
+        parse(["--config", str(yaml_path), "--output_dir", str(tmp_path)])
 
 
-def test_unlearn_then_attack(recipes, tmp_path):
-    unlearn, relearn_attack = recipes
+@pytest.mark.parametrize("recipe", ["unlearn.py", "relearn_attack.py", "sweep.py"])
+def test_recipes_are_thin_wrappers_that_run(recipe):
+    done = subprocess.run([sys.executable, str(RECIPES / recipe), "--help"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "--config YAML" in done.stdout, done.stderr[-2000:]
+
+
+def test_unlearn_then_attack(tmp_path):
     model_dir = tmp_path / "tiny"
     tiny_llama(len(char_tokenizer())).save_pretrained(model_dir)
     char_tokenizer().save_pretrained(model_dir)
@@ -64,16 +67,14 @@ def test_unlearn_then_attack(recipes, tmp_path):
     )
     common = dict(per_device_train_batch_size=4, max_steps=3, report_to="none", disable_tqdm=True)
     unlearned_dir = tmp_path / "unlearned"
-    trainer = unlearn.main(
-        unlearn.ModelArguments(str(model_dir)), data_args,
-        MUDMANConfig(output_dir=str(unlearned_dir), save_strategy="no", **common),
-    )  # fmt: skip
+    trainer = run_unlearn(
+        ModelConfig(model_name_or_path=str(model_dir)), data_args, MUDMANConfig(output_dir=str(unlearned_dir), save_strategy="no", **common)
+    )
     assert (unlearned_dir / "model.safetensors").is_file() and trainer.state.global_step == 3
-    result = relearn_attack.main(
-        unlearn.ModelArguments(str(unlearned_dir)), data_args,
-        RelearnAttackConfig(output_dir=str(tmp_path / "attack"), eval_steps=1, **common),
-        relearn_attack.AttackArguments(attack_suite="quick", baseline_model=str(model_dir)),
-    )  # fmt: skip
+    result = run_attack(
+        ModelArguments(str(unlearned_dir)), data_args, RelearnAttackConfig(output_dir=str(tmp_path / "attack"), eval_steps=1, **common),
+        AttackArguments(attack_suite="quick", baseline_model=str(model_dir)),
+    )
     saved = json.loads((tmp_path / "attack" / "attack_suite.json").read_text())
     assert saved["attacks"].keys() == PRESETS["quick"].keys()
     for attack in saved["attacks"].values():

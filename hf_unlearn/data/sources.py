@@ -13,7 +13,7 @@ from transformers import PreTrainedTokenizerBase
 
 from . import hub
 from .offline import pydoc_prose, python_stdlib_source
-from .processing import unlearning_splits
+from .processing import split_dataset, unlearning_splits
 
 # Text sources by name: offline ones, then the Hub recipes (each also reads local copies, see hub.py).
 TEXT_SOURCES: dict[str, Callable[[], Dataset]] = {
@@ -27,6 +27,17 @@ TEXT_SOURCES: dict[str, Callable[[], Dataset]] = {
     **{f"wmdp_{name.replace('-', '_')}": partial(hub.wmdp_corpus, name) for name in hub.WMDP_CORPORA},
 }
 OFFLINE_SOURCES = ("python_stdlib", "pydoc_prose")
+# The Hub repository each Hub-backed source reads (for model cards' ``datasets``).
+HUB_IDS: dict[str, str] = {
+    "wikitext": "Salesforce/wikitext",
+    "wikitext2": "Salesforce/wikitext",
+    "pile_bio_forget": "lapisrocks/pile-bio",
+    "pile_bio_retain": "lapisrocks/pile-bio",
+    "code_search_net_python": "Nan-Do/code-search-net-python",
+    "wmdp_bio_forget_corpus": hub.BIO_FORGET_REPO,
+    **{f"wmdp_{name.replace('-', '_')}": "cais/wmdp-corpora" for name in hub.WMDP_CORPORA if name != "bio-forget-corpus"},
+}
+FORGET_POOLS = ("all", "tuning", "test")
 
 
 def load_text_source(name: str, split: str = "train") -> Dataset:
@@ -79,11 +90,22 @@ class DataArguments:
     max_forget_documents: int | None = field(
         default=None, metadata={"help": "Use a seeded random sample of this many forget documents."}
     )
+    forget_pool: str = field(
+        default="all",
+        metadata={
+            "help": "Which forget documents: 'all', or the disjoint halves 'tuning' (for sweeps) and 'test' (to report "
+            "tuned settings on documents the tuning never saw)."
+        },
+    )
     chunk_length: int = field(default=100, metadata={"help": "Tokens per example; shorter tails are dropped."})
     split_seed: int = field(default=42, metadata={"help": "Seed of the document sample and the splits."})
     max_unlearn_examples: int | None = field(default=None, metadata={"help": "Cap on forget_unlearn chunks."})
     max_attack_examples: int | None = field(default=None, metadata={"help": "Cap on forget_attack chunks."})
     max_eval_examples: int | None = field(default=64, metadata={"help": "Cap on each held-out eval split."})
+
+    def __post_init__(self):
+        if self.forget_pool not in FORGET_POOLS:
+            raise ValueError(f"forget_pool={self.forget_pool!r} is invalid: use one of {', '.join(FORGET_POOLS)}")
 
 
 def _load_source(field_name: str, name: str, split: str) -> Dataset:
@@ -99,6 +121,9 @@ def build_unlearning_data(args: DataArguments, tokenizer: PreTrainedTokenizerBas
     Deterministic in ``args``: the unlearning and the attack script rebuild the same splits.
     """
     forget_text = _load_source("forget_source", args.forget_source, args.source_split)
+    if args.forget_pool != "all":  # a fixed seed: the two pools never depend on split_seed
+        halves = split_dataset(forget_text, ("tuning", "test"), (0.5, 0.5), seed=0)
+        forget_text = halves[args.forget_pool]
     if args.max_forget_documents is not None:
         forget_text = forget_text.shuffle(seed=args.split_seed).select(range(min(args.max_forget_documents, len(forget_text))))
     retain_text = _load_source("retain_source", args.retain_source, args.source_split)

@@ -9,13 +9,14 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import gather_object
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..data.collator import LMCollator
 
 T = TypeVar("T")
 
 
-def over_processes(score_batch: Callable[[list[int]], list[T]], num_examples: int, batch_size: int) -> list[T]:
+def over_processes(score_batch: Callable[[list[int]], list[T]], num_examples: int, batch_size: int, desc: str = "scoring") -> list[T]:
     """Per-example results for ``range(num_examples)``, each process scoring a contiguous share.
 
     The shares are gathered back in order, so every process returns the same list that one process
@@ -23,7 +24,9 @@ def over_processes(score_batch: Callable[[list[int]], list[T]], num_examples: in
     """
     state = PartialState()
     with state.split_between_processes(list(range(num_examples))) as indices:
-        local = [result for start in range(0, len(indices), batch_size) for result in score_batch(indices[start : start + batch_size])]
+        starts = range(0, len(indices), batch_size)
+        batches = tqdm(starts, desc=desc, unit="batch", leave=False, disable=not state.is_main_process or len(starts) < 2)
+        local = [result for start in batches for result in score_batch(indices[start : start + batch_size])]
     return gather_object(local) if state.num_processes > 1 else local
 
 

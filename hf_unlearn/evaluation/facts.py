@@ -54,7 +54,7 @@ def fact_scores(model: nn.Module, tokenizer: PreTrainedTokenizerBase, dataset: D
         return answer_token_scores(logits, batch["labels"])
 
     with eval_mode(model):
-        return over_processes(score, len(encoded), batch_size)
+        return over_processes(score, len(encoded), batch_size, desc="facts")
 
 
 def fact_accuracy(model: nn.Module, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, batch_size: int = 32) -> dict[str, float]:

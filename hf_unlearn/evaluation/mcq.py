@@ -61,7 +61,7 @@ def mcq_letter_logits(
         return logits[torch.arange(len(indices)), last][:, letters].cpu().tolist()
 
     with eval_mode(model):
-        return torch.tensor(over_processes(score, len(dataset), batch_size))
+        return torch.tensor(over_processes(score, len(dataset), batch_size, desc="multiple choice"))
 
 
 def mcq_accuracy(model: nn.Module, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, batch_size: int = 8) -> dict[str, float]:

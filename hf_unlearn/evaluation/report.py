@@ -203,3 +203,24 @@ class RobustnessReport:
     def log(self, trainer: Trainer) -> None:
         """Send ``summary()`` through ``trainer.log``, hence to every ``report_to`` integration."""
         trainer.log(self.summary())
+
+    def table(self) -> tuple[list[str], list[list[Any]]]:
+        """The headline table as (columns, rows): every run at every stage, with the attack at the attacker's best."""
+        metrics = self.metrics()
+        rows = []
+        for run in self.runs:
+            for stage in STAGES:
+                values = self.stage(run, stage) or {}
+                attack = values.get("attack", "every attack diverged" if stage == "attack_best" and not values else "")
+                rows.append([run, stage, attack, values.get("step")] + [values.get(m) for m in metrics])
+        return ["run", "stage", "attack", "step", *metrics], rows
+
+    def wandb_media(self) -> dict[str, Any]:
+        """``{"robustness/table": wandb.Table, "robustness/curves": wandb.Image}`` for a W&B run."""
+        import tempfile
+
+        import wandb
+
+        columns, rows = self.table()
+        image = wandb.Image(str(self.plot(Path(tempfile.mkdtemp()) / "curves.png")))
+        return {"robustness/table": wandb.Table(columns=columns, data=rows), "robustness/curves": image}

@@ -115,7 +115,8 @@ class CIRConfig(FullUpdateArguments, UnlearnConfig):
         },
     )
     num_train_epochs: float = field(default=200, metadata={"help": "At most this many epochs; the disruption budget stops CIR."})
-    per_device_train_batch_size: int = field(default=32, metadata={"help": "Forget (and retain) examples per step (authors: 32)."})
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "Forget examples per step (authors: 32)."})
+    retain_batch_size: int | None = field(default=12, metadata={"help": "Retain examples per step (authors: 12)."})
     disruption_budget: float | None = field(
         default=0.001,
         metadata={"help": "Stop once eval_retain_loss exceeds its start by this fraction (0.001 = +0.1 %); None: never."},

@@ -1,0 +1,181 @@
+"""What an unlearned model carries to the Hub: a model card that says what was forgotten, how, how
+robustly, and the robustness report itself.
+
+``UnlearnTrainer.create_model_card`` writes ``README.md`` and ``unlearning_info.json`` into the
+model folder (``push_to_hub`` uploads the folder); ``hf-unlearn evaluate`` adds
+``robustness_report.{json,md,png}`` there and rewrites the card with the robustness table.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import ModelCard, ModelCardData
+from transformers import TrainingArguments
+
+from .config import FullUpdateArguments
+from .data.sources import HUB_IDS
+from .embedded_model import EMBEDDED_HUB_ID, EMBEDDED_MODEL_NAME, cache_root
+from .evaluation.report import RobustnessReport
+
+INFO_FILE = "unlearning_info.json"
+REPORT_NAME = "robustness_report"
+
+_MUDMAN = ("sondej2025mudman", "Robust LLM Unlearning with MUDMAN: Meta-Unlearning with Disruption Masking And Normalization",
+           "Filip Sondej and Yushi Yang and Miko{\\l}aj Kniejski and Marcel Windys", "2506.12484")  # fmt: skip
+_CIR = ("sondej2025cir", "Collapse of Irrelevant Representations (CIR) Ensures Robust and Non-Disruptive LLM Unlearning",
+        "Filip Sondej and Yushi Yang", "2509.11816")  # fmt: skip
+CITATIONS: dict[str, tuple[str, str, str, str]] = {
+    "mudman": _MUDMAN,
+    "cir": _CIR,
+    "tar": ("tamirisa2024tar", "Tamper-Resistant Safeguards for Open-Weight LLMs", "Rishub Tamirisa and others", "2408.00761"),
+    "graddiff": ("liu2022continual", "Continual Learning and Private Unlearning", "Bo Liu and Qiang Liu and Peter Stone", "2203.12817"),
+    "npo": ("zhang2024npo", "Negative Preference Optimization: From Catastrophic Collapse to Effective Unlearning",
+            "Ruiqi Zhang and Licong Lin and Yu Bai and Song Mei", "2404.05868"),  # fmt: skip
+    "simnpo": ("fan2024simnpo", "Simplicity Prevails: Rethinking Negative Preference Optimization for LLM Unlearning",
+               "Chongyu Fan and others", "2410.07163"),  # fmt: skip
+    "rmu": ("li2024wmdp", "The WMDP Benchmark: Measuring and Reducing Malicious Use With Unlearning", "Nathaniel Li and others", "2403.03218"),
+    "circuit_breakers": ("zou2024circuit", "Improving Alignment and Robustness with Circuit Breakers", "Andy Zou and others", "2406.04313"),
+}
+
+
+def bibtex(key: str, title: str, authors: str, arxiv: str) -> str:
+    return f"@article{{{key},\n  title={{{title}}},\n  author={{{authors}}},\n  journal={{arXiv preprint arXiv:{arxiv}}}\n}}"
+
+
+@dataclass
+class UnlearningInfo:
+    """What the card says about one unlearning run; saved beside the model as ``unlearning_info.json``."""
+
+    base_model: str
+    method: str
+    settings: dict[str, Any]  # the method's settings that differ from its config's defaults
+    forget: dict[str, Any]  # {"source": ..., "examples": ..., "tokens": ...}
+    retain: dict[str, Any]
+    disruption: dict[str, float] = field(default_factory=dict)  # {"retain_loss_before": ..., "retain_loss_after": ...}
+
+    def save(self, folder: str | Path) -> Path:
+        path = Path(folder) / INFO_FILE
+        path.write_text(json.dumps(asdict(self), indent=2, default=str))
+        return path
+
+    @classmethod
+    def load(cls, folder: str | Path) -> UnlearningInfo:
+        return cls(**json.loads((Path(folder) / INFO_FILE).read_text()))
+
+
+# TrainingArguments fields that describe a method's training (the rest is plumbing: output, logging, saving).
+_TRAINING_FIELDS = ("per_device_train_batch_size", "gradient_accumulation_steps", "max_steps", "num_train_epochs", "seed",
+                    "learning_rate", "optim", "lr_scheduler_type", "max_grad_norm", "weight_decay", "warmup_steps")  # fmt: skip
+_CARRIER = ("learning_rate", "optim", "lr_scheduler_type", "max_grad_norm")  # of methods whose SGD step only carries the update
+
+
+def method_settings(args: Any) -> dict[str, Any]:
+    """The method's settings that differ from its config's defaults, without the plumbing (and, for methods that
+    write their whole update, without the SGD step at learning rate 1 that only carries it)."""
+    plumbing = {f.name for f in fields(TrainingArguments)} - set(_TRAINING_FIELDS)
+    plumbing |= {"dataset_text_field", "max_length", "max_retain_loss_ratio"}
+    if isinstance(args, FullUpdateArguments):
+        plumbing |= set(_CARRIER)
+    defaults = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(type(args)) if f.init}
+    return {
+        name: getattr(args, name)
+        for name in defaults
+        if name not in plumbing and name != "method" and getattr(args, name) != defaults[name]
+    }
+
+
+def base_model_name(model: Any) -> str:
+    """The Hub id (or path) of the model being unlearned: the embedded SmolLM2 by its Hub id."""
+    config = getattr(model, "config", None)
+    name = str(getattr(config, "_name_or_path", "") or "")
+    if name and Path(name).resolve() == (cache_root() / EMBEDDED_MODEL_NAME).resolve():
+        return EMBEDDED_HUB_ID
+    return name or "unknown"
+
+
+def hub_dataset_ids(*sources: str | None) -> list[str]:
+    """The sources that are Hub dataset ids (``org/name``), for the card's ``datasets`` metadata."""
+    ids = []
+    for source in sources:
+        hub_id = HUB_IDS.get(source or "", source)
+        if hub_id and hub_id.count("/") == 1 and not Path(hub_id).exists() and hub_id not in ids:
+            ids.append(hub_id)
+    return ids
+
+
+def model_card(info: UnlearningInfo, report: RobustnessReport | None = None, model_id: str | None = None) -> ModelCard:
+    """The unlearned model's card: metadata (base model, datasets, tags) and what was forgotten, how, how robustly."""
+    data = ModelCardData(
+        base_model=info.base_model,
+        datasets=hub_dataset_ids(info.forget.get("source"), info.retain.get("source")) or None,
+        tags=["hf_unlearn", "unlearning", info.method],
+        library_name="transformers",
+        pipeline_tag="text-generation",
+    )
+    name = model_id or f"{info.base_model.split('/')[-1]}-{info.method}-unlearned"
+    settings = "\n".join(f"| `{k}` | `{v}` |" for k, v in sorted(info.settings.items())) or "| (all defaults) | |"
+    sections = [
+        f"# {name}",
+        f"`{info.base_model}` after unlearning with **{info.method}** (hf_unlearn's `UnlearnTrainer`): "
+        "the weights were changed so that the model no longer produces the forget data, while keeping its behaviour on the "
+        "retain data, and so that fine-tuning on part of the forgotten data does not bring the rest back.",
+        "## What was forgotten\n\n" + _data_table(info),
+        f"## Method\n\n`method={info.method}`; settings that differ from the method's defaults:\n\n| setting | value |\n|---|---|\n{settings}",
+    ]
+    if info.disruption:
+        before, after = info.disruption.get("retain_loss_before"), info.disruption.get("retain_loss_after")
+        if before is not None and after is not None:
+            sections.append(
+                f"## Disruption\n\nHeld-out retain loss {before:.4f} before unlearning, {after:.4f} after "
+                f"({after - before:+.4f} nats, {100 * (after - before) / before:+.2f} %)."
+            )
+    sections.append("## Robustness\n\n" + (_robustness(report) if report is not None else (
+        "Not measured yet. Run `hf-unlearn evaluate <this model> --baseline <base model>` to attack it with the relearning "
+        "attack suite and add the table here."
+    )))  # fmt: skip
+    sections.append(
+        "## How to use\n\n```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+        f'model = AutoModelForCausalLM.from_pretrained("{model_id or "<this repository>"}")\n'
+        f'tokenizer = AutoTokenizer.from_pretrained("{model_id or "<this repository>"}")\n```'
+    )
+    sections.append(
+        "## Limitations\n\nUnlearning is measured on the held-out part of the forget data and against the attacks listed above; an "
+        "attacker with more data, more compute or other attacks may recover more. Behaviour outside the retain and "
+        "general-text evaluations was not measured. Knowledge close to, but not in, the forget data may be affected."
+    )
+    keys = ["mudman", "cir", info.method] if info.method in CITATIONS else ["mudman", "cir"]
+    citations = "\n\n".join(bibtex(*CITATIONS[k]) for k in dict.fromkeys(keys))
+    sections.append(f"## Citations\n\n```bibtex\n{citations}\n```")
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n")
+
+
+def _data_table(info: UnlearningInfo) -> str:
+    rows = ["| | source | examples | tokens |", "|---|---|---|---|"]
+    for part in ("forget", "retain"):
+        entry = getattr(info, part)
+        rows.append(f"| {part} | {entry.get('source', '?')} | {entry.get('examples', '?')} | {entry.get('tokens', '?')} |")
+    return "\n".join(rows)
+
+
+def _robustness(report: RobustnessReport) -> str:
+    """The attacker's best over the suite, for this model and the untouched one, from the robustness report."""
+    metric = report.best_metric
+    lines = [
+        f"The attacker's best held-out `{metric}` over {len(next(iter(report.runs.values()))['attacks'])} relearning attacks "
+        f"(each on a fresh copy of the weights; {'higher' if report.greater_is_better else 'lower'} is a stronger attack), "
+        f"with the retain loss at that point. Full report: `{REPORT_NAME}.md`, `{REPORT_NAME}.json`, `{REPORT_NAME}.png`.",
+        "",
+        "| model | before the attacks | attacker's best | attack | retain loss there |",
+        "|---|---|---|---|---|",
+    ]
+    for run, result in report.runs.items():
+        start, best = result["after_unlearning"], result["attack_best"]
+        if best is None:
+            lines.append(f"| {run} | {start[metric]:.4f} | every attack diverged: no figure | | |")
+            continue
+        lines.append(f"| {run} | {start[metric]:.4f} | {best[metric]:.4f} | {best['attack']} (step {best['step']}) | {best.get('retain_loss', float('nan')):.4f} |")
+    return "\n".join(lines)

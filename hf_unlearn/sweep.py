@@ -1,0 +1,345 @@
+"""Tune an unlearning method for robustness: an Optuna search under a disruption budget and a pass budget.
+
+The MUDMAN paper's procedure, with an attack suite in place of its single attack. Each trial:
+
+1. samples the method's settings (``search_space``; ``SEARCH_SPACES`` holds one per method, from the
+   papers' ranges) on top of the ``fixed`` ones;
+2. unlearns the scenario's forget set for ``pass_budget`` forward+backward passes (counted as
+   ``forward_backward_passes``, so methods compare at equal compute), evaluating every
+   ``eval_steps``; a trial whose disruption (general-text loss above its start, in nats or
+   relative) exceeds ``disruption_budget`` is pruned there (Optuna's pruning);
+3. attacks the unlearned model with the ``attack_suite`` preset (``quick`` by default); the
+   objective is the attacker's best forget metric over the suite (held-out forget loss, maximised;
+   or split-B fact accuracy, minimised). A trial whose every attack diverged measured nothing and
+   fails.
+
+The study lives in an Optuna storage (SQLite under ``output_dir`` by default, or any RDB URL, so
+that many machines work on one study). Rerunning the command resumes it: finished trials are kept,
+and a trial cut short by a kill is marked failed once its heartbeat is stale, never lost. The
+summary (``summary.json``, ``best.yaml`` ready for ``recipes/unlearn.py``, plots of the trials and
+of the parameter importances) is written at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, TrainingArguments
+
+from .attacks import PRESETS, AttackSuite
+from .data import DataArguments
+from .data.facts import world_capitals
+from .embedded_model import resolve_model_name_or_path
+from .pipeline import attack, unlearn
+from .registry import available_methods, get_method
+from .scenarios import Scenario, code_scenario, facts_scenario
+
+# Per method, the settings searched and their ranges, from the papers (MUDMAN's Optuna configs for
+# SmolLM / Python; the baselines' published learning rates and coefficients, a decade either way).
+_MUDMAN_LOOP = {
+    "adv_lr": {"low": 3e-4, "high": 0.1, "log": True},
+    "fork_every_n_loops": {"low": 6, "high": 42},
+    "adv_decay": {"low": 0.3, "high": 1.0},
+    "retain_momentum": {"low": 0.0, "high": 0.99},
+    "retaining_rate": {"low": 1e-4, "high": 1e-2, "log": True},
+}
+_OPTIMIZER = {"learning_rate": {"low": 1e-6, "high": 1e-4, "log": True}, "retaining_rate": {"low": 0.1, "high": 10.0, "log": True}}
+SEARCH_SPACES: dict[str, dict[str, dict[str, Any]]] = {
+    "mudman": {"unlearning_rate": {"low": 1e-7, "high": 0.3, "log": True}, **_MUDMAN_LOOP},
+    "tar": {
+        "unlearning_rate": {"low": 1e-4, "high": 300.0, "log": True},  # unnormalized: MUDMAN's no-normalization range
+        "retain_representation_weight": {"low": 1e-12, "high": 1.0, "log": True},
+        **{k: v for k, v in _MUDMAN_LOOP.items() if k != "retain_momentum"},
+    },
+    "graddiff": _OPTIMIZER,
+    "npo": {**_OPTIMIZER, "npo_beta": {"low": 0.05, "high": 0.5, "log": True}},
+    "simnpo": {**_OPTIMIZER, "simnpo_beta": {"low": 0.5, "high": 5.0, "log": True}},
+    "rmu": {
+        "learning_rate": {"low": 5e-6, "high": 5e-4, "log": True},
+        "steering_coef": {"low": 1.0, "high": 100.0, "log": True},
+        "retaining_rate": {"low": 10.0, "high": 1e4, "log": True},
+    },
+    "circuit_breakers": {"learning_rate": {"low": 1e-5, "high": 1e-3, "log": True}, "cb_alpha": {"low": 1.0, "high": 100.0, "log": True}},
+    "cir": {"step_norm": {"low": 0.05, "high": 5.0, "log": True}, "retaining_rate": {"low": 1e-5, "high": 1e-2, "log": True}},
+}
+# Settings every trial of a method gets unless overridden: the sweep's own pruning replaces CIR's budget stop.
+FIXED_DEFAULTS: dict[str, dict[str, Any]] = {"cir": {"disruption_budget": None, "eval_strategy": "steps"}}
+SCENARIOS = ("code", "facts")
+
+
+@dataclass
+class SweepArguments:
+    """The search (``recipes/sweep.py``, ``hf-unlearn sweep``): what is tuned, under which budgets, against which attacks."""
+
+    method: str = field(default="mudman", metadata={"help": f"Method to tune: {', '.join(SEARCH_SPACES)}."})
+    scenario: str = field(default="code", metadata={"help": "code (forget / retain text, DataArguments) or facts (Deeb & Roger)."})
+    search_space: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Settings to search, {field: {low, high, log} or {choices: [...]}} (YAML or JSON); default: the "
+            "method's SEARCH_SPACES entry."
+        },
+    )
+    fixed: dict | str | None = field(default=None, metadata={"help": "Settings every trial gets, {field: value}."})
+    n_trials: int = field(default=20, metadata={"help": "Finished (completed or pruned) trials the study runs to."})
+    disruption_budget: float = field(default=0.05, metadata={"help": "Largest rise of the general-text loss allowed."})
+    disruption_unit: str = field(default="nats", metadata={"help": "nats (absolute, MUDMAN's +0.05) or relative (CIR's +0.1 %: 0.001)."})
+    pass_budget: int = field(default=120, metadata={"help": "Forward+backward passes of unlearning per trial (equal compute)."})
+    attack_suite: str = field(default="quick", metadata={"help": f"Attack suite preset: {', '.join(PRESETS)}."})
+    attack_steps: int | None = field(default=None, metadata={"help": "Steps of every attack (default: the preset's)."})
+    eval_steps: int = field(default=10, metadata={"help": "Unlearning steps between evaluations (pruning checks)."})
+    batch_size: int = field(default=8, metadata={"help": "Examples per step, unlearning and attacks."})
+    max_countries: int = field(default=120, metadata={"help": "facts: capitals of this many most populous countries."})
+    phrasings: int = field(default=3, metadata={"help": "facts: fact-stating sentences per fact (0: prompt + answer)."})
+    storage: str | None = field(default=None, metadata={"help": "Optuna storage URL; default sqlite:///<output_dir>/study.db."})
+    study_name: str | None = field(default=None, metadata={"help": "Study name; default <method>-<scenario>."})
+    top_k: int = field(default=5, metadata={"help": "The summary reports mean +- SEM over the best this-many trials."})
+    heartbeat_interval: int = field(default=60, metadata={"help": "Seconds between heartbeats; a trial silent for 2x this is failed."})
+    output_dir: str = field(default="outputs/sweep", metadata={"help": "Study, trials and summary go here."})
+    seed: int = field(default=42, metadata={"help": "Seed of the sampler and of every trial."})
+    report_to: str = field(default="none", metadata={"help": "'wandb': one W&B run per trial, grouped by study."})
+
+    def __post_init__(self):
+        if self.method not in available_methods():
+            raise ValueError(f"method={self.method!r} is invalid: use one of {', '.join(available_methods())}")
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"scenario={self.scenario!r} is invalid: use one of {', '.join(SCENARIOS)}")
+        if self.disruption_unit not in ("nats", "relative"):
+            raise ValueError(f"disruption_unit={self.disruption_unit!r} is invalid: use 'nats' or 'relative'")
+        if self.attack_suite not in PRESETS:
+            raise ValueError(f"attack_suite={self.attack_suite!r} is invalid: use one of {', '.join(PRESETS)}")
+        for name in ("n_trials", "pass_budget", "eval_steps", "top_k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r} is invalid: it must be >= 1")
+        self.search_space = _mapping("search_space", self.search_space) or SEARCH_SPACES.get(self.method)
+        if not self.search_space:
+            raise ValueError(f"search_space is empty: method {self.method!r} has no default search space, give one")
+        self.fixed = {**FIXED_DEFAULTS.get(self.method, {}), **(_mapping("fixed", self.fixed) or {})}
+        config_fields = {f for f in get_method(self.method).config.__dataclass_fields__}
+        for name in [*self.search_space, *self.fixed]:
+            if name not in config_fields:
+                raise ValueError(f"{name!r} is not a setting of method {self.method!r} ({get_method(self.method).config.__name__})")
+        self.study_name = self.study_name or f"{self.method}-{self.scenario}"
+        self.storage = self.storage or f"sqlite:///{Path(self.output_dir).resolve() / 'study.db'}"
+
+    @property
+    def direction(self) -> str:
+        return "maximize" if self.scenario == "code" else "minimize"  # forget loss up, fact accuracy down
+
+
+def _mapping(name: str, value: dict | str | None) -> dict | None:
+    """A dict given as a dict, a JSON / YAML string, or the path of a YAML file."""
+    if value is None or isinstance(value, dict):
+        return value
+    if Path(value).is_file():
+        value = Path(value).read_text()
+    parsed = yaml.safe_load(value)
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{name}={value!r} is invalid: give a mapping {{field: ...}} (YAML, JSON, or a YAML file)")
+    return parsed
+
+
+def suggest(trial: Any, name: str, spec: dict[str, Any]) -> Any:
+    """One setting from its search-space entry: ``{"choices": [...]}`` or ``{"low", "high", "log"}`` (ints stay ints)."""
+    if "choices" in spec:
+        return trial.suggest_categorical(name, spec["choices"])
+    if isinstance(spec["low"], int) and isinstance(spec["high"], int) and not spec.get("log"):
+        return trial.suggest_int(name, spec["low"], spec["high"])
+    return trial.suggest_float(name, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log", False)))
+
+
+def build_scenario(args: SweepArguments, data_args: DataArguments, model: Any, tokenizer: Any) -> Scenario:
+    if args.scenario == "code":
+        return code_scenario(data_args, tokenizer, general_source=None)
+    return facts_scenario(
+        model, tokenizer, world_capitals(args.max_countries), retain_source=data_args.retain_source, general_source="python_stdlib",
+        chunk_length=data_args.chunk_length, max_eval_examples=data_args.max_eval_examples or 32,
+        phrasings=args.phrasings or None, seed=data_args.split_seed,
+    )  # fmt: skip
+
+
+class BudgetPruning(TrainerCallback):
+    """At every evaluation: report the forget metric to the trial, and prune it once disruption exceeds the budget.
+
+    Disruption is the rise of ``eval_retain_loss`` (the scenario's general text) above its first value.
+    """
+
+    def __init__(self, trial: Any, args: SweepArguments, metric: str):
+        self.trial, self.args, self.metric = trial, args, metric
+        self.start: float | None = None
+        self.disruption = 0.0
+
+    def check(self, metrics: dict[str, float], step: int) -> None:
+        import optuna
+
+        if "eval_retain_loss" not in metrics:
+            return
+        value = metrics["eval_retain_loss"]
+        self.start = value if self.start is None else self.start
+        self.disruption = value - self.start if self.args.disruption_unit == "nats" else (value - self.start) / self.start
+        if self.metric in metrics:
+            self.trial.report(metrics[self.metric], step)
+        if not math.isfinite(value) or self.disruption > self.args.disruption_budget:
+            raise optuna.TrialPruned(f"disruption {self.disruption:.4g} {self.args.disruption_unit} > {self.args.disruption_budget}")
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        self.check(metrics or {}, state.global_step)
+
+
+def run_trial(
+    trial: Any, params: dict[str, Any], args: SweepArguments, model_path: str, scenario: Scenario, tokenizer: Any
+) -> float:
+    """Unlearn with the trial's settings, prune on disruption, attack, and return the attacker's best forget metric."""
+    import optuna
+
+    trial_dir = Path(args.output_dir) / "trials" / f"trial-{trial.number:04d}"
+    metric = scenario.best_metric
+    config = get_method(args.method).config(
+        output_dir=str(trial_dir / "unlearn"), max_steps=args.pass_budget, max_passes=args.pass_budget, per_device_train_batch_size=args.batch_size,
+        eval_strategy="steps", eval_steps=args.eval_steps, eval_on_start=True, save_strategy="no", report_to=args.report_to,
+        run_name=f"{args.study_name}/trial-{trial.number}", seed=args.seed, disable_tqdm=True, **{**args.fixed, **params},
+    )  # fmt: skip
+    pruning = BudgetPruning(trial, args, metric)
+    started = time.time()
+    try:
+        trainer = unlearn(AutoModelForCausalLM.from_pretrained(model_path), config, scenario, tokenizer, callbacks=[pruning])
+        trial.set_user_attr("steps", trainer.state.global_step)
+        trial.set_user_attr("passes", trainer.procedure.passes)
+        trial.set_user_attr("disruption", pruning.disruption)
+        overrides = {} if args.attack_steps is None else {"max_steps": args.attack_steps}
+        suite = AttackSuite.preset(
+            args.attack_suite, output_dir=str(trial_dir / "attacks"), per_device_train_batch_size=args.batch_size,
+            eval_steps=args.eval_steps, metric_for_best_model=metric, seed=args.seed, disable_tqdm=True, **overrides,
+        )  # fmt: skip
+        result = attack(trainer.model, suite, scenario, tokenizer)
+    finally:
+        trial.set_user_attr("seconds", time.time() - started)
+        if "wandb" in args.report_to:
+            import wandb
+
+            wandb.finish()
+    if result.all_diverged:
+        raise optuna.TrialPruned("every attack diverged: the suite measured nothing")
+    best = result.best_point()
+    trial.set_user_attr("attack_best", best)
+    return best[metric.removeprefix("eval_")]
+
+
+def run_sweep(args: SweepArguments, data_args: DataArguments, model_name_or_path: str | None = None) -> dict[str, Any]:
+    """Create or resume the study, run trials until ``n_trials`` have finished, and write the summary."""
+    import optuna
+
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if "wandb" in args.report_to:
+        os.environ.setdefault("WANDB_RUN_GROUP", args.study_name)
+        os.environ.setdefault("WANDB_JOB_TYPE", "sweep-trial")
+    model_path = resolve_model_name_or_path(model_name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    scenario = build_scenario(args, data_args, AutoModelForCausalLM.from_pretrained(model_path), tokenizer)
+    # Under several processes the main one drives the study and sends each trial's settings to the others,
+    # which train with it (the trainers average across processes) and follow its pruning decisions.
+    distributed = TrainingArguments(output_dir=args.output_dir, report_to="none").world_size > 1
+    main_process = not distributed or torch.distributed.get_rank() == 0
+
+    def share(value: Any = None) -> Any:
+        if not distributed:
+            return value
+        box = [value]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    if not main_process:
+        while (params := share()) is not None:
+            try:
+                run_trial(optuna.trial.FixedTrial(params), params, args, model_path, scenario, tokenizer)
+            except optuna.TrialPruned:
+                pass
+        return {}
+
+    def objective(trial: Any) -> float:
+        params = share({name: suggest(trial, name, spec) for name, spec in args.search_space.items()})
+        return run_trial(trial, params, args, model_path, scenario, tokenizer)
+
+    storage = optuna.storages.RDBStorage(
+        args.storage, heartbeat_interval=args.heartbeat_interval, grace_period=2 * args.heartbeat_interval
+    )
+    study = optuna.create_study(
+        study_name=args.study_name, storage=storage, direction=args.direction, load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=args.seed),
+    )  # fmt: skip
+    study.set_user_attr("arguments", json.loads(json.dumps(asdict(args), default=str)))
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    remaining = args.n_trials - len(study.get_trials(deepcopy=False, states=finished))
+    try:
+        if remaining > 0:
+            study.optimize(
+                objective,
+                n_trials=2 * remaining + 2,  # a bound: failed trials are retried, but not forever
+                callbacks=[optuna.study.MaxTrialsCallback(args.n_trials, states=finished)],
+                gc_after_trial=True,
+            )
+    finally:
+        share(None)  # the other processes stop
+    return summarize(study, args, data_args, model_name_or_path)
+
+
+def summarize(study: Any, args: SweepArguments, data_args: DataArguments, model_name_or_path: str | None) -> dict[str, Any]:
+    """Best trial, mean +- SEM over the top-k, a YAML for recipes/unlearn.py, and plots; written to ``output_dir``."""
+    import optuna
+
+    output_dir = Path(args.output_dir)
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    states = [t.state.name for t in study.get_trials(deepcopy=False)]
+    summary: dict[str, Any] = {"study": args.study_name, "trials": {s: states.count(s) for s in sorted(set(states))}}
+    if complete:
+        ranked = sorted(complete, key=lambda t: t.value, reverse=args.direction == "maximize")
+        top = [t.value for t in ranked[: args.top_k]]
+        sem = float(torch.tensor(top).std(unbiased=False)) / math.sqrt(len(top)) if len(top) > 1 else 0.0
+        best = ranked[0]
+        summary.update(
+            best_trial=best.number, best_value=best.value, best_params=best.params, best_attack=best.user_attrs.get("attack_best"),
+            top_k=len(top), top_k_mean=sum(top) / len(top), top_k_sem=sem,
+        )  # fmt: skip
+        settings = {
+            "method": args.method, **({"model_name_or_path": model_name_or_path} if model_name_or_path else {}),
+            **asdict(data_args), **args.fixed, **best.params, "per_device_train_batch_size": args.batch_size,
+            "max_steps": best.user_attrs.get("steps", args.pass_budget), "seed": args.seed,
+            "output_dir": f"outputs/{args.method}_tuned_{args.scenario}",
+        }  # fmt: skip
+        (output_dir / "best.yaml").write_text(
+            f"# {args.study_name}: best of {len(complete)} completed trials (trial {best.number}), objective {best.value:.4g}\n"
+            f"#   python recipes/unlearn.py --config {output_dir / 'best.yaml'}\n" + yaml.safe_dump(settings, sort_keys=False)
+        )
+        plot_study(study, output_dir)
+    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def plot_study(study: Any, output_dir: Path) -> None:
+    """PNGs of the trials' objective values and of the parameter importances (when two or more trials completed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as vis
+
+    plots = {"trials": vis.plot_optimization_history}
+    if sum(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)) >= 2:
+        plots["importances"] = vis.plot_param_importances
+    for name, plot in plots.items():
+        try:
+            axis = plot(study)
+        except (ValueError, RuntimeError):  # e.g. importances of a single-valued parameter
+            continue
+        axis.figure.tight_layout()
+        axis.figure.savefig(output_dir / f"{name}.png", dpi=110)
+        plt.close(axis.figure)

@@ -1,0 +1,170 @@
+"""What users see: the installed `hf-unlearn` command, --help, the model card, W&B runs, tokens."""
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import FORGET_TEXTS, RETAIN_TEXTS, char_tokenizer, tiny_llama
+from huggingface_hub import ModelCard
+
+from hf_unlearn import AttackSuite, MUDMANConfig, available_methods
+from hf_unlearn.cli import unlearn_parser
+from hf_unlearn.hub import UnlearningInfo, model_card
+from hf_unlearn.pipeline import robustness_report, unlearn
+from hf_unlearn.scenarios import code_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def local_files(tmp_path):
+    """A tiny model folder and forget / retain JSONL files, as a user would have them."""
+    model_dir = tmp_path / "tiny"
+    tiny_llama(len(char_tokenizer())).save_pretrained(model_dir)
+    char_tokenizer().save_pretrained(model_dir)
+    for name, texts in (("forget", FORGET_TEXTS * 4), ("retain", RETAIN_TEXTS)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    data = ["--forget_source", str(tmp_path / "forget.jsonl"), "--retain_source", str(tmp_path / "retain.jsonl"), "--chunk_length", "16"]
+    return model_dir, data
+
+
+@pytest.mark.parametrize("method", available_methods())
+def test_help_works_for_every_method_and_lists_config_and_methods(method, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        unlearn_parser(["--method", method]).parse_args_and_config(["--method", method, "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert "--config YAML" in text and "Methods: " + ", ".join(available_methods()) in text.replace("\n", " ").replace("  ", " ")
+
+
+def test_the_card_round_trips_with_its_metadata(tmp_path):
+    info = UnlearningInfo(
+        base_model="HuggingFaceTB/SmolLM2-135M-Instruct", method="npo", settings={"npo_beta": 0.2, "learning_rate": 3e-5},
+        forget={"source": "wikitext", "examples": 120, "tokens": 12000}, retain={"source": "pydoc_prose", "examples": 300, "tokens": 30000},
+        disruption={"retain_loss_before": 3.3, "retain_loss_after": 3.35},
+    )  # fmt: skip
+    path = tmp_path / "README.md"
+    model_card(info, model_id="me/smollm2-npo").save(path)
+    card = ModelCard.load(path)
+    assert card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert card.data.datasets == ["Salesforce/wikitext"], "Hub-backed sources only; the offline prose is not a Hub dataset"
+    assert card.data.tags == ["hf_unlearn", "unlearning", "npo"] and card.data.library_name == "transformers"
+    text = card.text
+    assert "| `npo_beta` | `0.2` |" in text and "| forget | wikitext | 120 | 12000 |" in text
+    assert "+0.0500 nats" in text and "arXiv:2404.05868" in text and "arXiv:2506.12484" in text, "NPO's and MUDMAN's citations"
+    assert "Not measured yet" in text
+
+
+def test_hub_token_is_not_written_to_training_args(tmp_path, local_files, tokenizer):
+    model_dir, data = local_files
+    args = MUDMANConfig(output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=4, report_to="none",
+                       hub_token="hf_secret_do_not_save", save_strategy="no")  # fmt: skip
+    data_args = unlearn_parser([]).parse_args_and_config(data + ["--output_dir", "x"])[1]
+    trainer = unlearn(str(model_dir), args, code_scenario(data_args, tokenizer), tokenizer)
+    trainer.save_model()
+    saved = (tmp_path / "out" / "training_args.bin").read_bytes()
+    assert b"hf_secret_do_not_save" not in saved and trainer.args.hub_token == "hf_secret_do_not_save"
+
+
+def wandb_runs(folder: Path) -> list[dict]:
+    """Group, job type, name, config keys and summary keys of every offline run under ``folder``.
+
+    An offline run file is a LevelDB-style log (32 KiB blocks, 7-byte record headers) of protobuf records.
+    """
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    runs = []
+    for path in sorted(folder.glob("wandb/offline-run-*/run-*.wandb")):
+        data, position, records, pending = path.read_bytes(), 7, [], b""
+        while position + 7 <= len(data):
+            if 32768 - position % 32768 < 7:
+                position += 32768 - position % 32768
+                continue
+            _, length, kind = struct.unpack("<IHB", data[position : position + 7])
+            chunk, position = data[position + 7 : position + 7 + length], position + 7 + length
+            if kind == 0:
+                break
+            pending = chunk if kind in (1, 2) else pending + chunk
+            if kind in (1, 4):
+                records.append(pending)
+        run = {"config": set(), "summary": set(), "media": sorted(p.name for p in path.parent.glob("files/media/**/*") if p.is_file())}
+        for raw in records:
+            record = pb.Record()
+            record.ParseFromString(raw)
+            kind = record.WhichOneof("record_type")
+            if kind == "run":
+                run.update(group=record.run.run_group, job_type=record.run.job_type, name=record.run.display_name)
+                run["config"] |= {item.key for item in record.run.config.update}
+            elif kind == "config":  # what the Trainer adds to the run's config later
+                run["config"] |= {item.key for item in record.config.update}
+            elif kind == "summary":
+                run["summary"] |= {item.key or "/".join(item.nested_key) for item in record.summary.update}
+        runs.append(run)
+    return runs
+
+
+def test_wandb_runs_are_grouped_named_configured_and_hold_the_report(tmp_path, local_files, tokenizer, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    model_dir, data = local_files
+    data_args = unlearn_parser([]).parse_args_and_config(data + ["--output_dir", "x"])[1]
+    scenario = code_scenario(data_args, tokenizer)
+    args = MUDMANConfig(output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=4, report_to="wandb",
+                        save_strategy="no", run_name="pipeline-test")  # fmt: skip
+    trainer = unlearn(str(model_dir), args, scenario, tokenizer, wandb_group="pipeline-test")
+    suite = AttackSuite.preset("quick", output_dir=str(tmp_path / "attacks"), max_steps=2, eval_steps=1, per_device_train_batch_size=4,
+                               report_to="wandb")  # fmt: skip
+    robustness_report(
+        "tiny", {"mudman": trainer.model, "no_unlearning": str(model_dir)}, suite, attack_dataset=scenario.attack,
+        eval_dataset=scenario.eval, processing_class=tokenizer, wandb_group="pipeline-test",
+    )  # fmt: skip
+    runs = {run["name"]: run for run in wandb_runs(tmp_path)}
+    attacks = list(suite.attacks)
+    assert set(runs) == {"unlearn", "report", *(f"attack/{a}" for a in attacks), *(f"baseline/attack/{a}" for a in attacks)}
+    assert {run["group"] for run in runs.values()} == {"pipeline-test"}
+    assert runs["unlearn"]["job_type"] == "unlearn" and runs[f"attack/{attacks[0]}"]["job_type"] == "attack"
+    assert {"method_settings", "data", "learning_rate"} <= runs["unlearn"]["config"], "method settings and data in the config"
+    report = runs["report"]
+    assert any(name.endswith(".table.json") for name in report["media"]) and any(name.endswith(".png") for name in report["media"])
+    assert "robustness/mudman/attack_best/forget_loss" in report["summary"]
+
+
+def test_installed_command_unlearns_then_evaluates(tmp_path, local_files):
+    """`pip install .` into a fresh venv (its dependencies borrowed from this one), then the console script,
+    run away from the clone: the package that runs is the installed one."""
+    model_dir, data = local_files
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    site = next(venv.glob("lib/python*/site-packages"))
+    (site / "dependencies.pth").write_text(str(Path(torch.__file__).parents[1]) + "\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    install = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps", str(ROOT)],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert install.returncode == 0, install.stderr[-3000:]
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import hf_unlearn; print(hf_unlearn.__file__)"],
+                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)  # fmt: skip
+    assert where.stdout.strip().startswith(str(site)), where.stdout + where.stderr
+
+    def hf_unlearn(*arguments: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([str(venv / "bin" / "hf-unlearn"), *arguments], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
+        assert done.returncode == 0, done.stderr[-4000:]
+        return done
+
+    unlearned = hf_unlearn("unlearn", "--model_name_or_path", str(model_dir), *data, "--max_steps", "2", "--per_device_train_batch_size", "4",
+                           "--output_dir", "unlearned", "--report_to", "none")  # fmt: skip
+    assert "hf-unlearn evaluate unlearned" in unlearned.stdout, "the final message names the next command"
+    assert (tmp_path / "unlearned" / "model.safetensors").is_file() and (tmp_path / "unlearned" / "unlearning_info.json").is_file()
+    hf_unlearn("evaluate", "unlearned", "--baseline", str(model_dir), *data, "--attack_suite", "quick", "--attack_steps", "2",
+               "--batch_size", "4")  # fmt: skip
+    report = json.loads((tmp_path / "unlearned" / "robustness_report.json").read_text())
+    assert report["runs"].keys() == {"unlearned", "no_unlearning"}
+    card = ModelCard.load(tmp_path / "unlearned" / "README.md")
+    assert card.data.tags == ["hf_unlearn", "unlearning", "mudman"] and "| unlearned |" in card.text and "| forget |" in card.text

@@ -1,0 +1,79 @@
+"""The sweep: resumable studies, pruning on the disruption budget, a summary ready for recipes/unlearn.py."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from conftest import FORGET_TEXTS, RETAIN_TEXTS, char_tokenizer, tiny_llama
+
+from hf_unlearn.cli import unlearn_parser
+from hf_unlearn.data import DataArguments
+from hf_unlearn.sweep import SweepArguments, run_sweep
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def setup(tmp_path):
+    model_dir = tmp_path / "tiny"
+    tiny_llama(len(char_tokenizer())).save_pretrained(model_dir)
+    char_tokenizer().save_pretrained(model_dir)
+    for name, texts in (("forget", FORGET_TEXTS * 4), ("retain", RETAIN_TEXTS)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    data = DataArguments(forget_source=str(tmp_path / "forget.jsonl"), retain_source=str(tmp_path / "retain.jsonl"), chunk_length=16)
+    sweep = dict(
+        method="mudman", scenario="code", n_trials=3, pass_budget=8, eval_steps=1, attack_suite="quick", attack_steps=2,
+        batch_size=4, output_dir=str(tmp_path / "sweep"), heartbeat_interval=1, disruption_budget=10.0,
+        search_space={"unlearning_rate": {"low": 1e-4, "high": 1e-3, "log": True}},
+    )  # fmt: skip
+    return model_dir, data, sweep
+
+
+def trials(args: SweepArguments) -> list:
+    return optuna.load_study(study_name=args.study_name, storage=args.storage).get_trials()
+
+
+def test_a_sweep_killed_in_its_second_trial_resumes_without_recomputing_the_first(setup):
+    model_dir, data, settings = setup
+    killed = subprocess.run(
+        [sys.executable, str(HERE / "sweep_kill.py"), json.dumps(settings), json.dumps(dataclasses.asdict(data)), str(model_dir)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert killed.returncode == 3, killed.stderr[-3000:]
+    args = SweepArguments(**settings)
+    before = trials(args)
+    assert [t.state.name for t in before] == ["COMPLETE", "RUNNING"], "killed in the middle of trial 1"
+    time.sleep(2.5)  # past the grace period of two heartbeats: the trial is stale
+
+    summary = run_sweep(args, data, str(model_dir))
+    after = trials(args)
+    assert [t.state.name for t in after].count("COMPLETE") == 3 and after[1].state.name == "FAIL", "recorded as failed"
+    first = after[0]
+    assert first.datetime_complete == before[0].datetime_complete and first.value == before[0].value, "not recomputed"
+    assert summary["trials"] == {"COMPLETE": 3, "FAIL": 1} and summary["top_k"] == 3
+    assert all(t.user_attrs["passes"] >= 8 and "attack" in t.user_attrs["attack_best"] for t in after if t.state.name == "COMPLETE")
+
+    # The best settings come out as a config recipes/unlearn.py parses.
+    best = Path(settings["output_dir"]) / "best.yaml"
+    _, parsed_data, config = unlearn_parser(["--config", str(best)]).parse_args_and_config(["--config", str(best)])
+    assert config.method == "mudman" and config.unlearning_rate == summary["best_params"]["unlearning_rate"]
+    assert parsed_data.forget_source == data.forget_source
+    assert (Path(settings["output_dir"]) / "trials.png").is_file()
+    assert run_sweep(args, data, str(model_dir))["trials"] == summary["trials"], "a finished study runs no more trials"
+
+
+def test_a_trial_beyond_the_disruption_budget_is_pruned(setup, memorised):
+    model_dir, data, settings = setup
+    memorised[0].save_pretrained(model_dir)  # a model that knows the retain text: unlearning raises its loss
+    args = SweepArguments(**{**settings, "n_trials": 1, "disruption_budget": 1e-9, "search_space": {"unlearning_rate": {"choices": [0.05]}}})
+    summary = run_sweep(args, data, str(model_dir))
+    (trial,) = trials(args)
+    assert trial.state.name == "PRUNED" and summary["trials"] == {"PRUNED": 1}
+    assert not (Path(settings["output_dir"]) / "trials" / "trial-0000" / "attacks").exists(), "a pruned trial is not attacked"
+    assert yaml.safe_load(json.dumps(summary)) == summary
