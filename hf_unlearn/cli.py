@@ -27,6 +27,7 @@ from .attacks import PRESETS, AttackSuite
 from .config import RelearnAttackConfig, UnlearnConfig
 from .data import DataArguments
 from .embedded_model import resolve_model_name_or_path
+from .evaluation.evaluators import HarnessEvaluator
 from .evaluation.report import RobustnessReport, finite_or_null
 from .hub import INFO_FILE, REPORT_NAME, UnlearningInfo, base_model_name, model_card
 from .pipeline import attack, robustness_report, unlearn
@@ -214,6 +215,12 @@ class EvaluateArguments:
     hub_model_id: str | None = field(default=None, metadata={"help": "The model's Hub repository (org/name)."})
     report_to: str = field(default="none", metadata={"help": "'wandb': the attacks and the report as W&B runs."})
     run_name: str | None = field(default=None, metadata={"help": "W&B group of the attack runs."})
+    lm_eval_tasks: list[str] | None = field(
+        default=None,
+        metadata={"help": "lm-evaluation-harness tasks (wmdp_bio, mmlu, ...) scored before and after the attacks (needs the lm-eval extra)."},
+    )
+    lm_eval_include_path: str | None = field(default=None, metadata={"help": "A folder of harness task YAML files of your own."})
+    lm_eval_limit: float | None = field(default=None, metadata={"help": "Questions per harness task (the harness's limit)."})
 
 
 def run_evaluate(args: EvaluateArguments, data_args: DataArguments) -> RobustnessReport:
@@ -229,9 +236,14 @@ def run_evaluate(args: EvaluateArguments, data_args: DataArguments) -> Robustnes
         args.attack_suite, output_dir=str(output_dir / "attacks"), per_device_train_batch_size=args.batch_size,
         report_to=args.report_to, **overrides,
     )  # fmt: skip
+    evaluators = {}
+    if args.lm_eval_tasks:
+        limit = int(args.lm_eval_limit) if args.lm_eval_limit and args.lm_eval_limit >= 1 else args.lm_eval_limit
+        evaluators["harness"] = HarnessEvaluator(args.lm_eval_tasks, args.lm_eval_include_path, limit, args.batch_size)
     report = robustness_report(
         f"Relearning attacks on {args.model_name_or_path} ({args.attack_suite} suite)", {"unlearned": model, "no_unlearning": baseline},
         suite, attack_dataset=scenario.attack, eval_dataset=scenario.eval, processing_class=tokenizer, retain_dataset=scenario.retain,
+        evaluators=evaluators,
         details={"model": args.model_name_or_path, "baseline": args.baseline, "data": dataclasses.asdict(data_args)}, resume=True,
         wandb_group=group_name(args.run_name, "evaluate"),
     )  # fmt: skip

@@ -7,8 +7,8 @@ import re
 from collections.abc import Sequence
 
 import torch
-import torch.distributed as dist
 from accelerate import Accelerator
+from accelerate.utils import gather_object, reduce
 
 
 def token_mean_over_processes(
@@ -24,8 +24,7 @@ def token_mean_over_processes(
     if accelerator.num_processes == 1:
         return list(tensors)
     weight = torch.as_tensor(num_tokens, dtype=torch.float32, device=tensors[0].device).reshape(1)
-    flat = torch.cat([t.detach().float().reshape(-1) * weight for t in tensors] + [weight])
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat = reduce(torch.cat([t.detach().float().reshape(-1) * weight for t in tensors] + [weight]), reduction="sum")
     flat = flat[:-1] / flat[-1]
     return [part.view_as(t).to(t.dtype) for part, t in zip(flat.split([t.numel() for t in tensors]), tensors)]
 
@@ -37,26 +36,15 @@ def mean_over_processes(tensors: Sequence[torch.Tensor], accelerator: Accelerato
 
 def sum_over_processes(value: torch.Tensor | int, accelerator: Accelerator) -> torch.Tensor:
     """The sum of a scalar over all processes (a token count), on every rank."""
-    total = torch.as_tensor(value, dtype=torch.float32, device=accelerator.device).reshape(1).clone()
-    if accelerator.num_processes > 1:
-        dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    return total[0]
+    total = torch.as_tensor(value, dtype=torch.float32, device=accelerator.device).reshape(1)
+    return (reduce(total, reduction="sum") if accelerator.num_processes > 1 else total)[0]
 
 
 def gather_rows(tensor: torch.Tensor, accelerator: Accelerator) -> torch.Tensor:
     """Concatenate every process's (rows, width) tensor in rank order; rows may differ per process."""
     if accelerator.num_processes == 1:
         return tensor
-    device = accelerator.device
-    local = tensor.to(device)
-    counts = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(accelerator.num_processes)]
-    dist.all_gather(counts, torch.tensor([local.shape[0]], device=device))
-    longest = int(max(c.item() for c in counts))
-    padded = torch.zeros(longest, *local.shape[1:], dtype=local.dtype, device=device)
-    padded[: local.shape[0]] = local
-    parts = [torch.empty_like(padded) for _ in counts]
-    dist.all_gather(parts, padded)
-    return torch.cat([part[: int(count.item())] for part, count in zip(parts, counts)]).to(tensor.device)
+    return torch.cat(gather_object([tensor]))
 
 
 def requested_processes(launcher_command: list[str]) -> int | None:

@@ -13,11 +13,14 @@ import torch
 
 
 def global_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """L2 norm of all tensors taken together, computed in fp32 (bf16 sums of squares lose precision)."""
+    """L2 norm of all tensors taken together, computed in fp32 (bf16 sums of squares lose precision).
+
+    One norm per tensor (``torch._foreach_norm``: no full-size temporaries), then the norm of those.
+    """
     if not tensors:
         raise ValueError("global_norm needs at least one tensor")
-    squares = torch.stack([t.detach().float().pow(2).sum() for t in tensors])
-    return squares.sum().sqrt()
+    norms = torch._foreach_norm([t.detach() if t.dtype == torch.float32 else t.detach().float() for t in tensors])
+    return torch.linalg.vector_norm(torch.stack(norms))
 
 
 def normalize(grads: Sequence[torch.Tensor], norm: torch.Tensor | None = None) -> list[torch.Tensor]:

@@ -164,18 +164,24 @@ def _data_table(info: UnlearningInfo) -> str:
 def _robustness(report: RobustnessReport) -> str:
     """The attacker's best over the suite, for this model and the untouched one, from the robustness report."""
     metric = report.best_metric
+    harness = sorted(m for m in report.metrics() if m.startswith("harness_"))  # lm-evaluation-harness scores, if any
     lines = [
         f"The attacker's best held-out `{metric}` over {len(next(iter(report.runs.values()))['attacks'])} relearning attacks "
         f"(each on a fresh copy of the weights; {'higher' if report.greater_is_better else 'lower'} is a stronger attack), "
         f"with the retain loss at that point. Full report: `{REPORT_NAME}.md`, `{REPORT_NAME}.json`, `{REPORT_NAME}.png`.",
         "",
-        "| model | before the attacks | attacker's best | attack | retain loss there |",
-        "|---|---|---|---|---|",
+        "| model | before the attacks | attacker's best | attack | retain loss there |"
+        + "".join(f" {m.removeprefix('harness_')}: before / at the attacker's best |" for m in harness),
+        "|---|---|---|---|---|" + "---|" * len(harness),
     ]
     for run, result in report.runs.items():
         start, best = result["after_unlearning"], result["attack_best"]
         if best is None:
-            lines.append(f"| {run} | {start[metric]:.4f} | every attack diverged: no figure | | |")
+            lines.append(f"| {run} | {start[metric]:.4f} | every attack diverged: no figure | | |" + " |" * len(harness))
             continue
-        lines.append(f"| {run} | {start[metric]:.4f} | {best[metric]:.4f} | {best['attack']} (step {best['step']}) | {best.get('retain_loss', float('nan')):.4f} |")
+        cells = "".join(f" {start.get(m, float('nan')):.4f} / {best.get(m, float('nan')):.4f} |" for m in harness)
+        lines.append(
+            f"| {run} | {start[metric]:.4f} | {best[metric]:.4f} | {best['attack']} (step {best['step']}) | "
+            f"{best.get('retain_loss', float('nan')):.4f} |{cells}"
+        )
     return "\n".join(lines)

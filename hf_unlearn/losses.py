@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from trl.trainer.utils import selective_log_softmax
 
 IGNORE_INDEX = -100
 
@@ -105,8 +106,7 @@ def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch
     """
     targets = labels[:, 1:]
     valid = targets != IGNORE_INDEX
-    log_probs = F.log_softmax(logits[:, :-1].float(), dim=-1)
-    token_logprobs = log_probs.gather(2, targets.clamp(min=0)[..., None]).squeeze(-1)
+    token_logprobs = selective_log_softmax(logits[:, :-1].float(), targets.clamp(min=0))  # TRL's memory-efficient gather
     return (token_logprobs * valid).sum(dim=1), valid.sum(dim=1)
 
 

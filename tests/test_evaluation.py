@@ -1,7 +1,9 @@
 """Scoring against hand-computed cases, evaluators inside the trainers, and the robustness report."""
 
 import dataclasses
+import json
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import evaluate
@@ -13,7 +15,7 @@ from torch import nn
 from transformers import TrainerCallback
 
 from hf_unlearn import AttackSuite, RelearnAttackConfig, RelearnAttackTrainer
-from hf_unlearn.evaluation import FactEvaluator, MCQEvaluator, RobustnessReport, fact_metrics, mcq_accuracy, mcq_metrics
+from hf_unlearn.evaluation import FactEvaluator, HarnessEvaluator, MCQEvaluator, RobustnessReport, fact_metrics, mcq_accuracy, mcq_metrics
 from hf_unlearn.evaluation.facts import answer_token_scores
 from hf_unlearn.evaluation.mcq import letter_token_ids, mcq_prompt
 from hf_unlearn.evaluation.metrics import metric_path
@@ -197,3 +199,42 @@ def test_report_requires_baseline_and_one_metric(tmp_path):
     other = suite_result(tiny_llama(len(tokenizer)), tokenizer, tmp_path, "b", metric_for_best_model="eval_facts_accuracy")
     with pytest.raises(ValueError, match="optimise different metrics"):
         RobustnessReport.from_suites("x", {"method": other, "no_unlearning": result})
+
+
+# --- as lm-evaluation-harness scores --------------------------------------------------------------
+
+
+def test_the_wmdp_prompt_is_the_harness_template():
+    """Our prompt is what lm_eval/tasks/wmdp renders: description + doc_to_text of the installed harness."""
+    import jinja2
+    import lm_eval
+    import yaml
+
+    from hf_unlearn.data.hub import WMDP_PROMPT_SUBJECTS
+
+    tasks = Path(lm_eval.__file__).parent / "tasks" / "wmdp"
+    template = yaml.safe_load((tasks / "_default_template_yaml").read_text())
+    doc = {"question": "  Which virus is enveloped? ", "choices": ["Polio", "Influenza", "Hepatitis A", "Norovirus"], "answer": 1}
+    for subset, subject in WMDP_PROMPT_SUBJECTS.items():
+        description = yaml.safe_load((tasks / f"wmdp_{subset}.yaml").read_text())["description"]
+        harness = description + jinja2.Template(template["doc_to_text"]).render(**doc)
+        assert mcq_prompt(doc["question"], doc["choices"], subject) == harness
+    assert template["doc_to_choice"] == ["A", "B", "C", "D"], "scored on the letters, as mcq_letter_logits does"
+
+
+def test_harness_tasks_run_as_an_evaluator_on_local_files(tmp_path):
+    """A harness task defined over a local file, run by HarnessEvaluator on the model in hand, agrees with our
+    own MCQ scoring of the same questions (same prompt, same letters)."""
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("".join(json.dumps(row) + "\n" for row in QUESTIONS.to_list()))
+    (tmp_path / "tiny_quiz.yaml").write_text(
+        "task: tiny_quiz\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: " + str(questions) + "\n"
+        "test_split: test\noutput_type: multiple_choice\n"
+        'doc_to_text: "{{question.strip()}}\\nA. {{choices[0]}}\\nB. {{choices[1]}}\\nC. {{choices[2]}}\\nD. {{choices[3]}}\\nAnswer:"\n'
+        'doc_to_choice: ["A", "B", "C", "D"]\ndoc_to_target: answer\nmetric_list:\n  - metric: acc\n'
+    )
+    tokenizer = char_tokenizer()
+    model = tiny_llama(len(tokenizer), seed=4)
+    metrics = HarnessEvaluator(["tiny_quiz"], include_path=str(tmp_path), batch_size=2)(model, tokenizer)
+    assert set(metrics) == {"tiny_quiz_acc"}
+    assert metrics["tiny_quiz_acc"] == pytest.approx(mcq_accuracy(model, tokenizer, QUESTIONS)["accuracy"])

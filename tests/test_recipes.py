@@ -10,8 +10,8 @@ from conftest import FORGET_TEXTS, RETAIN_TEXTS, char_tokenizer, tiny_llama
 from trl import ModelConfig
 
 from hf_unlearn import MUDMANConfig, RelearnAttackConfig
-from hf_unlearn.cli import AttackArguments, ModelArguments, parser_for, run_attack, run_unlearn, unlearn_parser
 from hf_unlearn.attacks import PRESETS
+from hf_unlearn.cli import AttackArguments, ModelArguments, parser_for, run_attack, run_unlearn, unlearn_parser
 from hf_unlearn.data import DataArguments
 from hf_unlearn.evaluation import RobustnessReport
 

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from ..distributed import token_mean_over_processes
-from ..gradients import global_norm, normalize
+from ..gradients import global_norm
 from ..losses import IGNORE_INDEX, cross_entropy
 from ..modeling import LMOutputs, lm_outputs
 from ..objective import Objective
@@ -258,19 +258,24 @@ class OptimizerUpdate(UpdateProcedure):
             objective = self.retain_objective(retain, self.reference_outputs(model, retain, "retain"))
             (retain_loss,), (retain_grad,) = self.losses_and_grads(trainer, model, retain, base, base, [objective], self.hidden_states)
             direction = self.retain(retain_grad)
-        if self.writes_full_update and direction is not None:  # MUDMAN's loop: the retain step comes first
-            anchor = [p.detach().float() - retain_weight * r for p, r in zip(base, direction)]
-        else:
-            anchor = [p.detach().float() for p in base]
+            del retain_grad  # with momentum, the EMA holds the direction: the gradient's memory is free again
+        # The weights after the retain step (MUDMAN's loop takes it first): where the forget gradient is taken
+        # without an adversary, and what a decaying adversary decays towards. Not built when nothing reads it.
+        anchor = None
+        if self.adversary is None or self.adversary.decay < 1:
+            if self.writes_full_update and direction is not None:
+                anchor = [p.detach().float() - retain_weight * r for p, r in zip(base, direction)]
+            else:
+                anchor = [p.detach().float() for p in base]
 
         # 3. One forward of the forget batch (at the adversary with meta-learning): g_u and g_a.
         attacked = self.adversary.weights if self.adversary is not None else anchor
         objective = self.forget_objective(forget, self.reference_outputs(model, forget, "forget"))
         forget_ce: OutputsLoss = lambda out: cross_entropy(out.logits, forget["labels"])  # noqa: E731
-        forget_loss = None
+        forget_loss, sign = None, 1.0
         if self.forget_is_neg_cross_entropy:  # g_u = -g_a exactly: one backward pass fewer
             (forget_loss,), (adversary_grad,) = self.losses_and_grads(trainer, model, forget, base, attacked, [forget_ce], self.hidden_states)
-            unlearning_loss, unlearning_grad = -forget_loss, [-g for g in adversary_grad]
+            unlearning_loss, unlearning_grad, sign = -forget_loss, adversary_grad, -1.0  # g_a's buffers, negated below
         elif self.adversary is not None:
             (forget_loss, unlearning_loss), (adversary_grad, unlearning_grad) = self.losses_and_grads(
                 trainer, model, forget, base, attacked, [forget_ce, objective], self.hidden_states
@@ -279,26 +284,33 @@ class OptimizerUpdate(UpdateProcedure):
             (unlearning_loss,), (unlearning_grad,) = self.losses_and_grads(trainer, model, forget, base, attacked, [objective], self.hidden_states)
         if self.adversary is not None:
             self.adversary.step(adversary_grad, anchor)
+        # From here on the update is built in place in the gradient's own (fp32) buffers: no full-size copies.
+        unlearning_grad = [g if g.dtype == torch.float32 else g.float() for g in unlearning_grad]
 
-        # 4. Normalize, before masking, over all target weights together.
+        # 4. Normalize, before masking, over all target weights together (with g_u = -g_a, the sign folds in).
         unlearning_grad_norm = global_norm(unlearning_grad)
         if self.normalize:
-            unlearning_grad = normalize(unlearning_grad, unlearning_grad_norm)
+            scale = sign * sum(g.numel() for g in unlearning_grad) ** 0.5 / unlearning_grad_norm
+            torch._foreach_mul_(unlearning_grad, scale if unlearning_grad_norm > 0 else 0.0)
+        elif sign < 0:
+            torch._foreach_neg_(unlearning_grad)
 
         # 5. Disruption Masking against the retain direction.
         kept = 1.0
         if self.masking is not None:
-            unlearning_grad, kept = self.masking(unlearning_grad, direction)
+            kept = self.masking(unlearning_grad, direction)
 
         # 6. The gradient (or, for the meta-unlearning loop, the whole update) for the optimizer.
         for i, (p, g) in enumerate(zip(base, unlearning_grad)):
-            grad = forget_weight * g.float() if direction is None else retain_weight * direction[i] + forget_weight * g.float()
+            grad = g.mul_(forget_weight) if direction is None else g.mul_(forget_weight).add_(direction[i] * retain_weight)
             if self.wagle is not None:
-                grad = grad * self.wagle.mask[i]
+                grad.mul_(self.wagle.mask[i])
             if self.writes_full_update:
-                p.grad = (grad / self.args.learning_rate).to(p.dtype)
+                if self.args.learning_rate != 1:
+                    grad.div_(self.args.learning_rate)
+                p.grad = grad.to(p.dtype)
             else:  # accumulate over micro-batches like backward() would
-                grad = (grad / trainer.current_gradient_accumulation_steps).to(p.dtype)
+                grad = grad.div_(trainer.current_gradient_accumulation_steps).to(p.dtype)
                 p.grad = grad if p.grad is None else p.grad + grad
 
         self.loops_done += 1

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..gradients import disruption_mask, ema_, top_fraction_mask
+from ..gradients import disruption_mask, top_fraction_mask
 from ..losses import representation_distance
 from ..modeling import LMOutputs, lm_outputs
 
@@ -43,23 +43,28 @@ class RetainMomentum:
         self.ema: list[torch.Tensor] | None = None
 
     def __call__(self, retain_grads: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        grads = [g.float() for g in retain_grads]
         if self.momentum == 0:
-            return [g.float() for g in retain_grads]
+            return grads
         if self.ema is None:
-            self.ema = [torch.zeros_like(g, dtype=torch.float32) for g in retain_grads]
-        for acc, g in zip(self.ema, retain_grads):
-            ema_(acc, g.float(), self.momentum)
+            self.ema = [torch.zeros_like(g) for g in grads]
+        torch._foreach_mul_(self.ema, self.momentum)  # ema_ on every tensor at once
+        torch._foreach_add_(self.ema, grads, alpha=1.0 - self.momentum)
         return self.ema
 
 
 class DisruptionMask:
     """Disruption Masking (MUDMAN): descend the forget gradient only where that also descends the retain loss."""
 
-    def __call__(self, grads: Sequence[torch.Tensor], retain_direction: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], float]:
-        """The masked gradients and the fraction of elements kept."""
-        masks = [disruption_mask(g, r) for g, r in zip(grads, retain_direction)]
-        kept = sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
-        return [g * m for g, m in zip(grads, masks)], kept
+    def __call__(self, grads: Sequence[torch.Tensor], retain_direction: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Zero, in place, every element of ``grads`` whose sign differs from the retain direction's
+        (``gradients.disruption_mask``); return the fraction of elements whose step survives."""
+        kept = torch.zeros((), dtype=torch.float64, device=grads[0].device)
+        for g, r in zip(grads, retain_direction):  # one tensor's temporaries at a time
+            mask = disruption_mask(g, r)
+            g.mul_(mask)
+            kept += mask.sum()
+        return kept / sum(g.numel() for g in grads)
 
 
 class WagleMask:
@@ -90,10 +95,12 @@ class Adversary:
         if loop % self.fork_every_n_loops == 0:
             self.weights = [p.detach().float().clone() for p in base]
 
-    def step(self, forget_ce_grads: Sequence[torch.Tensor], anchor: Sequence[torch.Tensor]) -> None:
-        """``adv -= lr * g_a``, then ``adv = d * adv + (1 - d) * anchor``."""
-        for adv, g, target in zip(self.weights, forget_ce_grads, anchor):
-            adv.sub_(g.float(), alpha=self.lr).mul_(self.decay).add_(target, alpha=1 - self.decay)
+    def step(self, forget_ce_grads: Sequence[torch.Tensor], anchor: Sequence[torch.Tensor] | None) -> None:
+        """``adv -= lr * g_a``, then ``adv = d * adv + (1 - d) * anchor`` (nothing to do, and no anchor, when d = 1)."""
+        for i, (adv, g) in enumerate(zip(self.weights, forget_ce_grads)):
+            adv.sub_(g.float(), alpha=self.lr)
+            if self.decay < 1:
+                adv.mul_(self.decay).add_(anchor[i], alpha=1 - self.decay)
 
 
 class Reference:

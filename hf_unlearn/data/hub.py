@@ -83,6 +83,8 @@ def load_split(
 # --- multiple choice -----------------------------------------------------------------------------
 
 WMDP_SUBSETS = ("bio", "cyber", "chem")
+# The subject each subset's prompt names (lm-evaluation-harness, lm_eval/tasks/wmdp): MCQEvaluator(subject=...).
+WMDP_PROMPT_SUBJECTS = {"bio": "biology", "cyber": "cybersecurity", "chem": "chemistry"}
 MCQ_COLUMNS = {"question": STRING, "choices": STRING_LIST, "answer": INT}
 MCQ_SCHEMA = "{question: string, choices: list of 4 strings, answer: int64 in 0..3}; one split named 'test'"
 

@@ -22,17 +22,19 @@ class Evaluator(Protocol):
 
 @dataclass
 class MCQEvaluator:
-    """Zero-shot multiple-choice accuracy (WMDP, MMLU): ``accuracy`` and ``correct_prob``."""
+    """Zero-shot multiple-choice accuracy (WMDP, MMLU): ``accuracy`` and ``correct_prob``, prompted as
+    lm-evaluation-harness does; ``subject`` ("biology", ``WMDP_SUBJECTS["bio"]``) adds its description line."""
 
     dataset: Dataset
     batch_size: int = 8
+    subject: str | None = None
 
     def __post_init__(self):  # a bad answer index must fail here, not after every forward pass
         check_columns(self.dataset, "MCQEvaluator", MCQ_COLUMNS)
         check_mcq_rows(self.dataset, "MCQEvaluator", describe(MCQ_COLUMNS), num_choices=None)
 
     def __call__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
-        return mcq_accuracy(model, tokenizer, self.dataset, self.batch_size)
+        return mcq_accuracy(model, tokenizer, self.dataset, self.batch_size, self.subject)
 
 
 @dataclass
@@ -48,3 +50,37 @@ class FactEvaluator:
     def __call__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
         return fact_accuracy(model, tokenizer, self.dataset, self.batch_size)
 
+
+
+@dataclass
+class HarnessEvaluator:
+    """lm-evaluation-harness tasks by name (``wmdp_bio``, ``mmlu``, or tasks of YAML files under
+    ``include_path``), run on the model in hand: ``<task>_<metric>`` (``wmdp_bio_acc``). Needs the ``lm-eval``
+    extra (``pip install hf_unlearn[lm-eval]``). ``limit``: questions per task (the harness's ``limit``)."""
+
+    tasks: list[str]
+    include_path: str | None = None
+    limit: int | float | None = None
+    batch_size: int = 8
+
+    def __call__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
+        try:
+            from lm_eval import simple_evaluate
+            from lm_eval.models.huggingface import HFLM
+            from lm_eval.tasks import TaskManager
+        except ImportError as error:
+            raise ImportError("HarnessEvaluator needs lm-evaluation-harness: pip install 'hf_unlearn[lm-eval]'") from error
+        device = str(next(model.parameters()).device)
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=self.batch_size, device=device)
+        results = simple_evaluate(
+            model=lm, tasks=list(self.tasks), limit=self.limit, task_manager=TaskManager(include_path=self.include_path),
+            log_samples=False, bootstrap_iters=0, verbosity="ERROR",
+        )  # fmt: skip
+        if results is None:  # not the main process
+            return {}
+        return {
+            f"{task}_{key.split(',')[0]}": float(value)
+            for task, metrics in results["results"].items()
+            for key, value in metrics.items()
+            if "," in key and "stderr" not in key and isinstance(value, (int, float))
+        }
