@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from hf_unlearn import AttackSuite, MUDMANConfig, RelearnAttackConfig, UnlearnTrainer, default_model_path
+from hf_unlearn import AttackSuite, MUDMANConfig, RelearnAttackConfig, default_model_path
 from hf_unlearn.attacks import ADAMW_CLIPPED, LORA_ADAMW, SGD
 from hf_unlearn.data import DataArguments
 from hf_unlearn.evaluation.report import finite_or_null
-from hf_unlearn.pipeline import robustness_report
+from hf_unlearn.pipeline import robustness_report, unlearn
 from hf_unlearn.scenarios import code_scenario, facts_scenario
 
 GRID = {
@@ -83,9 +83,7 @@ def main() -> None:
             output_dir=str(unlearned_dir), max_steps=args.unlearn_steps, per_device_train_batch_size=args.batch_size,
             unlearning_rate=args.unlearning_rate, fork_every_n_loops=16, save_strategy="no", report_to="none", seed=args.seed,
         )  # fmt: skip
-        trainer = UnlearnTrainer(model, config, forget_dataset=data.unlearn, retain_dataset=data.retain, processing_class=tokenizer)
-        trainer.train()
-        trainer.save_model()
+        unlearn(model, config, data, tokenizer).save_model()
     unlearned = AutoModelForCausalLM.from_pretrained(unlearned_dir)
 
     suite = AttackSuite(

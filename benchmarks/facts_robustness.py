@@ -38,12 +38,11 @@ from hf_unlearn import (
     GradDiffConfig,
     MUDMANConfig,
     NPOConfig,
-    UnlearnTrainer,
     default_model_path,
 )
 from hf_unlearn.attacks import PRESETS
 from hf_unlearn.data.facts import world_capitals
-from hf_unlearn.pipeline import robustness_report
+from hf_unlearn.pipeline import robustness_report, unlearn
 from hf_unlearn.scenarios import facts_scenario
 
 # Per method: config class and settings for SmolLM2-135M (30 layers), evaluated every epoch so that
@@ -67,6 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--disruption_source", default="python_stdlib", help="text source (hf_unlearn.data.TEXT_SOURCES) measuring disruption")
     parser.add_argument("--disruption_eval", type=int, default=32, help="how many of its 100-token chunks")
     parser.add_argument("--attack_suite", default="standard", choices=sorted(PRESETS))
+    parser.add_argument("--attacks", nargs="+", default=None, help="only these attacks of the suite (default: all)")
     parser.add_argument("--attack_steps", type=int, default=None, help="steps of every suite attack (default: the preset's)")
     parser.add_argument("--no_authors_attack", action="store_true", help="skip CIR's authors' attack")
     parser.add_argument("--output_dir", default="outputs/benchmarks/facts_robustness")
@@ -89,24 +89,21 @@ def method_settings(overrides: list[str]) -> dict[str, dict]:
     return settings
 
 
-def unlearn(method: str, settings: dict, data, tokenizer, path, args: argparse.Namespace, output_dir: Path) -> tuple:
+def unlearn_within_budget(method: str, settings: dict, data, tokenizer, path, args: argparse.Namespace, output_dir: Path) -> tuple:
     """The last model within the disruption budget and what the run took; saved, and read back when it exists."""
     final = output_dir / method / "unlearned"
     info_path = final / "unlearning.json"
     if info_path.is_file():
         return AutoModelForCausalLM.from_pretrained(final), json.loads(info_path.read_text())
+    # CIR brings its own budget callback (its disruption_budget, set to --budget); the others get the same budget here.
+    own_budget = {"disruption_budget": args.budget} if method == "cir" else {}
     config = METHODS[method][0](
         output_dir=str(output_dir / method), num_train_epochs=args.max_epochs, eval_strategy="epoch", eval_on_start=True,
-        save_strategy="no", report_to="none", seed=args.seed, **{"per_device_train_batch_size": args.batch_size, **settings},
+        save_strategy="no", report_to="none", seed=args.seed, **{"per_device_train_batch_size": args.batch_size, **settings, **own_budget},
     )  # fmt: skip
-    trainer = UnlearnTrainer(
-        AutoModelForCausalLM.from_pretrained(path), config, forget_dataset=data.unlearn, retain_dataset=data.retain,
-        eval_dataset=data.eval, evaluators=data.evaluators, processing_class=tokenizer,
-    )  # fmt: skip
-    if not any(isinstance(cb, DisruptionBudgetCallback) for cb in trainer.callback_handler.callbacks):
-        trainer.add_callback(DisruptionBudgetCallback(args.budget))
+    callbacks = [] if own_budget else [DisruptionBudgetCallback(args.budget)]
     started = time.time()
-    trainer.train()
+    trainer = unlearn(AutoModelForCausalLM.from_pretrained(path), config, data, tokenizer, callbacks=callbacks)
     seconds = time.time() - started
     budget = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, DisruptionBudgetCallback))
     info = {
@@ -136,13 +133,13 @@ def run(args: argparse.Namespace) -> dict:
     )  # fmt: skip
     models, unlearning = {}, {}
     for method in args.methods:
-        models[method], unlearning[method] = unlearn(method, settings[method], data, tokenizer, path, args, output_dir)
+        models[method], unlearning[method] = unlearn_within_budget(method, settings[method], data, tokenizer, path, args, output_dir)
     models["no_unlearning"] = untouched
 
     details = {"arguments": vars(args), "scenario": data.details, "unlearning": unlearning, "threads": torch.get_num_threads(),
                "device": "cuda" if torch.cuda.is_available() else "cpu"}  # fmt: skip
     common = dict(per_device_train_batch_size=args.batch_size, eval_steps=10, metric_for_best_model=data.best_metric, seed=args.seed)
-    suites = {"suite": AttackSuite.preset(args.attack_suite, output_dir=str(output_dir / "attacks"), **common,
+    suites = {"suite": AttackSuite.preset(args.attack_suite, output_dir=str(output_dir / "attacks"), names=args.attacks, **common,
                                           **({} if args.attack_steps is None else {"max_steps": args.attack_steps}))}  # fmt: skip
     if not args.no_authors_attack:
         common.pop("per_device_train_batch_size")  # the authors' batch of 32

@@ -28,12 +28,13 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
 
-from hf_unlearn import AttackSuite, MUDMANConfig, UnlearnTrainer, default_model_path
+from hf_unlearn import AttackSuite, MUDMANConfig, default_model_path
 from hf_unlearn.attacks import PRESETS
 from hf_unlearn.data import DataArguments
 from hf_unlearn.data.facts import world_capitals
 from hf_unlearn.evaluation import RobustnessReport
-from hf_unlearn.pipeline import robustness_report
+from hf_unlearn.hub import REPORT_NAME
+from hf_unlearn.pipeline import robustness_report, unlearn
 from hf_unlearn.scenarios import code_scenario, facts_scenario
 
 # The python scenario's data: a sample of 60 standard-library modules is plenty for the steps it runs.
@@ -55,6 +56,7 @@ class DemoArguments:
     eval_every: int = field(default=10, metadata={"help": "Attack steps between evaluations."})
     max_countries: int = field(default=120, metadata={"help": "facts: capitals of this many most populous countries."})
     seed: int = field(default=42, metadata={"help": "Seed of sampling and training."})
+    resume: bool = field(default=True, metadata={"help": "Read back finished attacks (same weights, data and settings) instead of rerunning them."})
 
     def __post_init__(self):
         if self.scenario not in ("python", "facts"):
@@ -94,9 +96,7 @@ def main(data_args: DataArguments, args: DemoArguments) -> RobustnessReport:
         report_to="none",
         seed=args.seed,
     )
-    UnlearnTrainer(
-        model, config, forget_dataset=data.unlearn, retain_dataset=data.retain, processing_class=tokenizer
-    ).train()
+    trainer = unlearn(model, config, data, tokenizer)
     timings["unlearn_s"] = time.time() - phase
 
     print(f"\n== 2/2 attack suite {args.attack_suite!r} on the unlearned and on the untouched model ==", flush=True)
@@ -112,13 +112,19 @@ def main(data_args: DataArguments, args: DemoArguments) -> RobustnessReport:
     report = robustness_report(
         title[args.scenario], {"mudman": model, "no_unlearning": untouched}, suite, attack_dataset=data.attack,
         eval_dataset=data.eval, evaluators=data.evaluators, retain_dataset=data.retain, processing_class=tokenizer,
-        details=details,
+        details=details, resume=args.resume,
     )  # fmt: skip
     timings["attack_suites_s"] = time.time() - phase
     timings["total_s"] = time.time() - started
     paths = report.save(Path(args.output_dir) / args.scenario)
+    # The unlearned model, as it would go to the Hub: its card says what was forgotten and how robustly.
+    model_dir = Path(config.output_dir)
+    trainer.save_model(str(model_dir))
+    report.save(model_dir, REPORT_NAME)
+    trainer.create_model_card()
     print("\n" + report.to_markdown())
     print(f"wall time: {timings['total_s'] / 60:.1f} min; report: {paths['markdown']}, {paths['json']}, {paths['plot']}")
+    print(f"the unlearned model and its card: {model_dir} (README.md); push it with `huggingface-cli upload <repo> {model_dir}`")
     return report
 
 

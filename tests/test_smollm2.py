@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_unlearn import MUDMANConfig, UnlearnTrainer, default_model_path
@@ -89,6 +90,10 @@ def test_demo_scenarios_write_a_robustness_report(demo, tmp_path, scenario):
     assert saved.best_metric == expected_best and saved.greater_is_better == (scenario == "facts")
     # The unlearned model starts the attack from different weights than the untouched one.
     assert saved.runs["mudman"]["after_unlearning"]["forget_loss"] != saved.before["forget_loss"]
+    # It is saved with the card a Hub upload would carry: base model, tags, the robustness table.
+    card = ModelCard.load(tmp_path / scenario / "unlearn" / "README.md")
+    assert card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct" and card.data.tags == ["hf_unlearn", "unlearning", "mudman"]
+    assert "| mudman |" in card.text and "| no_unlearning |" in card.text
 
 
 def test_known_facts_are_the_ones_greedy_decoding_answers(smollm2):
