@@ -144,7 +144,10 @@ def floors(args, path, tokenizer, data) -> dict[str, float]:
     pairs = list(zip(forget, retain))
     model = load_model(args, path)
     result = {}
+    needed = {"gate_proj": "mudman" in args.methods, "all_linear": bool({"graddiff", "npo"} & set(args.methods))}
     for name, targets in (("gate_proj", ["gate_proj"]), ("all_linear", ["all_linear"])):
+        if not needed[name]:
+            continue
         params = list(resolve_target_modules(model, targets).values())
         for p in model.parameters():
             p.requires_grad_(False)
@@ -212,12 +215,13 @@ def attack_ratio(args, path, tokenizer, data) -> dict[str, float]:
     )  # fmt: skip
     plain.train()
     started = time.perf_counter()
+    # The quick suite's attacks shortened to --steps each (evaluations at start and end included): its overhead, not its 30 steps.
     suite = AttackSuite.preset("quick", output_dir=f"{args.output_dir}/runs/suite", per_device_train_batch_size=args.batch_size,
-                               disable_tqdm=True, use_cpu=args.device == "cpu")  # fmt: skip
+                               max_steps=args.steps, eval_steps=args.steps, disable_tqdm=True, use_cpu=args.device == "cpu")  # fmt: skip
     suite.run(load_model(args, path), attack_dataset=data["attack"], eval_dataset=data["eval"], processing_class=tokenizer)
     attack_step, plain_step = median_after_warmup(timer.times, args.warmup), median_after_warmup(plain_timer.times, args.warmup)
     return {"attack_step_s": attack_step, "plain_trainer_step_s": plain_step, "plain_over_attack": plain_step / attack_step,
-            "quick_suite_s": time.perf_counter() - started}  # fmt: skip
+            "quick_suite_s": time.perf_counter() - started, "quick_suite_steps_per_attack": args.steps}  # fmt: skip
 
 
 def cir_speed(args, path, tokenizer) -> dict[str, float]:
@@ -393,7 +397,8 @@ def markdown(result: dict) -> str:
     if "attack" in result:
         a = result["attack"]
         lines.append(f"\nAttack step {a['attack_step_s']:.3f} s vs plain Trainer {a['plain_trainer_step_s']:.3f} s "
-                     f"(plain / attack = {a['plain_over_attack']:.3f}); quick suite {a['quick_suite_s']:.0f} s")  # fmt: skip
+                     f"(plain / attack = {a['plain_over_attack']:.3f}); quick suite {a['quick_suite_s']:.0f} s "
+                     f"({a['quick_suite_steps_per_attack']} steps per attack, evaluations included)")  # fmt: skip
     if "memory_mb" in result:
         mem = result["memory_mb"]
         lines.append(f"\nPeak memory: MUDMAN {mem['mudman_peak']:.0f} MB, plain fine-tune {mem['plain_finetune_peak']:.0f} MB, "

@@ -107,6 +107,14 @@ def hub_dataset_ids(*sources: str | None) -> list[str]:
     return ids
 
 
+
+def _disruption_from(report: RobustnessReport | None) -> dict[str, float]:
+    """Retain loss before / after unlearning from the robustness report, for runs that did not evaluate while training."""
+    unlearned = [run for run in (report.runs if report is not None else {}) if run != report.baseline]
+    if not unlearned:
+        return {}
+    return {"retain_loss_before": report.before["retain_loss"], "retain_loss_after": report.runs[unlearned[0]]["after_unlearning"]["retain_loss"]}
+
 def model_card(info: UnlearningInfo, report: RobustnessReport | None = None, model_id: str | None = None) -> ModelCard:
     """The unlearned model's card: metadata (base model, datasets, tags) and what was forgotten, how, how robustly."""
     data = ModelCardData(
@@ -126,8 +134,9 @@ def model_card(info: UnlearningInfo, report: RobustnessReport | None = None, mod
         "## What was forgotten\n\n" + _data_table(info),
         f"## Method\n\n`method={info.method}`; settings that differ from the method's defaults:\n\n| setting | value |\n|---|---|\n{settings}",
     ]
-    if info.disruption:
-        before, after = info.disruption.get("retain_loss_before"), info.disruption.get("retain_loss_after")
+    disruption = info.disruption or _disruption_from(report)
+    if disruption:
+        before, after = disruption.get("retain_loss_before"), disruption.get("retain_loss_after")
         if before is not None and after is not None:
             sections.append(
                 f"## Disruption\n\nHeld-out retain loss {before:.4f} before unlearning, {after:.4f} after "

@@ -174,14 +174,15 @@ def test_the_card_shows_the_robustness_table_with_harness_scores(tmp_path):
     from hf_unlearn.attacks import AttackSuiteResult
     from hf_unlearn.evaluation import RobustnessReport
 
-    def result(start: float, best: float) -> AttackSuiteResult:
-        curve = [{"step": 0, "forget_loss": start, "retain_loss": 3.0, "harness_wmdp_bio_acc": 0.26},
+    def result(start: float, best: float, retain: float = 3.0) -> AttackSuiteResult:
+        curve = [{"step": 0, "forget_loss": start, "retain_loss": retain, "harness_wmdp_bio_acc": 0.26},
                  {"step": 10, "forget_loss": best, "retain_loss": 3.1, "harness_wmdp_bio_acc": 0.31}]  # fmt: skip
         return AttackSuiteResult("forget_loss", False, {"adamw_1e-4": {"settings": "adamw", "curve": curve, "best": curve[1], "diverged_at": None}})
 
-    report = RobustnessReport.from_suites("tiny", {"unlearned": result(9.0, 6.5), "no_unlearning": result(2.8, 2.4)})
+    report = RobustnessReport.from_suites("tiny", {"unlearned": result(9.0, 6.5, retain=3.3), "no_unlearning": result(2.8, 2.4)})
     info = UnlearningInfo(base_model="b", method="mudman", settings={}, forget={"source": "python_stdlib"}, retain={"source": "pydoc_prose"})
     model_card(info, report).save(tmp_path / "README.md")
     text = ModelCard.load(tmp_path / "README.md").text
     assert "| unlearned | 9.0000 | 6.5000 | adamw_1e-4 (step 10) | 3.1000 | 0.2600 / 0.3100 |" in text
     assert "wmdp_bio_acc: before / at the attacker's best" in text
+    assert "3.0000 before unlearning, 3.3000 after (+0.3000 nats" in text, "disruption from the report when training logged none"

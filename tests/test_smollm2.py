@@ -109,18 +109,25 @@ def test_known_facts_are_the_ones_greedy_decoding_answers(smollm2):
         assert generated.strip().startswith(fact["answer"]) == (fact["prompt"] in known), (fact, generated)
 
 
-def test_cir_leaves_less_to_relearn_than_graddiff_at_equal_disruption(monkeypatch, tmp_path):
-    """Issue 4's claim on a real model: all 45 known capitals unlearned until general-text loss
-    rises by 0.1 %, then 30 attack steps on split A; CIR's split-B facts come back less than
-    GradDiff's. (~9 min on 2 CPU cores; figures from the full benchmark are in the README.)"""
+def test_what_cir_removes_stays_removed_while_graddiff_facts_come_back(monkeypatch, tmp_path):
+    """Issue 11's comparison on a real model, kept small: the 45 known capitals (one fact-stating
+    sentence each) unlearned by CIR and by GradDiff for 2 epochs, both within +0.2 % general-text
+    loss; then 10 AdamW steps (lr 1e-4, clipped) on split A. GradDiff takes split-B accuracy to ~0
+    and the attack brings most of it back (measured: 0 -> 0.65); CIR removes less at this budget,
+    and the attack brings none of it back. (The full benchmark's figures are in README.)"""
     benchmark = load_script(monkeypatch, "facts_robustness", ROOT / "benchmarks" / "facts_robustness.py")
-    args = benchmark.parse_args(["--max_epochs", "10", "--attack_steps", "30", "--output_dir", str(tmp_path)])
-    report = benchmark.run(args)
-    unlearning = report.details["unlearning"]
-    for method in ("cir", "graddiff"):
-        assert unlearning[method]["stopped_by_budget"]  # both unlearned up to the same disruption
-        after = report.runs[method]["after_unlearning"]
-        assert after["retain_loss"] <= report.before["retain_loss"] * (1 + args.budget) + 1e-6
-    cir, graddiff = (report.runs[m]["attack_best"] for m in ("cir", "graddiff"))
-    assert cir["facts_accuracy"] < graddiff["facts_accuracy"]
-    assert cir["facts_answer_prob"] < graddiff["facts_answer_prob"] - 0.1
+    args = benchmark.parse_args(
+        ["--methods", "cir", "graddiff", "--phrasings", "1", "--budget", "0.002", "--max_epochs", "2", "--disruption_eval", "16",
+         "--attack_suite", "quick", "--attacks", "adamw_1e-4", "--attack_steps", "10", "--no_authors_attack", "--output_dir", str(tmp_path)]
+    )  # fmt: skip
+    report = benchmark.run(args)["suite"]
+    start = report.details["unlearning"]["cir"]["budget_start"]
+    after = {method: report.runs[method]["after_unlearning"] for method in ("cir", "graddiff")}
+    best = {method: report.runs[method]["attack_best"] for method in ("cir", "graddiff")}
+    for method in ("cir", "graddiff"):  # equal disruption: both within the same budget
+        assert report.details["unlearning"][method]["budget_start"] == pytest.approx(start)
+        assert report.details["unlearning"][method]["kept_step"] is not None
+    assert after["cir"]["facts_answer_prob"] < report.before["facts_answer_prob"] - 0.02  # CIR did unlearn
+    assert best["cir"]["facts_accuracy"] <= after["cir"]["facts_accuracy"] + 1e-6  # and none of it came back
+    assert after["graddiff"]["facts_accuracy"] <= 0.1
+    assert best["graddiff"]["facts_accuracy"] >= after["graddiff"]["facts_accuracy"] + 0.4  # GradDiff's came back
