@@ -19,13 +19,13 @@ $(INSTALLED): setup.cfg pyproject.toml
 
 install: $(INSTALLED)
 
-## The default demo: MUDMAN on the embedded SmolLM2, a relearning attack, a robustness report (~17 min on 2 CPU
-## cores). `make demo SCENARIO=facts`: the world-capitals facts scenario instead (~5 min).
+## The default demo: MUDMAN on the embedded SmolLM2, the quick attack suite, a robustness report and a model card
+## (~15 min on 2 CPU cores). `make demo SCENARIO=facts`: the world-capitals facts scenario instead.
 SCENARIO ?= python
 demo: install
 	$(PYTHON) recipes/demo.py --scenario $(SCENARIO) $(ARGS)
 
-## The whole test suite, integration tests on the embedded SmolLM2 included.
+## The whole test suite, integration tests on the embedded SmolLM2 included (~15 min on 2 CPU cores, install included).
 test: install
 	$(PYTHON) -m pytest $(ARGS)
 
