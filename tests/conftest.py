@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import string
+from pathlib import Path
 
 # Tests never reach the Hub: local fixtures go through the same load_dataset calls, offline.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -123,3 +125,16 @@ def memorised():
         sum(lm_loss(model, batch)[0] for batch in batches).backward()
         optimizer.step()
     return model, tokenizer, forget, retain, batches
+
+
+
+def write_local_files(folder: Path):
+    """A tiny model folder and forget / retain JSONL files, as a user would have them, and the ``DataArguments`` naming them."""
+    from hf_unlearn.data import DataArguments
+
+    model_dir = folder / "tiny"
+    tiny_llama(len(char_tokenizer())).save_pretrained(model_dir)
+    char_tokenizer().save_pretrained(model_dir)
+    for name, texts in (("forget", FORGET_TEXTS * 4), ("retain", RETAIN_TEXTS)):
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    return model_dir, DataArguments(forget_source=str(folder / "forget.jsonl"), retain_source=str(folder / "retain.jsonl"), chunk_length=16)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FORGET_TEXTS, RETAIN_TEXTS, char_tokenizer, tiny_llama
+from conftest import write_local_files
 from huggingface_hub import ModelCard
 
 from hf_unlearn import AttackSuite, MUDMANConfig, available_methods
@@ -23,14 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def local_files(tmp_path):
-    """A tiny model folder and forget / retain JSONL files, as a user would have them."""
-    model_dir = tmp_path / "tiny"
-    tiny_llama(len(char_tokenizer())).save_pretrained(model_dir)
-    char_tokenizer().save_pretrained(model_dir)
-    for name, texts in (("forget", FORGET_TEXTS * 4), ("retain", RETAIN_TEXTS)):
-        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
-    data = ["--forget_source", str(tmp_path / "forget.jsonl"), "--retain_source", str(tmp_path / "retain.jsonl"), "--chunk_length", "16"]
-    return model_dir, data
+    """The tiny model folder and the data flags a user would type for its JSONL files."""
+    model_dir, data = write_local_files(tmp_path)
+    return model_dir, ["--forget_source", data.forget_source, "--retain_source", data.retain_source, "--chunk_length", str(data.chunk_length)]
 
 
 @pytest.mark.parametrize("method", available_methods())

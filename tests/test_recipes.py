@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FORGET_TEXTS, RETAIN_TEXTS, char_tokenizer, tiny_llama
+from conftest import write_local_files
 from trl import ModelConfig
 
 from hf_unlearn import MUDMANConfig, RelearnAttackConfig
@@ -57,14 +57,7 @@ def test_recipes_are_thin_wrappers_that_run(recipe):
 
 
 def test_unlearn_then_attack(tmp_path):
-    model_dir = tmp_path / "tiny"
-    tiny_llama(len(char_tokenizer())).save_pretrained(model_dir)
-    char_tokenizer().save_pretrained(model_dir)
-    for name, texts in (("forget", FORGET_TEXTS * 4), ("retain", RETAIN_TEXTS)):
-        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
-    data_args = DataArguments(
-        forget_source=str(tmp_path / "forget.jsonl"), retain_source=str(tmp_path / "retain.jsonl"), chunk_length=16
-    )
+    model_dir, data_args = write_local_files(tmp_path)
     common = dict(per_device_train_batch_size=4, max_steps=3, report_to="none", disable_tqdm=True)
     unlearned_dir = tmp_path / "unlearned"
     trainer = run_unlearn(

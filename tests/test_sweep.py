@@ -10,10 +10,9 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import FORGET_TEXTS, RETAIN_TEXTS, char_tokenizer, tiny_llama
+from conftest import write_local_files
 
 from hf_unlearn.cli import unlearn_parser
-from hf_unlearn.data import DataArguments
 from hf_unlearn.sweep import SweepArguments, run_sweep
 
 HERE = Path(__file__).resolve().parent
@@ -21,12 +20,7 @@ HERE = Path(__file__).resolve().parent
 
 @pytest.fixture
 def setup(tmp_path):
-    model_dir = tmp_path / "tiny"
-    tiny_llama(len(char_tokenizer())).save_pretrained(model_dir)
-    char_tokenizer().save_pretrained(model_dir)
-    for name, texts in (("forget", FORGET_TEXTS * 4), ("retain", RETAIN_TEXTS)):
-        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
-    data = DataArguments(forget_source=str(tmp_path / "forget.jsonl"), retain_source=str(tmp_path / "retain.jsonl"), chunk_length=16)
+    model_dir, data = write_local_files(tmp_path)
     sweep = dict(
         method="mudman", scenario="code", n_trials=3, pass_budget=8, eval_steps=1, attack_suite="quick", attack_steps=2,
         batch_size=4, output_dir=str(tmp_path / "sweep"), heartbeat_interval=1, disruption_budget=10.0,
