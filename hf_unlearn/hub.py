@@ -107,13 +107,13 @@ def hub_dataset_ids(*sources: str | None) -> list[str]:
     return ids
 
 
-
 def _disruption_from(report: RobustnessReport | None) -> dict[str, float]:
     """Retain loss before / after unlearning from the robustness report, for runs that did not evaluate while training."""
     unlearned = [run for run in (report.runs if report is not None else {}) if run != report.baseline]
     if not unlearned:
         return {}
     return {"retain_loss_before": report.before["retain_loss"], "retain_loss_after": report.runs[unlearned[0]]["after_unlearning"]["retain_loss"]}
+
 
 def model_card(info: UnlearningInfo, report: RobustnessReport | None = None, model_id: str | None = None) -> ModelCard:
     """The unlearned model's card: metadata (base model, datasets, tags) and what was forgotten, how, how robustly."""
