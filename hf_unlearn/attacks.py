@@ -271,3 +271,26 @@ class AttackSuite:
                 saved.write_text(json.dumps({**results[name], "key": [key, config.to_json_string()]}))
         return AttackSuiteResult(self.metric, self.greater_is_better, results)
 
+    def unattacked(
+        self,
+        model: PreTrainedModel | str,
+        attack_dataset: Dataset,
+        eval_dataset: dict[str, Dataset],
+        evaluators: dict[str, Evaluator] | None = None,
+        processing_class: PreTrainedTokenizerBase | None = None,
+    ) -> AttackSuiteResult:
+        """The model evaluated once, not attacked: a result whose only "attack", ``unattacked``, is
+        its pre-attack point. For an untouched baseline already at the metric's ceiling (every fact
+        known), where no attack can raise the attacker's best and running the suite costs hours."""
+        model, processing_class = load_causal_lm(model, processing_class)
+        config = next(iter(self.attacks.values()))
+        trainer = RelearnAttackTrainer(
+            model, dataclasses.replace(config, eval_on_start=False), attack_dataset=attack_dataset, eval_dataset=eval_dataset,
+            processing_class=processing_class, evaluators=evaluators or {},
+        )  # fmt: skip
+        trainer.evaluate()
+        curve = trainer.attack_curve()
+        return AttackSuiteResult(
+            self.metric, self.greater_is_better, {"unattacked": {"settings": "not attacked", "curve": curve, "best": curve[0], "diverged_at": None}}
+        )
+

@@ -37,6 +37,7 @@ def robustness_report(
     details: dict[str, Any] | None = None,
     resume: bool = False,
     wandb_group: str | None = None,
+    attack_baseline: bool = True,
 ) -> RobustnessReport:
     """Attack each of ``models`` ({run name: model}, ``baseline`` the untouched one) with ``suite``.
 
@@ -44,11 +45,14 @@ def robustness_report(
     ``<attack output_dir>/<r>``; ``resume`` reads finished attacks back (``AttackSuite.run``). With
     W&B, the attacks of the unlearned model are runs ``attack/<attack>`` (the baseline's
     ``baseline/attack/<attack>``) in ``wandb_group``, and a ``report`` run holds the table, the
-    curves and the headline numbers.
+    curves and the headline numbers. ``attack_baseline=False`` only evaluates the baseline
+    (``AttackSuite.unattacked``): for a baseline at the metric's ceiling, where attacking it measures nothing.
     """
     wandb_group = wandb_group or group_name(None, "robustness")
     results = {
-        name: suite.in_folder(name).run(
+        name: suite.unattacked(model, attack_dataset, eval_dataset, evaluators, processing_class)
+        if name == baseline and not attack_baseline
+        else suite.in_folder(name).run(
             model,
             attack_dataset=attack_dataset,
             eval_dataset=eval_dataset,

@@ -13,6 +13,7 @@ from hf_unlearn import AttackSuite, RelearnAttackConfig, RelearnAttackTrainer
 from hf_unlearn.attacks import PRESETS, RESULT_FILE
 from hf_unlearn.data import DataArguments, build_unlearning_data
 from hf_unlearn.evaluation import RobustnessReport
+from hf_unlearn.pipeline import robustness_report
 from hf_unlearn.relearn import best_of, diverged
 
 
@@ -89,6 +90,21 @@ def test_when_every_attack_diverges_the_report_says_so_in_words(model, tokenizer
     assert "| method | attack best | every attack diverged: no robustness figure |" in markdown
     assert "- method: every attack diverged" in markdown
     assert "robustness/method/attack_best/forget_loss" not in report.summary()
+
+
+def test_an_unattacked_baseline_is_evaluated_once_and_never_trained(model, tokenizer, data, tmp_path):
+    suite = AttackSuite({"recovering": config(tmp_path, "recovering")})
+    report = robustness_report(
+        "tiny", {"method": model, "no_unlearning": copy.deepcopy(model)}, suite, processing_class=tokenizer, attack_baseline=False, **data
+    )  # fmt: skip
+    method, baseline = report.runs["method"], report.runs["no_unlearning"]
+    assert list(baseline["attacks"]) == ["unattacked"] and len(baseline["attacks"]["unattacked"]["curve"]) == 1
+    assert baseline["attack_best"]["step"] == 0 and baseline["attack_best"]["attack"] == "unattacked"
+    # The same weights: the baseline's one evaluation is the attacked run's starting point.
+    assert baseline["after_unlearning"]["forget_loss"] == pytest.approx(method["after_unlearning"]["forget_loss"], rel=1e-6)
+    assert method["attack_best"]["forget_loss"] < baseline["attack_best"]["forget_loss"], "the method's copy was attacked"
+    assert not (tmp_path / "recovering" / "no_unlearning").exists()
+    assert "over the 1 attacks" in report.to_markdown()
 
 
 def test_divergence_rules():

@@ -106,7 +106,7 @@ class RobustnessReport:
     def to_markdown(self) -> str:
         metrics = self.metrics()
         direction = "highest" if self.greater_is_better else "lowest"
-        num_attacks = len(next(iter(self.runs.values()))["attacks"])
+        num_attacks = max(len(result["attacks"]) for result in self.runs.values())
         lines = [
             f"## {self.title}",
             "",
