@@ -2,11 +2,13 @@
 
 In one process and one run, so ratios are fair on a noisy machine:
 
-- each method's ``UnlearnTrainer`` step (median over steps after warm-up, timed by a callback around
-  the Trainer's own step) divided by its *floor*: the forward+backward passes it cannot avoid, timed
-  alone with plain torch on the same batches (MUDMAN with ``neg_cross_entropy``: the retain batch at
-  the weights and the forget batch at the adversary; GradDiff: both batches; NPO: both, plus the
-  reference forward; CIR: the forget pass to its last loss layer and the retain passes);
+- each method's ``UnlearnTrainer`` step (timed by a callback around the Trainer's own step) divided
+  by its *floor*: the forward+backward passes it cannot avoid, timed alone with plain torch on batches
+  like the Trainer's, right after every step (``PairedFloor``), so that the machine's drift cancels
+  in each step's ratio; the median over steps after warm-up (MUDMAN with ``neg_cross_entropy``: the
+  retain batch at the weights and the forget batch at the adversary; GradDiff: both batches; NPO:
+  both, plus the reference forward; CIR: the forget pass to its last loss layer and the retain
+  passes, timed after its run);
 - CIR's seconds per unlearned fact (its steps on the capitals, evaluation excluded);
 - the relearning attack's step divided by a plain ``Trainer`` step on the same data, and the quick
   attack suite's total time;
@@ -31,6 +33,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -120,53 +123,47 @@ def ce_pass(model, batch, params):
     torch.autograd.grad(loss, params)
 
 
-def method_step(args, method: str, config_class, settings: dict, path, tokenizer, data) -> tuple[float, dict]:
-    """Median seconds of a method's Trainer step, and what it ran."""
+class PairedFloor(TrainerCallback):
+    """After every Trainer step, the method's floor timed with plain torch on the same model and batches like
+    the Trainer's: each step is paired with a floor measured seconds later, so a drift of the machine's speed
+    (other tenants, clock changes) cancels in the step / floor ratio instead of landing in it."""
+
+    def __init__(self, pairs: list, device: str, reference_forward: bool):
+        self.pairs, self.device, self.reference_forward, self.times = pairs, device, reference_forward, []
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        params = [p for p in model.parameters() if p.requires_grad]  # the method's target weights
+        forget, retain = (on(self.device, batch) for batch in self.pairs[len(self.times) % len(self.pairs)])
+        started = time.perf_counter()
+        if self.reference_forward:  # NPO's reference forward
+            with torch.no_grad():
+                lm_outputs(model, forget)
+        ce_pass(model, retain, params)  # the retain batch, then the forget batch: a gradient of each
+        ce_pass(model, forget, params)
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        self.times.append(time.perf_counter() - started)
+
+
+def method_step(args, method: str, config_class, settings: dict, path, tokenizer, data, reference_forward: bool) -> dict:
+    """A method's Trainer step against its paired floor (``PairedFloor``): medians over the steps after warm-up."""
     model = load_model(args, path)
-    timer = StepTimer(args.device)
+    collate = LMCollator(tokenizer.pad_token_id)
+    n = args.batch_size
+    pairs = [(collate([data["unlearn"][j] for j in range(i * n, (i + 1) * n)]), collate([data["retain"][j] for j in range(i * n, (i + 1) * n)]))
+             for i in range(args.steps)]  # fmt: skip
+    timer, floor = StepTimer(args.device), PairedFloor(pairs, args.device, reference_forward)
     config = config_class(
         output_dir=f"{args.output_dir}/runs/{method}", max_steps=args.steps, per_device_train_batch_size=args.batch_size,
         save_strategy="no", report_to="none", logging_steps=10**6, disable_tqdm=True, seed=0, use_cpu=args.device == "cpu",
         bf16=args.dtype == "bfloat16" and args.device == "cuda", max_retain_loss_ratio=0, **settings,
     )  # fmt: skip
     trainer = UnlearnTrainer(model, config, forget_dataset=data["unlearn"], retain_dataset=data["retain"], processing_class=tokenizer,
-                             callbacks=[timer])  # fmt: skip
+                             callbacks=[timer, floor])  # fmt: skip
     trainer.train()
-    return median_after_warmup(timer.times, args.warmup), {"passes_per_step": trainer.procedure.passes / max(1, len(timer.times))}
-
-
-def floors(args, path, tokenizer, data) -> dict[str, float]:
-    """The unavoidable passes of each method, plain torch, on batches like the Trainer's."""
-    collate = LMCollator(tokenizer.pad_token_id)
-    n = args.batch_size
-    forget = [collate([data["unlearn"][j] for j in range(i * n, (i + 1) * n)]) for i in range(args.steps)]
-    retain = [collate([data["retain"][j] for j in range(i * n, (i + 1) * n)]) for i in range(args.steps)]
-    pairs = list(zip(forget, retain))
-    model = load_model(args, path)
-    result = {}
-    needed = {"gate_proj": "mudman" in args.methods, "all_linear": bool({"graddiff", "npo"} & set(args.methods))}
-    for name, targets in (("gate_proj", ["gate_proj"]), ("all_linear", ["all_linear"])):
-        if not needed[name]:
-            continue
-        params = list(resolve_target_modules(model, targets).values())
-        for p in model.parameters():
-            p.requires_grad_(False)
-        for p in params:
-            p.requires_grad_(True)
-
-        def two(pair):  # the retain batch, then the forget batch: a gradient of each
-            forget_batch, retain_batch = pair
-            ce_pass(model, on(args.device, retain_batch), params)
-            ce_pass(model, on(args.device, forget_batch), params)
-
-        def three(pair):  # NPO: the reference forward as well
-            with torch.no_grad():
-                lm_outputs(model, on(args.device, pair[0]))
-            two(pair)
-
-        result[f"two_passes_{name}"] = timed_floor(pairs, two, args.device, args.repeats)
-        result[f"three_passes_{name}"] = timed_floor(pairs, three, args.device, args.repeats)
-    return result
+    ratios = [step / passes for step, passes in zip(timer.times, floor.times)]
+    return {"step_s": median_after_warmup(timer.times, args.warmup), "floor_s": median_after_warmup(floor.times, args.warmup),
+            "step_over_floor": median_after_warmup(ratios, args.warmup), "passes_per_step": trainer.procedure.passes / max(1, len(timer.times))}  # fmt: skip
 
 
 def cir_floor(args, model, batches_forget, batches_retain) -> float:
@@ -261,7 +258,13 @@ def cir_speed(args, path, tokenizer) -> dict[str, float]:
 
 
 def peak_memory_child(args) -> None:
-    """Run in a subprocess: the peak memory of a MUDMAN run or a plain fine-tune of the same target modules."""
+    """Run in a subprocess: the peak memory of a MUDMAN run or a plain fine-tune of the same target modules.
+
+    On the GPU: the CUDA allocator's peak of allocated memory. On the CPU, where the allocator keeps
+    and reuses freed memory in ways that depend on what ran before, the resident-set peak, or with
+    ``--child_live`` the peak of live tensors (the profiler's memory timeline: what
+    ``max_memory_allocated`` measures on a GPU), in a separate process since profiling adds its own memory.
+    """
     path = default_model_path() if args.model == "smollm2" else None
     tokenizer = AutoTokenizer.from_pretrained(path or default_model_path())
     data = data_for(args, tokenizer, args.tokens)
@@ -286,10 +289,26 @@ def peak_memory_child(args) -> None:
         trainer = Trainer(model, config, train_dataset=data["unlearn"], data_collator=LMCollator(tokenizer.pad_token_id))
     if not cuda:
         Path("/proc/self/clear_refs").write_text("5")  # after data preparation and model loading
-    trainer.train()
-    peak = torch.cuda.max_memory_allocated() if cuda else resident_bytes()["VmHWM"]
+    if args.child_live and not cuda:
+        peak = live_tensor_peak(trainer.train)
+    else:
+        trainer.train()
+        peak = torch.cuda.max_memory_allocated() if cuda else resident_bytes()["VmHWM"]
     state = sum(p.numel() for p in weights.values()) * 4 * 2  # adversary + retain EMA, fp32
     print(json.dumps({"peak_mb": peak / 2**20, "before_mb": before / 2**20, "inherent_state_mb": state / 2**20}))
+
+
+def live_tensor_peak(run) -> int:
+    """Peak bytes of live tensors while ``run()`` executes on the CPU (torch.profiler's memory timeline)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        run()
+    with tempfile.TemporaryDirectory() as folder:
+        timeline = Path(folder) / "timeline.json"
+        prof.export_memory_timeline(str(timeline), device="cpu")
+        _, sizes = json.loads(timeline.read_text())
+    return max(sum(categories) for categories in sizes)
 
 
 def resident_bytes() -> dict[str, int]:
@@ -302,11 +321,15 @@ def resident_bytes() -> dict[str, int]:
 
 
 def peak_memory(args, child: str, targets: str, tokens: int) -> dict[str, float]:
+    """``peak_mb`` (resident set on the CPU, allocated on the GPU) and, on the CPU, ``live_peak_mb`` (live tensors)."""
     command = [sys.executable, __file__, "--child", child, "--targets", targets, "--tokens", str(tokens), "--steps", "4",
                "--device", args.device, "--dtype", args.dtype, "--model", args.model, "--batch_size", str(args.batch_size),
                "--output_dir", args.output_dir]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    measures = [[]] if args.device == "cuda" else [[], ["--child_live"]]
+    results = [json.loads(subprocess.run(command + extra, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]) for extra in measures]
+    if len(results) > 1:
+        results[0]["live_peak_mb"] = results[1]["peak_mb"]
+    return results[0]
 
 
 def scaling(args, path, tokenizer) -> list[dict]:
@@ -314,9 +337,9 @@ def scaling(args, path, tokenizer) -> list[dict]:
     for tokens in (50, 100, 200):
         for targets in TARGETS:
             data = data_for(args, tokenizer, tokens)
-            step, _ = method_step(args, f"mudman_{tokens}_{targets}", MUDMANConfig, {"target_modules": TARGETS[targets]}, path, tokenizer, data)
+            timing = method_step(args, f"mudman_{tokens}_{targets}", MUDMANConfig, {"target_modules": TARGETS[targets]}, path, tokenizer, data, False)
             memory = peak_memory(args, "mudman", targets, tokens) if args.memory else {}
-            rows.append({"tokens_per_example": tokens, "targets": targets, "step_s": step, **memory})
+            rows.append({"tokens_per_example": tokens, "targets": targets, **timing, **memory})
     return rows
 
 
@@ -341,6 +364,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--scaling", action="store_true", help="the scaling table")
     parser.add_argument("--output_dir", default="outputs/benchmarks/speed")
     parser.add_argument("--child", choices=["mudman", "plain"], help=argparse.SUPPRESS)
+    parser.add_argument("--child_live", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--targets", default="gate_proj", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -356,27 +380,28 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(path)
     data = data_for(args, tokenizer, args.tokens)
     result = {"machine": machine(args), "setting": {k: v for k, v in vars(args).items() if k not in ("child", "targets")}}
-    floor = floors(args, path, tokenizer, data)
-    result["floors_s"] = floor
-    steps = {
-        "mudman": (MUDMANConfig, {"target_modules": ["gate_proj"]}, "two_passes_gate_proj"),
-        "graddiff": (GradDiffConfig, {}, "two_passes_all_linear"),
-        "npo": (NPOConfig, {}, "three_passes_all_linear"),
+    steps = {  # config, settings, NPO's reference forward in the floor
+        "mudman": (MUDMANConfig, {"target_modules": ["gate_proj"]}, False),
+        "graddiff": (GradDiffConfig, {}, False),
+        "npo": (NPOConfig, {}, True),
     }
     result["methods"] = {}
-    for method, (config_class, settings, floor_key) in steps.items():
+    for method, (config_class, settings, reference_forward) in steps.items():
         if method in args.methods:
-            step, info = method_step(args, method, config_class, settings, path, tokenizer, data)
-            result["methods"][method] = {"step_s": step, "floor_s": floor[floor_key], "step_over_floor": step / floor[floor_key], **info}
+            result["methods"][method] = method_step(args, method, config_class, settings, path, tokenizer, data, reference_forward)
     if "cir" in args.methods and args.model == "smollm2":
         result["methods"]["cir"] = cir_speed(args, path, tokenizer)
     if "attack" in args.methods:
         result["attack"] = attack_ratio(args, path, tokenizer, data)
     if args.memory:
         mudman, plain = peak_memory(args, "mudman", "gate_proj", args.tokens), peak_memory(args, "plain", "gate_proj", args.tokens)
-        result["memory_mb"] = {"mudman_peak": mudman["peak_mb"], "plain_finetune_peak": plain["peak_mb"],
-                               "difference": mudman["peak_mb"] - plain["peak_mb"], "inherent_state": mudman["inherent_state_mb"],
-                               "difference_over_state": (mudman["peak_mb"] - plain["peak_mb"]) / mudman["inherent_state_mb"]}  # fmt: skip
+        state = mudman["inherent_state_mb"]
+        result["memory_mb"] = {"inherent_state": state}
+        for measure in ("peak_mb", "live_peak_mb"):  # resident set (GPU: allocated), and live tensors (CPU only)
+            if measure in mudman:
+                difference = mudman[measure] - plain[measure]
+                result["memory_mb"][measure.removesuffix("_mb")] = {"mudman": mudman[measure], "plain_finetune": plain[measure],
+                                                                      "difference": difference, "difference_over_state": difference / state}  # fmt: skip
     if args.scaling:
         result["scaling"] = scaling(args, path, tokenizer)
     (output_dir / "speed.json").write_text(json.dumps(result, indent=2))
@@ -401,13 +426,17 @@ def markdown(result: dict) -> str:
                      f"({a['quick_suite_steps_per_attack']} steps per attack, evaluations included)")  # fmt: skip
     if "memory_mb" in result:
         mem = result["memory_mb"]
-        lines.append(f"\nPeak memory: MUDMAN {mem['mudman_peak']:.0f} MB, plain fine-tune {mem['plain_finetune_peak']:.0f} MB, "
-                     f"difference {mem['difference']:.0f} MB = {mem['difference_over_state']:.2f} x the inherent state "
-                     f"({mem['inherent_state']:.0f} MB)")  # fmt: skip
+        names = {"peak": "resident set" if result["machine"]["device"] == "cpu" else "allocated", "live_peak": "live tensors"}
+        for key, name in names.items():
+            if key in mem:
+                m = mem[key]
+                lines.append(f"\nPeak memory ({name}): MUDMAN {m['mudman']:.0f} MB, plain fine-tune {m['plain_finetune']:.0f} MB, "
+                             f"difference {m['difference']:.0f} MB = {m['difference_over_state']:.2f} x the inherent state "
+                             f"({mem['inherent_state']:.0f} MB)")  # fmt: skip
     if result.get("scaling"):
-        lines += ["", "| tokens / example | targets | step (s) | peak (MB) |", "|---|---|---|---|"]
+        lines += ["", "| tokens / example | targets | MUDMAN step (s) | step / floor | peak (MB) | live-tensor peak (MB) |", "|---|---|---|---|---|---|"]
         for row in result["scaling"]:
-            lines.append(f"| {row['tokens_per_example']} | {row['targets']} | {row['step_s']:.3f} | {row.get('peak_mb', float('nan')):.0f} |")
+            lines.append(f"| {row['tokens_per_example']} | {row['targets']} | {row['step_s']:.3f} | {row['step_over_floor']:.3f} | {row.get('peak_mb', float('nan')):.0f} | {row.get('live_peak_mb', float('nan')):.0f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -151,6 +151,7 @@ class UpdateProcedure:
         with trainer.compute_loss_context_manager():
             outputs = lm_outputs(model, batch, dict(zip(self.target_names, leaves)), hidden_states)
             losses = [fn(outputs) for fn in loss_fns]
+        del outputs  # the logits (vocabulary-wide) are not needed by the backward pass: free them before it
         grads = [torch.autograd.grad(loss, leaves, retain_graph=i + 1 < len(losses)) for i, loss in enumerate(losses)]
         self.passes += 1 + len(losses)  # one forward, one backward per loss
         # One all-reduce for the losses and all gradients of this pass.
@@ -302,7 +303,7 @@ class OptimizerUpdate(UpdateProcedure):
 
         # 6. The gradient (or, for the meta-unlearning loop, the whole update) for the optimizer.
         for i, (p, g) in enumerate(zip(base, unlearning_grad)):
-            grad = g.mul_(forget_weight) if direction is None else g.mul_(forget_weight).add_(direction[i] * retain_weight)
+            grad = g.mul_(forget_weight) if direction is None else g.mul_(forget_weight).add_(direction[i], alpha=retain_weight)
             if self.wagle is not None:
                 grad.mul_(self.wagle.mask[i])
             if self.writes_full_update:

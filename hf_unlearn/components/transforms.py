@@ -92,8 +92,12 @@ class Adversary:
         self.weights: list[torch.Tensor] | None = None
 
     def fork_if_due(self, base: Sequence[torch.Tensor], loop: int) -> None:
-        if loop % self.fork_every_n_loops == 0:
+        if loop % self.fork_every_n_loops != 0:
+            return
+        if self.weights is None:
             self.weights = [p.detach().float().clone() for p in base]
+        else:  # into the same buffers: a new copy would hold two adversaries in memory while it is made
+            torch._foreach_copy_(self.weights, [p.detach() for p in base])
 
     def step(self, forget_ce_grads: Sequence[torch.Tensor], anchor: Sequence[torch.Tensor] | None) -> None:
         """``adv -= lr * g_a``, then ``adv = d * adv + (1 - d) * anchor`` (nothing to do, and no anchor, when d = 1)."""
