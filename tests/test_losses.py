@@ -68,3 +68,20 @@ def test_registry_lists_losses_on_unknown_name():
     assert get_loss("neg_entropy") is neg_entropy
     with pytest.raises(ValueError, match="available losses: .*neg_cross_entropy"):
         get_loss("nope")
+
+
+def test_cross_entropy_matches_transformers_causal_lm_loss():
+    """Prompt positions and padding ignored, value and gradient as the transformers loss every HF model uses."""
+    from transformers.loss.loss_utils import ForCausalLMLoss
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 7, 11, requires_grad=True)
+    labels = torch.randint(0, 11, (3, 7))
+    labels[0, :3] = IGNORE_INDEX  # a prompt
+    labels[2, 5:] = IGNORE_INDEX  # padding
+    ours = cross_entropy(logits, labels)
+    (ours_grad,) = torch.autograd.grad(ours, logits)
+    theirs = ForCausalLMLoss(logits, labels, vocab_size=11)
+    (theirs_grad,) = torch.autograd.grad(theirs, logits)
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-6)
+    assert torch.allclose(ours_grad, theirs_grad, atol=1e-7)
