@@ -283,9 +283,10 @@ class AttackSuite:
         its pre-attack point. For an untouched baseline already at the metric's ceiling (every fact
         known), where no attack can raise the attacker's best and running the suite costs hours."""
         model, processing_class = load_causal_lm(model, processing_class)
-        config = next(iter(self.attacks.values()))
+        # Any attack's evaluation settings will do; no LoRA (it would wrap the model in place) and no retain stream.
+        config = dataclasses.replace(next(iter(self.attacks.values())), eval_on_start=False, use_peft=False, interleave_retain=False)
         trainer = RelearnAttackTrainer(
-            model, dataclasses.replace(config, eval_on_start=False), attack_dataset=attack_dataset, eval_dataset=eval_dataset,
+            model, config, attack_dataset=attack_dataset, eval_dataset=eval_dataset,
             processing_class=processing_class, evaluators=evaluators or {},
         )  # fmt: skip
         trainer.evaluate()

@@ -92,10 +92,13 @@ def test_when_every_attack_diverges_the_report_says_so_in_words(model, tokenizer
     assert "robustness/method/attack_best/forget_loss" not in report.summary()
 
 
-def test_an_unattacked_baseline_is_evaluated_once_and_never_trained(model, tokenizer, data, tmp_path):
-    suite = AttackSuite({"recovering": config(tmp_path, "recovering")})
+@pytest.mark.parametrize("first", ["sgd", "lora_interleaved"])
+def test_an_unattacked_baseline_is_evaluated_once_and_never_trained(model, tokenizer, data, tmp_path, first):
+    first_attack = {"sgd": {}, "lora_interleaved": dict(use_peft=True, interleave_retain=True, optim="adamw_torch", learning_rate=1e-2)}[first]
+    suite = AttackSuite({"recovering": config(tmp_path, "recovering", **first_attack)})
+    untouched = copy.deepcopy(model)
     report = robustness_report(
-        "tiny", {"method": model, "no_unlearning": copy.deepcopy(model)}, suite, processing_class=tokenizer, attack_baseline=False, **data
+        "tiny", {"method": model, "no_unlearning": untouched}, suite, processing_class=tokenizer, attack_baseline=False, **data
     )  # fmt: skip
     method, baseline = report.runs["method"], report.runs["no_unlearning"]
     assert list(baseline["attacks"]) == ["unattacked"] and len(baseline["attacks"]["unattacked"]["curve"]) == 1
@@ -105,6 +108,7 @@ def test_an_unattacked_baseline_is_evaluated_once_and_never_trained(model, token
     assert method["attack_best"]["forget_loss"] < baseline["attack_best"]["forget_loss"], "the method's copy was attacked"
     assert not (tmp_path / "recovering" / "no_unlearning").exists()
     assert "over the 1 attacks" in report.to_markdown()
+    assert not any("lora" in name for name, _ in untouched.named_parameters()), "the baseline was never wrapped by PEFT"
 
 
 def test_divergence_rules():
