@@ -20,7 +20,7 @@ $(INSTALLED): setup.cfg pyproject.toml
 install: $(INSTALLED)
 
 ## The default demo: MUDMAN on the embedded SmolLM2, the quick attack suite, a robustness report and a model card
-## (~15 min on 2 CPU cores). `make demo SCENARIO=facts`: the world-capitals facts scenario instead.
+## (~14 min on 2 CPU cores). `make demo SCENARIO=facts`: the world-capitals facts scenario instead.
 SCENARIO ?= python
 demo: install
 	$(PYTHON) recipes/demo.py --scenario $(SCENARIO) $(ARGS)
