@@ -34,7 +34,7 @@ from .pipeline import attack, robustness_report, unlearn
 from .registry import available_methods, get_method
 from .scenarios import code_scenario
 from .sweep import SweepArguments, run_sweep
-from .tracking import group_name
+from .tracking import finish_open_run, group_name
 
 CONFIG_HELP = "A YAML file of any of the flags below (command-line flags override it)."
 
@@ -290,7 +290,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(__doc__.strip())
         print(f"\ncommands: {', '.join(COMMANDS)}; `hf-unlearn <command> --help` lists a command's flags")
         sys.exit(0 if argv[:1] in (["-h"], ["--help"]) else 2)
-    COMMANDS[argv[0]](argv[1:])
+    try:
+        COMMANDS[argv[0]](argv[1:])
+    finally:
+        finish_open_run()  # the unlearn stage's W&B run stays open for the evaluation after training
 
 
 if __name__ == "__main__":

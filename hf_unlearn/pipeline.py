@@ -91,7 +91,9 @@ def unlearn(
     )  # fmt: skip
     trainer.data_sources = scenario.sources
     run_config = {"method": config.method, "method_settings": method_settings(config), "data": {**scenario.sources, **scenario.details}}
-    with wandb_run(config.report_to, wandb_group or group_name(config.run_name, config.method), "unlearn", "unlearn", run_config):
+    # Left open: the caller may still evaluate with this trainer, whose WandbCallback logs into the run.
+    group = wandb_group or group_name(config.run_name, config.method)
+    with wandb_run(config.report_to, group, "unlearn", "unlearn", run_config, finish=False):
         trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     return trainer
 

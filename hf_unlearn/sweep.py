@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from .embedded_model import resolve_model_name_or_path
 from .pipeline import attack, unlearn
 from .registry import available_methods, get_method
 from .scenarios import Scenario, code_scenario, facts_scenario
+from .tracking import finish_open_run, reports_to_wandb
 
 # Per method, the settings searched and their ranges, from the papers (MUDMAN's Optuna configs for
 # SmolLM / Python; the baselines' published learning rates and coefficients, a decade either way).
@@ -222,10 +222,8 @@ def run_trial(
         result = attack(trainer.model, suite, scenario, tokenizer)
     finally:
         trial.set_user_attr("seconds", time.time() - started)
-        if "wandb" in args.report_to:
-            import wandb
-
-            wandb.finish()
+        if reports_to_wandb(args.report_to):
+            finish_open_run()
     if result.all_diverged:
         raise optuna.TrialPruned("every attack diverged: the suite measured nothing")
     best = result.best_point()
@@ -239,9 +237,6 @@ def run_sweep(args: SweepArguments, data_args: DataArguments, model_name_or_path
 
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    if "wandb" in args.report_to:
-        os.environ.setdefault("WANDB_RUN_GROUP", args.study_name)
-        os.environ.setdefault("WANDB_JOB_TYPE", "sweep-trial")
     model_path = resolve_model_name_or_path(model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     scenario = build_scenario(args, data_args, AutoModelForCausalLM.from_pretrained(model_path), tokenizer)

@@ -1,10 +1,13 @@
 """W&B runs for an unlearn -> attack -> report pipeline: one group, one run per stage.
 
-The Trainer's ``WandbCallback`` logs into a run that already exists, so each stage opens its own
-(named, in the pipeline's group, with a ``job_type``) and closes it when done: ``unlearn``, then
-``attack/<attack>`` for every attack of the suite (``baseline/attack/<attack>`` on the untouched
-model), then ``report`` with the robustness table, the curves and the headline numbers. Nothing
-happens unless ``report_to`` names ``wandb``.
+Each stage opens its own run (named, in the pipeline's group, with a ``job_type``) on the main
+process only: ``unlearn``, then ``attack/<attack>`` for every attack of the suite
+(``baseline/attack/<attack>`` on the untouched model), then ``report`` with the robustness table,
+the curves and the headline numbers. A trainer inside a stage logs into that run (transformers'
+``WandbCallback`` uses an open run rather than opening one). The ``unlearn`` run stays open after
+its stage, because its trainer may still log (``trainer.evaluate()``, as ``hf-unlearn unlearn``
+does): the next stage, ``finish_open_run`` or the end of the process finishes it. Nothing happens
+unless ``report_to`` names ``wandb``.
 """
 
 from __future__ import annotations
@@ -25,10 +28,25 @@ def group_name(run_name: str | None, method: str) -> str:
     return run_name or f"{method}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def finish_open_run() -> None:
+    """Finish the W&B run a stage left open, if any."""
+    import sys
+
+    if "wandb" in sys.modules and sys.modules["wandb"].run is not None:
+        sys.modules["wandb"].run.finish()
+
+
 @contextmanager
-def wandb_run(report_to: str | Sequence[str] | None, group: str, name: str, job_type: str, config: dict[str, Any] | None = None) -> Iterator[Any]:
-    """A W&B run for one stage of the pipeline (None when not reporting to W&B)."""
-    if not reports_to_wandb(report_to):
+def wandb_run(
+    report_to: str | Sequence[str] | None, group: str, name: str, job_type: str, config: dict[str, Any] | None = None, finish: bool = True
+) -> Iterator[Any]:
+    """The W&B run of one stage, on the main process (None elsewhere, or when not reporting to W&B).
+
+    An earlier stage's open run is finished first; ``finish=False`` leaves this one open after the stage.
+    """
+    from accelerate import PartialState
+
+    if not reports_to_wandb(report_to) or not PartialState().is_main_process:
         yield None
         return
     import wandb
@@ -37,4 +55,5 @@ def wandb_run(report_to: str | Sequence[str] | None, group: str, name: str, job_
     try:
         yield run
     finally:
-        run.finish()
+        if finish:
+            run.finish()

@@ -130,6 +130,23 @@ def test_wandb_runs_are_grouped_named_configured_and_hold_the_report(tmp_path, l
     assert "robustness/mudman/attack_best/forget_loss" in report["summary"]
 
 
+def test_unlearn_command_reports_to_wandb_and_evaluates_into_the_same_run(tmp_path, local_files):
+    """README's headline command with ``--report_to wandb``: the evaluation after training logged into a
+    finished run and exited 1 before the card was written."""
+    model_dir, data = local_files
+    env = os.environ | {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "hf_unlearn.cli", "unlearn", "--model_name_or_path", str(model_dir), *data, "--max_steps", "2",
+         "--per_device_train_batch_size", "4", "--output_dir", str(tmp_path / "out"), "--report_to", "wandb", "--run_name", "cli-test"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert (tmp_path / "out" / "README.md").is_file() and (tmp_path / "out" / "unlearning_info.json").is_file()
+    runs = wandb_runs(tmp_path)
+    assert [(run["name"], run["group"], run["job_type"]) for run in runs] == [("unlearn", "cli-test", "unlearn")], "one run, main process"
+    assert {"train_loss", "eval/forget_loss"} <= runs[0]["summary"], "training and the evaluation after it in the one run"
+
+
 def test_installed_command_unlearns_then_evaluates(tmp_path, local_files):
     """`pip install .` into a fresh venv (its dependencies borrowed from this one), then the console script,
     run away from the clone: the package that runs is the installed one."""
