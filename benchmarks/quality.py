@@ -8,24 +8,40 @@ Two scenarios on the embedded SmolLM2-135M, offline (``hf_unlearn.scenarios``):
 - ``facts`` (Deeb & Roger): the capitals the model knows, attack on split A, split-B accuracy at the
   attacker's best (lower is more robust); disruption +``--budget_relative`` on held-out Python source.
 
-Every method is tuned by the same sweep (``hf_unlearn.sweep``: ``--trials`` Optuna trials, the
-quick attack suite, the same pass budget of forward+backward passes) on a tuning split (code: the
-tuning half of the forget documents; facts: one A/B partition), then its best settings are run on
-held-out data (code: the test half; facts: another partition) with a fresh seed and attacked with
-the ``standard`` suite. ``no_unlearning`` is the untouched model under the same attacks.
+Every method is tuned by the same sweep (``hf_unlearn.sweep``): ``trials`` Optuna trials, the first at
+the method's published settings (``SEARCH_SPACE_SOURCES``), at most three settings searched about a
+decade either side of them, the ``quick`` attack suite, the same pass budget of forward+backward
+passes, on a tuning split (code: the tuning half of the forget documents; facts: one A/B partition).
+Then its best settings are run on held-out data (code: the test half; facts: another partition)
+with a fresh seed, in fp32, and attacked with the ``standard`` suite. ``no_unlearning`` is the
+untouched model under the same attacks.
 
-Resumable: studies live in SQLite under ``--output_dir`` and finished evaluations in JSON, so a
-rerun computes only what is missing. Writes ``quality.json``, ``quality.md`` and ``quality.png``.
+Trials run under bf16 autocast (fp32 weights, so no update is rounded away): 1.9x faster per trial
+on this CPU, objective within 1e-3 nats of fp32 (README, "Quality benchmark"). Held-out evaluations
+run in fp32.
 
-    python benchmarks/quality.py --quick                 # a smoke run (~30 min on 2 CPU cores)
-    python benchmarks/quality.py                         # the default scale (see SCALES)
-    python benchmarks/quality.py --scale paper           # 16 x 100-token batches, the paper's budgets (a GPU)
+Resumable, and its state is committed: the studies (SQLite), every finished trial's attack results
+and every finished evaluation (JSON), never weights, live in ``benchmarks/results/quality/`` (the
+default scale), so a rerun on any clone computes only what is missing. ``settings.json`` there records
+what the state was computed with; a rerun with other settings is refused, naming what changed.
+Run one worker per scenario, single-threaded, side by side (``--scenarios code --threads 1`` and
+``--scenarios facts --threads 1``): the table collects both. Writes ``quality.json``, ``quality.md``
+and ``quality.png`` from whatever is finished.
+
+    python benchmarks/quality.py --quick --output_dir outputs/benchmarks/quality_quick   # smoke run
+    nice python benchmarks/quality.py --scenarios code --threads 1 &     # the default scale, two workers
+    nice python benchmarks/quality.py --scenarios facts --threads 1 &
+    python benchmarks/quality.py --report                                # the table from the state, no compute
+    python benchmarks/quality.py --scale extended                        # + SimNPO, RMU, Circuit Breakers, NPO combinations
+    python benchmarks/quality.py --scale paper                           # 16 x 100-token batches, the paper's budgets (a GPU)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -33,43 +49,53 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from hf_unlearn import AttackSuite, default_model_path, get_method
+from hf_unlearn import AttackSuite, get_method
 from hf_unlearn.data import DataArguments
+from hf_unlearn.embedded_model import resolve_model_name_or_path
+from hf_unlearn.environment import environment
 from hf_unlearn.evaluation.report import finite_or_null
 from hf_unlearn.pipeline import attack, unlearn
-from hf_unlearn.sweep import SEARCH_SPACES, SweepArguments, build_scenario, run_sweep
+from hf_unlearn.sweep import SEARCH_SPACES, SweepArguments, around, build_scenario, run_sweep
 
-_NO_ADVERSARY = ("adv_lr", "fork_every_n_loops", "adv_decay")
-# name: (method, fixed settings, search space). The ablations and combinations reuse the methods' spaces.
+# Bump when a change of this benchmark's code changes results that its settings do not show.
+STATE_VERSION = 1
+_MUDMAN = SEARCH_SPACES["mudman"]
+# name: (method, fixed settings, search space). The ablations reuse MUDMAN's space, less what they switch off.
 METHODS = {
-    "mudman": ("mudman", {}, SEARCH_SPACES["mudman"]),
-    "mudman_no_masking": ("mudman", {"disruption_masking": False}, SEARCH_SPACES["mudman"]),
-    "mudman_no_normalization": ("mudman", {"normalize_unlearning_grad": False}, {**SEARCH_SPACES["mudman"], "unlearning_rate": SEARCH_SPACES["tar"]["unlearning_rate"]}),
-    "mudman_no_meta_learning": ("mudman", {"meta_learning": False}, {k: v for k, v in SEARCH_SPACES["mudman"].items() if k not in _NO_ADVERSARY}),
+    "mudman": ("mudman", {}, _MUDMAN),
+    "mudman_no_masking": ("mudman", {"disruption_masking": False}, _MUDMAN),
+    # Unnormalized, the step is the rate times the gradient, whose global norm is ~1.2 on SmolLM2's gate_proj
+    # (measured): 0.1 gives about MUDMAN's published step. No published value.
+    "mudman_no_normalization": ("mudman", {"normalize_unlearning_grad": False}, {**_MUDMAN, "unlearning_rate": around(0.1)}),
+    "mudman_no_meta_learning": ("mudman", {"meta_learning": False}, {k: v for k, v in _MUDMAN.items() if k != "adv_lr"}),
     "tar": ("tar", {}, SEARCH_SPACES["tar"]),
     "graddiff": ("graddiff", {}, SEARCH_SPACES["graddiff"]),
     "npo": ("npo", {}, SEARCH_SPACES["npo"]),
+    "cir": ("cir", {}, SEARCH_SPACES["cir"]),
     "simnpo": ("simnpo", {}, SEARCH_SPACES["simnpo"]),
     "rmu": ("rmu", {}, SEARCH_SPACES["rmu"]),
     "circuit_breakers": ("circuit_breakers", {}, SEARCH_SPACES["circuit_breakers"]),
-    "cir": ("cir", {}, SEARCH_SPACES["cir"]),
     # Combinations no other library offers: NPO's objective with MUDMAN's components.
-    "npo_masking": ("npo", {"disruption_masking": True}, {**SEARCH_SPACES["npo"], "retain_momentum": SEARCH_SPACES["mudman"]["retain_momentum"]}),
+    "npo_masking": ("npo", {"disruption_masking": True, "retain_momentum": 0.9}, SEARCH_SPACES["npo"]),
     "npo_meta_masked_normalized": (
-        "npo", {"meta_learning": True, "disruption_masking": True, "normalize_unlearning_grad": True},
-        {"learning_rate": SEARCH_SPACES["npo"]["learning_rate"], "npo_beta": SEARCH_SPACES["npo"]["npo_beta"],
-         **{k: v for k, v in SEARCH_SPACES["mudman"].items() if k in (*_NO_ADVERSARY, "retain_momentum")}},
+        "npo", {"meta_learning": True, "disruption_masking": True, "normalize_unlearning_grad": True, "retain_momentum": 0.9},
+        {"learning_rate": SEARCH_SPACES["npo"]["learning_rate"], "npo_beta": SEARCH_SPACES["npo"]["npo_beta"], "adv_lr": _MUDMAN["adv_lr"]},
     ),  # fmt: skip
 }
-# The default scale fits 6 hours of a 2-core CPU, sweeps included; the paper scale is the MUDMAN paper's budgets.
+CORE = ["mudman", "mudman_no_masking", "mudman_no_normalization", "mudman_no_meta_learning", "tar", "graddiff", "npo", "cir"]
+_DEFAULT = dict(trials=10, tokens=64, batch_size=4, pass_budget=120, tune_attack_steps=20, eval_attack_steps=30, eval_suite="standard",
+                methods=CORE, max_countries=120, eval_examples=16, unlearn_eval_steps=10, attack_eval_steps=5, bf16_trials=True)  # fmt: skip
 SCALES = {
-    "quick": dict(trials=1, tokens=64, batch_size=4, pass_budget=24, tune_attack_steps=6, eval_attack_steps=10, eval_suite="quick",
-                  methods=["mudman", "graddiff", "cir"], max_countries=60, eval_examples=8),
-    "default": dict(trials=3, tokens=64, batch_size=4, pass_budget=120, tune_attack_steps=20, eval_attack_steps=30, eval_suite="standard",
-                    methods=list(METHODS), max_countries=120, eval_examples=16),
-    "paper": dict(trials=20, tokens=100, batch_size=16, pass_budget=1500, tune_attack_steps=None, eval_attack_steps=None,
-                  eval_suite="standard", methods=list(METHODS), max_countries=120, eval_examples=64),
+    "quick": {**_DEFAULT, "trials": 1, "pass_budget": 24, "tune_attack_steps": 6, "eval_attack_steps": 10, "eval_suite": "quick",
+              "methods": ["mudman", "graddiff", "cir"], "max_countries": 60, "eval_examples": 8, "unlearn_eval_steps": 5},
+    "default": _DEFAULT,
+    "extended": {**_DEFAULT, "methods": list(METHODS)},
+    "paper": {**_DEFAULT, "trials": 20, "tokens": 100, "batch_size": 16, "pass_budget": 1500, "tune_attack_steps": None,
+              "eval_attack_steps": None, "methods": list(METHODS), "eval_examples": 64, "attack_eval_steps": 10, "bf16_trials": False},
 }  # fmt: skip
+# Settings that may change between runs on one state: which studies run, how many trials they run to.
+RESUMABLE = ("methods", "trials")
+RESULTS = Path(__file__).resolve().parent / "results" / "quality"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -80,12 +106,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=None, help="default: the scale's")
     parser.add_argument("--budget_nats", type=float, default=0.05, help="code: disruption budget (MUDMAN's +0.05 nats)")
     parser.add_argument("--budget_relative", type=float, default=0.001, help="facts: disruption budget (CIR's +0.1 %%)")
-    parser.add_argument("--output_dir", default="outputs/benchmarks/quality")
+    parser.add_argument("--output_dir", default=None, help="default: benchmarks/results/quality (default and extended scales), "
+                        "else outputs/benchmarks/quality_<scale>")  # fmt: skip
+    parser.add_argument("--model", default=None, help="the model (default: the embedded SmolLM2-135M-Instruct)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads of this worker (default: torch's)")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--report", action="store_true", help="write and print the table from the state; compute nothing")
     args = parser.parse_args(argv)
     if args.quick:
         args.scale = "quick"
+    if args.output_dir is None:
+        args.output_dir = str(RESULTS) if args.scale in ("default", "extended") else f"outputs/benchmarks/quality_{args.scale}"
     return args
+
+
+def state_settings(args: argparse.Namespace) -> dict:
+    """What the state in ``output_dir`` depends on (beyond each study's own settings, which the sweep checks)."""
+    scale = {k: v for k, v in SCALES[args.scale].items() if k not in RESUMABLE}
+    packages = environment(devices=False)["packages"]
+    return {"state_version": STATE_VERSION, "scale": scale, "budget_nats": args.budget_nats, "budget_relative": args.budget_relative,
+            "seed": args.seed, "model": args.model or "embedded", "packages": {k: packages[k] for k in ("torch", "transformers")}}  # fmt: skip
+
+
+def check_state(args: argparse.Namespace) -> None:
+    """Record the settings of a new state; refuse a state written with other settings, naming what changed."""
+    path = Path(args.output_dir) / "settings.json"
+    settings = json.loads(json.dumps(state_settings(args)))
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(settings, indent=2) + "\n")
+        return
+    stored = json.loads(path.read_text())
+    changed = sorted(
+        f"{key}: {json.dumps(stored.get(key))} -> {json.dumps(settings.get(key))}"
+        for key in stored.keys() | settings.keys()
+        if stored.get(key) != settings.get(key)
+    )
+    if changed:
+        sys.exit(
+            f"{args.output_dir} holds results computed with other settings, which new results must not be mixed with:\n  "
+            + "\n  ".join(changed)
+            + f"\nRerun with the settings above, or give another --output_dir (or delete {path.parent} to start over)."
+        )
 
 
 def sweep_arguments(args: argparse.Namespace, scale: dict, name: str, scenario: str) -> SweepArguments:
@@ -95,7 +157,8 @@ def sweep_arguments(args: argparse.Namespace, scale: dict, name: str, scenario: 
         method=method, scenario=scenario, search_space=space, fixed={**fixed, **cir_fixed}, n_trials=scale["trials"],
         disruption_budget=args.budget_nats if scenario == "code" else args.budget_relative,
         disruption_unit="nats" if scenario == "code" else "relative", pass_budget=scale["pass_budget"], attack_suite="quick",
-        attack_steps=scale["tune_attack_steps"], eval_steps=5, batch_size=scale["batch_size"], max_countries=scale["max_countries"],
+        attack_steps=scale["tune_attack_steps"], eval_steps=scale["unlearn_eval_steps"], attack_eval_steps=scale["attack_eval_steps"],
+        batch_size=scale["batch_size"], max_countries=scale["max_countries"], bf16=scale["bf16_trials"],
         output_dir=str(Path(args.output_dir) / scenario / name / "sweep"), study_name=f"{name}-{scenario}", seed=args.seed,
     )  # fmt: skip
 
@@ -105,18 +168,22 @@ def data_arguments(scale: dict, pool: str, split_seed: int) -> DataArguments:
                          max_forget_documents=120)  # fmt: skip
 
 
+def evaluation_path(args: argparse.Namespace, scenario: str, name: str) -> Path:
+    return Path(args.output_dir) / scenario / name / "evaluation.json"
+
+
 def evaluate(args: argparse.Namespace, scale: dict, name: str, scenario: str, best: dict | None) -> dict:
-    """The method at its tuned settings on held-out data, a fresh seed, attacked by the evaluation suite."""
-    path = Path(args.output_dir) / scenario / name / "evaluation.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    """The method at its tuned settings on held-out data, a fresh seed, in fp32, attacked by the evaluation suite.
+
+    The attacks' results are kept beside ``evaluation.json`` (without weights): an evaluation cut short
+    recomputes its (deterministic) unlearning, then reads its finished attacks back."""
+    path = evaluation_path(args, scenario, name)
     seed = args.seed + 1000  # fresh
-    model_path = default_model_path()
+    model_path = resolve_model_name_or_path(args.model)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    data_args = data_arguments(scale, "test", seed)
     sweep_args = sweep_arguments(args, scale, name if name != "no_unlearning" else "mudman", scenario)
     sweep_args = replace(sweep_args, seed=seed)
-    scenario_data = build_scenario(sweep_args, data_args, AutoModelForCausalLM.from_pretrained(model_path), tokenizer)
+    scenario_data = build_scenario(sweep_args, data_arguments(scale, "test", seed), AutoModelForCausalLM.from_pretrained(model_path), tokenizer)
     model = AutoModelForCausalLM.from_pretrained(model_path)
     started, unlearning = time.time(), {}
     if name != "no_unlearning":
@@ -136,39 +203,58 @@ def evaluate(args: argparse.Namespace, scale: dict, name: str, scenario: str, be
     )  # fmt: skip
     result = attack(model, suite, scenario_data, tokenizer, resume=True)
     metric = scenario_data.best_metric.removeprefix("eval_")
-    start = result.start_point
     evaluation = {
-        "name": name, "scenario": scenario, "metric": metric, "after_unlearning": start, "all_diverged": result.all_diverged,
+        "name": name, "scenario": scenario, "metric": metric, "after_unlearning": result.start_point, "all_diverged": result.all_diverged,
         "attack_best": None if result.all_diverged else result.best_point(), "settings": best["best_params"] if best else {},
         "tuning": {k: best[k] for k in ("best_value", "top_k_mean", "top_k_sem", "trials") if k in best} if best else {},
-        "unlearning": unlearning, "seconds": time.time() - started,
+        "unlearning": unlearning, "attacks": result.to_dict(), "seconds": time.time() - started,
     }  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(finite_or_null(evaluation), indent=2))
+    write_json(path, finite_or_null(evaluation))
     return evaluation
 
 
-def run(args: argparse.Namespace) -> dict:
+def write_json(path: Path, content: dict) -> None:
+    """Write atomically: two workers may write the same summary, and a kill must never leave half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(json.dumps(content, indent=2) + "\n")
+    temporary.replace(path)
+
+
+def run(args: argparse.Namespace) -> None:
     scale = SCALES[args.scale]
     names = args.methods or scale["methods"]
-    results: dict[str, dict] = {}
     for scenario in args.scenarios:
-        results[scenario] = {}
         for name in ["no_unlearning", *names]:
+            if evaluation_path(args, scenario, name).is_file():
+                continue
             best = None
             if name != "no_unlearning":
-                best = run_sweep(sweep_arguments(args, scale, name, scenario), data_arguments(scale, "tuning", args.seed))
-            results[scenario][name] = evaluate(args, scale, name, scenario, best)
-            write(args, results)
+                best = run_sweep(sweep_arguments(args, scale, name, scenario), data_arguments(scale, "tuning", args.seed), args.model)
+            evaluate(args, scale, name, scenario, best)
+            write(args)
+
+
+def collect(args: argparse.Namespace) -> dict:
+    """Every finished evaluation in ``output_dir``: {scenario: {name: evaluation}}, in the order of METHODS."""
+    results: dict[str, dict] = {}
+    for scenario in ("code", "facts"):
+        rows = {name: json.loads(evaluation_path(args, scenario, name).read_text())
+                for name in ["no_unlearning", *METHODS] if evaluation_path(args, scenario, name).is_file()}  # fmt: skip
+        if rows:
+            results[scenario] = rows
     return results
 
 
-def write(args: argparse.Namespace, results: dict) -> None:
+def write(args: argparse.Namespace) -> dict:
+    results = collect(args)
     output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "quality.json").write_text(json.dumps(finite_or_null({"scale": args.scale, "setting": SCALES[args.scale], "results": results}), indent=2))
+    write_json(output_dir / "quality.json", finite_or_null({"scale": args.scale, "setting": SCALES[args.scale], "state": state_settings(args),
+                                                             "environment": environment(), "results": results}))  # fmt: skip
     (output_dir / "quality.md").write_text(markdown(args, results))
-    plot(results, output_dir / "quality.png")
+    if results:
+        plot(results, output_dir / "quality.png")
+    return results
 
 
 def markdown(args: argparse.Namespace, results: dict) -> str:
@@ -177,17 +263,19 @@ def markdown(args: argparse.Namespace, results: dict) -> str:
         metric = next(iter(rows.values()))["metric"]
         baseline = rows.get("no_unlearning", {}).get("attack_best") or {}
         lines += [f"### {scenario}: `{metric}` at the attacker's best", "",
-                  "| method | after unlearning | attacker's best | vs no_unlearning | attack | retain_loss there | tuning (best of trials) |",
-                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "| method | after unlearning | attacker's best | vs no_unlearning | attack | retain_loss there | tuning (best of trials) | trials |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for name, row in rows.items():
             best = row["attack_best"]
+            trials = row.get("tuning", {}).get("trials", {})
+            trial_counts = ", ".join(f"{count} {state.lower()}" for state, count in sorted(trials.items()))
             if best is None:
-                lines.append(f"| {name} | {row['after_unlearning'][metric]:.4f} | every attack diverged | | | | |")
+                lines.append(f"| {name} | {row['after_unlearning'][metric]:.4f} | every attack diverged | | | | | {trial_counts} |")
                 continue
             ratio = best[metric] / baseline[metric] if baseline.get(metric) else float("nan")
             tuning = row.get("tuning", {}).get("best_value")
             lines.append(f"| {name} | {row['after_unlearning'][metric]:.4f} | {best[metric]:.4f} | {ratio:.2f}x | {best['attack']} | "
-                         f"{best.get('retain_loss', float('nan')):.4f} | {'' if tuning is None else f'{tuning:.4f}'} |")  # fmt: skip
+                         f"{best.get('retain_loss', float('nan')):.4f} | {'' if tuning is None else f'{tuning:.4f}'} | {trial_counts} |")  # fmt: skip
         lines.append("")
     return "\n".join(lines)
 
@@ -211,11 +299,15 @@ def plot(results: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def main() -> None:
-    args = parse_args()
-    torch.manual_seed(args.seed)
-    results = run(args)
-    print(markdown(args, results))
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    check_state(args)
+    if not args.report:
+        torch.manual_seed(args.seed)
+        run(args)
+    print(markdown(args, write(args)))
 
 
 if __name__ == "__main__":

@@ -42,33 +42,37 @@ from .registry import available_methods, get_method
 from .scenarios import Scenario, code_scenario, facts_scenario
 from .tracking import finish_open_run, reports_to_wandb
 
-# Per method, the settings searched and their ranges, from the papers (MUDMAN's Optuna configs for
-# SmolLM / Python; the baselines' published learning rates and coefficients, a decade either way).
-_MUDMAN_LOOP = {
-    "adv_lr": {"low": 3e-4, "high": 0.1, "log": True},
-    "fork_every_n_loops": {"low": 6, "high": 42},
-    "adv_decay": {"low": 0.3, "high": 1.0},
-    "retain_momentum": {"low": 0.0, "high": 0.99},
-    "retaining_rate": {"low": 1e-4, "high": 1e-2, "log": True},
+
+def around(published: float, decades: float = 1.0) -> dict[str, Any]:
+    """A log-scale range ``decades`` either side of ``published``, which the study tries first."""
+    return {"low": published / 10**decades, "high": published * 10**decades, "log": True, "published": published}
+
+
+# Per method: at most three settings searched, each about a decade either side of its published value,
+# which is the study's first trial (``study.enqueue_trial``); every other setting stays at its config's
+# default. Where each published value comes from (and how it was converted to our units):
+SEARCH_SPACE_SOURCES = {
+    "mudman": "filyp/MUDMAN src/MUDMAN.py defaults (arXiv 2506.12484): adv_lr 1e-3, retaining_rate 1e-3, fork_every_n_loops 32, "
+    "retain_momentum 0.9; its unlearning step of global norm 0.1 is an RMS of 2e-5 per element on SmolLM2's gate_proj (2.65e7 weights)",
+    "tar": "the MUDMAN paper's TAR baseline (filyp/MUDMAN configs/ablations_and_loss2,smol,python.yaml): adv_decay 1, retain_momentum 0; "
+    "it searched the rates over [1e-7, 0.3] and the representation weight over [1e-12, 1] with no published choice: TARConfig's defaults",
+    "graddiff": "TOFU (Maini et al. 2024, arXiv 2401.06121): AdamW, learning rate 1e-5, forget and retain terms weighted equally",
+    "npo": "NPO (Zhang et al. 2024, arXiv 2404.05868) on TOFU: AdamW, learning rate 1e-5, beta 0.1; retain term weighted 1",
+    "simnpo": "SimNPO (Fan et al. 2024, arXiv 2410.07163) on TOFU: learning rate 1e-5, beta 2.5",
+    "rmu": "RMU (Li et al. 2024, WMDP, arXiv 2403.03218) on Zephyr-7B: learning rate 5e-5, steering coefficient 6.5, alpha 1200",
+    "circuit_breakers": "Circuit Breakers (Zou et al. 2024, arXiv 2406.04313): learning rate 1e-4, alpha 10",
+    "cir": "filyp/unlearning configs/main_comparison_llama_bio.yaml (CIR on Llama-3.1-8B): update norm 0.2 ('previous best'), "
+    "retaining rate 3e-4",
 }
-_OPTIMIZER = {"learning_rate": {"low": 1e-6, "high": 1e-4, "log": True}, "retaining_rate": {"low": 0.1, "high": 10.0, "log": True}}
 SEARCH_SPACES: dict[str, dict[str, dict[str, Any]]] = {
-    "mudman": {"unlearning_rate": {"low": 1e-7, "high": 0.3, "log": True}, **_MUDMAN_LOOP},
-    "tar": {
-        "unlearning_rate": {"low": 1e-4, "high": 300.0, "log": True},  # unnormalized: MUDMAN's no-normalization range
-        "retain_representation_weight": {"low": 1e-12, "high": 1.0, "log": True},
-        **{k: v for k, v in _MUDMAN_LOOP.items() if k != "retain_momentum"},
-    },
-    "graddiff": _OPTIMIZER,
-    "npo": {**_OPTIMIZER, "npo_beta": {"low": 0.05, "high": 0.5, "log": True}},
-    "simnpo": {**_OPTIMIZER, "simnpo_beta": {"low": 0.5, "high": 5.0, "log": True}},
-    "rmu": {
-        "learning_rate": {"low": 5e-6, "high": 5e-4, "log": True},
-        "steering_coef": {"low": 1.0, "high": 100.0, "log": True},
-        "retaining_rate": {"low": 10.0, "high": 1e4, "log": True},
-    },
-    "circuit_breakers": {"learning_rate": {"low": 1e-5, "high": 1e-3, "log": True}, "cb_alpha": {"low": 1.0, "high": 100.0, "log": True}},
-    "cir": {"step_norm": {"low": 0.05, "high": 5.0, "log": True}, "retaining_rate": {"low": 1e-5, "high": 1e-2, "log": True}},
+    "mudman": {"unlearning_rate": around(2e-5), "adv_lr": around(1e-3), "retaining_rate": around(1e-3)},
+    "tar": {"unlearning_rate": around(1e-3), "retain_representation_weight": around(1e-2), "adv_lr": around(1e-3)},
+    "graddiff": {"learning_rate": around(1e-5), "retaining_rate": around(1.0)},
+    "npo": {"learning_rate": around(1e-5), "npo_beta": around(0.1), "retaining_rate": around(1.0)},
+    "simnpo": {"learning_rate": around(1e-5), "simnpo_beta": around(2.5), "retaining_rate": around(1.0)},
+    "rmu": {"learning_rate": around(5e-5), "steering_coef": around(6.5), "retaining_rate": around(1200.0)},
+    "circuit_breakers": {"learning_rate": around(1e-4), "cb_alpha": around(10.0)},
+    "cir": {"step_norm": around(0.2), "retaining_rate": around(3e-4)},
 }
 # Settings every trial of a method gets unless overridden: the sweep's own pruning replaces CIR's budget stop.
 FIXED_DEFAULTS: dict[str, dict[str, Any]] = {"cir": {"disruption_budget": None, "eval_strategy": "steps"}}
@@ -96,6 +100,11 @@ class SweepArguments:
     attack_suite: str = field(default="quick", metadata={"help": f"Attack suite preset: {', '.join(PRESETS)}."})
     attack_steps: int | None = field(default=None, metadata={"help": "Steps of every attack (default: the preset's)."})
     eval_steps: int = field(default=10, metadata={"help": "Unlearning steps between evaluations (pruning checks)."})
+    attack_eval_steps: int | None = field(default=None, metadata={"help": "Attack steps between evaluations (default: eval_steps)."})
+    bf16: bool = field(
+        default=False,
+        metadata={"help": "Trials under bf16 autocast (weights and updates stay fp32): about 1.9x faster on CPUs with bf16 units."},
+    )
     batch_size: int = field(default=8, metadata={"help": "Examples per step, unlearning and attacks."})
     max_countries: int = field(default=120, metadata={"help": "facts: capitals of this many most populous countries."})
     phrasings: int = field(default=3, metadata={"help": "facts: fact-stating sentences per fact (0: prompt + answer)."})
@@ -148,7 +157,8 @@ def _mapping(name: str, value: dict | str | None) -> dict | None:
 
 
 def suggest(trial: Any, name: str, spec: dict[str, Any]) -> Any:
-    """One setting from its search-space entry: ``{"choices": [...]}`` or ``{"low", "high", "log"}`` (ints stay ints)."""
+    """One setting from its search-space entry: ``{"choices": [...]}`` or ``{"low", "high", "log"}`` (ints stay ints),
+    either with an optional ``published`` value, which the study's first trial takes."""
     if "choices" in spec:
         return trial.suggest_categorical(name, spec["choices"])
     if isinstance(spec["low"], int) and isinstance(spec["high"], int) and not spec.get("log"):
@@ -194,6 +204,11 @@ class BudgetPruning(TrainerCallback):
         self.check(metrics or {}, state.global_step)
 
 
+def precision(args: SweepArguments) -> dict[str, bool]:
+    """TrainingArguments for bf16 autocast (``use_cpu`` where there is no GPU: transformers asks for it on the CPU)."""
+    return {"bf16": True, "use_cpu": not torch.cuda.is_available()} if args.bf16 else {}
+
+
 def run_trial(
     trial: Any, params: dict[str, Any], args: SweepArguments, model_path: str, scenario: Scenario, tokenizer: Any
 ) -> float:
@@ -202,11 +217,12 @@ def run_trial(
 
     trial_dir = Path(args.output_dir) / "trials" / f"trial-{trial.number:04d}"
     metric = scenario.best_metric
-    config = get_method(args.method).config(
+    settings = dict(
         output_dir=str(trial_dir / "unlearn"), max_steps=args.pass_budget, max_passes=args.pass_budget, per_device_train_batch_size=args.batch_size,
         eval_strategy="steps", eval_steps=args.eval_steps, eval_on_start=True, save_strategy="no", report_to=args.report_to,
-        run_name=f"{args.study_name}/trial-{trial.number}", seed=args.seed, disable_tqdm=True, **{**args.fixed, **params},
+        run_name=f"{args.study_name}/trial-{trial.number}", seed=args.seed, disable_tqdm=True, **precision(args),
     )  # fmt: skip
+    config = get_method(args.method).config(**{**settings, **args.fixed, **params})  # fixed settings and the trial's override ours
     pruning = BudgetPruning(trial, args, metric)
     started = time.time()
     try:
@@ -217,7 +233,8 @@ def run_trial(
         overrides = {} if args.attack_steps is None else {"max_steps": args.attack_steps}
         suite = AttackSuite.preset(
             args.attack_suite, output_dir=str(trial_dir / "attacks"), per_device_train_batch_size=args.batch_size,
-            eval_steps=args.eval_steps, metric_for_best_model=metric, seed=args.seed, disable_tqdm=True, **overrides,
+            eval_steps=args.attack_eval_steps or args.eval_steps, metric_for_best_model=metric, seed=args.seed, disable_tqdm=True,
+            **precision(args), **overrides,
         )  # fmt: skip
         result = attack(trainer.model, suite, scenario, tokenizer)
     finally:
@@ -271,7 +288,13 @@ def run_sweep(args: SweepArguments, data_args: DataArguments, model_name_or_path
         study_name=args.study_name, storage=storage, direction=args.direction, load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=args.seed),
     )  # fmt: skip
-    study.set_user_attr("arguments", json.loads(json.dumps(asdict(args), default=str)))
+    settings = study_settings(args, data_args, model_name_or_path)
+    if not study.get_trials(deepcopy=False):
+        study.set_user_attr("settings", settings)
+        published = {name: spec["published"] for name, spec in args.search_space.items() if "published" in spec}
+        if published:  # the first trial: the settings the method's authors published
+            study.enqueue_trial(published)
+    check_same_study(study, settings, args)
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     remaining = args.n_trials - len(study.get_trials(deepcopy=False, states=finished))
     try:
@@ -285,6 +308,43 @@ def run_sweep(args: SweepArguments, data_args: DataArguments, model_name_or_path
     finally:
         share(None)  # the other processes stop
     return summarize(study, args, data_args, model_name_or_path)
+
+
+# Settings that do not change a trial's result: a study resumes under other values of these.
+NOT_RESULT_SETTINGS = ("n_trials", "top_k", "heartbeat_interval", "report_to", "output_dir", "storage")
+
+
+def study_settings(args: SweepArguments, data_args: DataArguments, model_name_or_path: str | None) -> dict[str, Any]:
+    """Everything that changes a trial's result: the sweep's settings, the data's, the model's name."""
+    sweep = {name: value for name, value in asdict(args).items() if name not in NOT_RESULT_SETTINGS}
+    return json.loads(json.dumps({"sweep": sweep, "data": asdict(data_args), "model": model_name_or_path or "embedded"}, default=str))
+
+
+def _flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_same_study(study: Any, settings: dict[str, Any], args: SweepArguments) -> None:
+    """Refuse to add trials to a study run with other settings: its trials and ours would not be comparable."""
+    stored = study.user_attrs.get("settings")
+    if stored is None:
+        raise ValueError(
+            f"study {args.study_name!r} in {args.storage} has trials but no recorded settings (written by an older hf_unlearn): "
+            "give another --study_name or --output_dir"
+        )
+    before, now = _flatten(stored), _flatten(settings)
+    changed = [f"{key}: {before.get(key)!r} -> {now.get(key)!r}" for key in sorted(before.keys() | now.keys()) if before.get(key) != now.get(key)]
+    if changed:
+        raise ValueError(
+            f"study {args.study_name!r} in {args.storage} was run with other settings ({'; '.join(changed)}). Its trials would "
+            "not be comparable with new ones: give another --study_name or --output_dir, or rerun with the study's settings"
+        )
 
 
 def summarize(study: Any, args: SweepArguments, data_args: DataArguments, model_name_or_path: str | None) -> dict[str, Any]:
