@@ -13,7 +13,7 @@ import yaml
 from conftest import write_local_files
 
 from hf_unlearn.cli import unlearn_parser
-from hf_unlearn.sweep import SweepArguments, run_sweep
+from hf_unlearn.sweep import SweepArguments, around, run_sweep
 
 HERE = Path(__file__).resolve().parent
 
@@ -43,7 +43,7 @@ def test_a_sweep_killed_in_its_second_trial_resumes_without_recomputing_the_firs
     args = SweepArguments(**settings)
     before = trials(args)
     assert [t.state.name for t in before] == ["COMPLETE", "RUNNING"], "killed in the middle of trial 1"
-    time.sleep(2.5)  # past the grace period of two heartbeats: the trial is stale
+    time.sleep(4)  # well past the grace period of two heartbeats (2 s): the trial is stale, even on a loaded machine
 
     summary = run_sweep(args, data, str(model_dir))
     after = trials(args)
@@ -60,14 +60,19 @@ def test_a_sweep_killed_in_its_second_trial_resumes_without_recomputing_the_firs
     assert parsed_data.forget_source == data.forget_source
     assert (Path(settings["output_dir"]) / "trials.png").is_file()
     assert run_sweep(args, data, str(model_dir))["trials"] == summary["trials"], "a finished study runs no more trials"
+    # Its trials and new ones would not be comparable: refused before any trial, naming the change.
+    with pytest.raises(ValueError, match=r"sweep\.fixed\.retain_momentum: None -> 0\.5"):
+        run_sweep(SweepArguments(**{**settings, "n_trials": 5, "fixed": {"retain_momentum": 0.5}}), data, str(model_dir))
+    assert len(trials(args)) == len(after)
 
 
 def test_a_trial_beyond_the_disruption_budget_is_pruned(setup, memorised):
     model_dir, data, settings = setup
     memorised[0].save_pretrained(model_dir)  # a model that knows the retain text: unlearning raises its loss
-    args = SweepArguments(**{**settings, "n_trials": 1, "disruption_budget": 1e-9, "search_space": {"unlearning_rate": {"choices": [0.05]}}})
+    args = SweepArguments(**{**settings, "n_trials": 1, "disruption_budget": 1e-9, "search_space": {"unlearning_rate": around(0.05)}})
     summary = run_sweep(args, data, str(model_dir))
     (trial,) = trials(args)
     assert trial.state.name == "PRUNED" and summary["trials"] == {"PRUNED": 1}
+    assert trial.params == {"unlearning_rate": 0.05}, "the first trial takes the published value"
     assert not (Path(settings["output_dir"]) / "trials" / "trial-0000" / "attacks").exists(), "a pruned trial is not attacked"
     assert yaml.safe_load(json.dumps(summary)) == summary

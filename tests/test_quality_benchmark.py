@@ -1,0 +1,48 @@
+"""The quality benchmark's state: a kill loses only the work in progress, and state from other settings is refused."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import write_local_files
+
+HERE = Path(__file__).resolve().parent
+spec = importlib.util.spec_from_file_location("quality", HERE.parent / "benchmarks" / "quality.py")
+quality = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(quality)
+
+
+def test_state_from_other_settings_is_refused_naming_what_changed(tmp_path):
+    quality.check_state(quality.parse_args(["--output_dir", str(tmp_path)]))
+    quality.check_state(quality.parse_args(["--output_dir", str(tmp_path), "--methods", "npo"]))  # which studies run: not a setting
+    with pytest.raises(SystemExit) as refused:
+        quality.check_state(quality.parse_args(["--output_dir", str(tmp_path), "--budget_nats", "0.1"]))
+    assert "budget_nats: 0.05 -> 0.1" in str(refused.value) and "--output_dir" in str(refused.value)
+    settings = json.loads((tmp_path / "settings.json").read_text())
+    assert settings["budget_nats"] == 0.05 and settings["scale"]["pass_budget"] == quality.SCALES["default"]["pass_budget"]
+
+
+def test_killed_during_an_evaluation_it_resumes_without_recomputing_trials_or_evaluations(tmp_path):
+    model_dir, data = write_local_files(tmp_path)
+    output_dir = tmp_path / "quality"
+    arguments = ["--quick", "--scenarios", "code", "--methods", "graddiff", "--model", str(model_dir), "--output_dir", str(output_dir)]
+    # Attacks 1-2: the untouched model's evaluation; 3-4: graddiff's one trial; 5: its evaluation's first attack; 6: killed.
+    killed = subprocess.run([sys.executable, str(HERE / "quality_kill.py"), "6", *arguments], capture_output=True, text=True, timeout=600)
+    assert killed.returncode == 3, killed.stderr[-3000:]
+    baseline = output_dir / "code" / "no_unlearning" / "evaluation.json"
+    first_attack = output_dir / "code" / "graddiff" / "attacks" / "lora_1e-3" / "attack_result.json"
+    assert baseline.is_file() and first_attack.is_file() and not (output_dir / "code" / "graddiff" / "evaluation.json").exists()
+    storage = f"sqlite:///{output_dir / 'code' / 'graddiff' / 'sweep' / 'study.db'}"
+    (trial,) = optuna.load_study(study_name="graddiff-code", storage=storage).get_trials()
+    written = {path: path.stat().st_mtime_ns for path in (baseline, first_attack)}
+
+    quality.main(arguments)
+    assert [t.datetime_complete for t in optuna.load_study(study_name="graddiff-code", storage=storage).get_trials()] == [trial.datetime_complete]
+    assert {path: path.stat().st_mtime_ns for path in written} == written, "the finished evaluation and attack were read back"
+    evaluation = json.loads((output_dir / "code" / "graddiff" / "evaluation.json").read_text())
+    assert evaluation["attacks"]["attacks"].keys() == {"lora_1e-3", "adamw_1e-4"} and evaluation["settings"] == trial.params
+    assert "| graddiff |" in (output_dir / "quality.md").read_text()
