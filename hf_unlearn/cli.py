@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -105,7 +106,8 @@ def run_unlearn(model_config: ModelConfig, data_args: DataArguments, config: Unl
     if trainer.is_world_process_zero():
         print(json.dumps(finite_or_null(metrics), indent=2))
         print(
-            f"\nThe unlearned model is in {config.output_dir}. Measure its robustness against the attack suite with:\n"
+            f"\nThe unlearned model is in {config.output_dir}. Measure its robustness against the attack suite (on the data it was "
+            f"unlearned on, recorded in {INFO_FILE}) with:\n"
             f"  hf-unlearn evaluate {config.output_dir} --baseline {model_config.model_name_or_path or 'embedded'}"
         )
     return trainer
@@ -223,13 +225,35 @@ class EvaluateArguments:
     lm_eval_limit: float | None = field(default=None, metadata={"help": "Questions per harness task (the harness's limit)."})
 
 
+def evaluation_data(data_args: DataArguments, recorded: dict[str, Any]) -> tuple[DataArguments, dict[str, dict[str, Any]]]:
+    """The data to evaluate on: the unlearning run's (``recorded``, from its ``unlearning_info.json``) with the data
+    flags given here on top (those that differ from the defaults), and which of those differ from the run's."""
+    defaults = dataclasses.asdict(DataArguments())
+    given = {name: value for name, value in dataclasses.asdict(data_args).items() if value != defaults[name]}
+    differing = {
+        name: {"unlearning": recorded.get(name, defaults[name]), "evaluation": value}
+        for name, value in given.items()
+        if recorded and value != recorded.get(name, defaults[name])
+    }
+    return DataArguments(**{**recorded, **given}), differing
+
+
 def run_evaluate(args: EvaluateArguments, data_args: DataArguments) -> RobustnessReport:
-    """The attack suite on the unlearned model and on its baseline; the report and the card go to the model's folder."""
+    """The attack suite on the unlearned model and on its baseline, on the data it was unlearned on (unless data
+    flags say otherwise); the report and the card go to the model's folder."""
     model_path, model, tokenizer = load_model(args.model_name_or_path, args.dtype)
     _, baseline, _ = load_model(resolve_model_name_or_path(args.baseline), args.dtype)
     output_dir = Path(args.output_dir or model_path)
     if not output_dir.is_dir() and args.output_dir is None:
         raise ValueError(f"{model_path} is not a local folder: give --output_dir for the report")
+    info_path = Path(model_path) / INFO_FILE
+    recorded = UnlearningInfo.load(info_path.parent) if info_path.is_file() else None
+    data_args, differing = evaluation_data(data_args, recorded.data if recorded else {})
+    if recorded is None or not recorded.data:
+        print(f"warning: {info_path} records no unlearning data: evaluating on the data flags given ({data_args.forget_source})", file=sys.stderr)
+    if differing:
+        changes = "; ".join(f"{k}: {v['unlearning']!r} -> {v['evaluation']!r}" for k, v in sorted(differing.items()))
+        print(f"warning: evaluating on other data than {model_path} was unlearned on ({changes}); the card will say so", file=sys.stderr)
     scenario = code_scenario(data_args, tokenizer)
     overrides = {} if args.attack_steps is None else {"max_steps": args.attack_steps}
     suite = AttackSuite.preset(
@@ -244,12 +268,12 @@ def run_evaluate(args: EvaluateArguments, data_args: DataArguments) -> Robustnes
         f"Relearning attacks on {args.model_name_or_path} ({args.attack_suite} suite)", {"unlearned": model, "no_unlearning": baseline},
         suite, attack_dataset=scenario.attack, eval_dataset=scenario.eval, processing_class=tokenizer, retain_dataset=scenario.retain,
         evaluators=evaluators,
-        details={"model": args.model_name_or_path, "baseline": args.baseline, "data": dataclasses.asdict(data_args)}, resume=True,
-        wandb_group=group_name(args.run_name, "evaluate"),
+        details={"model": args.model_name_or_path, "baseline": args.baseline, "data": dataclasses.asdict(data_args),
+                 **({"data_differs_from_unlearning": differing} if differing else {})},
+        resume=True, wandb_group=group_name(args.run_name, "evaluate"),
     )  # fmt: skip
     paths = report.save(output_dir, REPORT_NAME)
-    info_path = output_dir / INFO_FILE
-    info = UnlearningInfo.load(output_dir) if info_path.is_file() else UnlearningInfo(
+    info = recorded or UnlearningInfo(
         base_model=base_model_name(baseline), method="unknown", settings={},
         forget={"source": data_args.forget_source}, retain={"source": data_args.retain_source},
     )  # fmt: skip
@@ -276,7 +300,7 @@ def evaluate_command(argv: Sequence[str]) -> RobustnessReport:
     parser = parser_for(
         (EvaluateArguments, DataArguments),
         "Attack an unlearned model and its baseline with an attack suite; write the robustness report and the model card. "
-        "Give the data flags (or --config) of the unlearning run, so the attacks use its splits.",
+        "The data is the unlearning run's (its unlearning_info.json); data flags given here override it, with a warning.",
     )
     return run_evaluate(*parser.parse_args_and_config(argv))
 

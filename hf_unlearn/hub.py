@@ -56,6 +56,7 @@ class UnlearningInfo:
     forget: dict[str, Any]  # {"source": ..., "examples": ..., "tokens": ...}
     retain: dict[str, Any]
     disruption: dict[str, float] = field(default_factory=dict)  # {"retain_loss_before": ..., "retain_loss_after": ...}
+    data: dict[str, Any] = field(default_factory=dict)  # the run's DataArguments, which `hf-unlearn evaluate` reuses
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / INFO_FILE
@@ -144,7 +145,7 @@ def model_card(info: UnlearningInfo, report: RobustnessReport | None = None, mod
             )
     sections.append("## Robustness\n\n" + (_robustness(report) if report is not None else (
         "Not measured yet. Run `hf-unlearn evaluate <this model> --baseline <base model>` to attack it with the relearning "
-        "attack suite and add the table here."
+        "attack suite (on the data it was unlearned on, recorded in `unlearning_info.json`) and add the table here."
     )))  # fmt: skip
     sections.append(
         "## How to use\n\n```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
@@ -183,6 +184,10 @@ def _robustness(report: RobustnessReport) -> str:
         + "".join(f" {m.removeprefix('harness_')}: before / at the attacker's best |" for m in harness),
         "|---|---|---|---|---|" + "---|" * len(harness),
     ]
+    differing = report.details.get("data_differs_from_unlearning")
+    if differing:
+        changes = "; ".join(f"`{k}` {v['unlearning']!r} when unlearning, {v['evaluation']!r} here" for k, v in sorted(differing.items()))
+        lines[1:1] = ["", f"**Evaluated on other data than the model was unlearned on:** {changes}."]
     for run, result in report.runs.items():
         start, best = result["after_unlearning"], result["attack_best"]
         if best is None:

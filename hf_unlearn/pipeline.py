@@ -90,6 +90,7 @@ def unlearn(
         evaluators=scenario.evaluators, processing_class=processing_class, callbacks=callbacks, peft_config=peft_config,
     )  # fmt: skip
     trainer.data_sources = scenario.sources
+    trainer.data_arguments = scenario.details.get("data_arguments", {})
     run_config = {"method": config.method, "method_settings": method_settings(config), "data": {**scenario.sources, **scenario.details}}
     # Left open: the caller may still evaluate with this trainer, whose WandbCallback logs into the run.
     group = wandb_group or group_name(config.run_name, config.method)

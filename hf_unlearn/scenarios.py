@@ -16,7 +16,7 @@ retain set's own distribution flatters methods whose retain step trains on it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from datasets import Dataset
@@ -60,7 +60,7 @@ def code_scenario(data_args: DataArguments, tokenizer: PreTrainedTokenizerBase, 
             general_source, tokenizer, data_args.chunk_length, data_args.max_eval_examples or 64, data_args.split_seed
         )
     details = {"forget_source": data_args.forget_source, "retain_source": data_args.retain_source, "general_source": general_source,
-               **{f"{name}_examples": len(data[name]) for name in ("unlearn", "attack", "retain")}}  # fmt: skip
+               **{f"{name}_examples": len(data[name]) for name in ("unlearn", "attack", "retain")}, "data_arguments": asdict(data_args)}  # fmt: skip
     sources = {"forget": data_args.forget_source, "retain": data_args.retain_source}
     return Scenario("code", data["unlearn"], data["attack"], data["retain"], eval_sets, "eval_forget_loss", sources, details=details)
 

@@ -108,6 +108,7 @@ class UnlearnTrainer(CausalLMTrainer):
             raise ValueError("UnlearnTrainer needs both forget_dataset and retain_dataset")
         check_process_count(args.world_size)
         self.data_sources: dict[str, str] = {}  # {"forget": source name, "retain": ...}, for the model card
+        self.data_arguments: dict[str, Any] = {}  # the DataArguments the data was built from, for `hf-unlearn evaluate`
         spec = get_method(args.method)
         self.objective = spec.objective(args)
         self.procedure = spec.procedure(args, self.objective)
@@ -171,7 +172,7 @@ class UnlearnTrainer(CausalLMTrainer):
         return UnlearningInfo(
             base_model=self.base_model, method=self.args.method, settings=method_settings(self.args),
             forget=described("forget", self.train_dataset), retain=described("retain", self.retain_stream.dataset),
-            disruption=disruption,
+            disruption=disruption, data=self.data_arguments,
         )  # fmt: skip
 
     def prepare_model(

@@ -198,3 +198,27 @@ def test_the_card_shows_the_robustness_table_with_harness_scores(tmp_path):
     assert "| unlearned | 9.0000 | 6.5000 | adamw_1e-4 (step 10) | 3.1000 | 0.2600 / 0.3100 |" in text
     assert "wmdp_bio_acc: before / at the attacker's best" in text
     assert "3.0000 before unlearning, 3.3000 after (+0.3000 nats" in text, "disruption from the report when training logged none"
+
+
+def test_evaluate_as_printed_uses_the_data_the_model_was_unlearned_on(tmp_path, local_files, capsys):
+    """`hf-unlearn evaluate OUT --baseline BASE`, as `unlearn` prints it, attacked the built-in Python data while the
+    card named the user's forget file; now it reads the run's data, and data flags that differ are named."""
+    from hf_unlearn.cli import main
+
+    model_dir, data = local_files
+    out = str(tmp_path / "out")
+    main(["unlearn", "--model_name_or_path", str(model_dir), *data, "--max_steps", "2", "--per_device_train_batch_size", "4",
+          "--output_dir", out, "--report_to", "none"])  # fmt: skip
+    printed = capsys.readouterr().out
+    command = printed[printed.index("hf-unlearn evaluate") :].split()[1:]
+    quick = ["--attack_suite", "quick", "--attack_steps", "2", "--batch_size", "4"]
+    main([*command, *quick])
+    report = json.loads((tmp_path / "out" / "robustness_report.json").read_text())
+    assert report["details"]["data"]["forget_source"] == data[1] and "data_differs_from_unlearning" not in report["details"]
+
+    main([*command, *quick, "--chunk_length", "12", "--output_dir", str(tmp_path / "other")])
+    report = json.loads((tmp_path / "other" / "robustness_report.json").read_text())
+    assert report["details"]["data"]["forget_source"] == data[1], "the run's data, the flag given on top"
+    assert report["details"]["data_differs_from_unlearning"] == {"chunk_length": {"unlearning": 16, "evaluation": 12}}
+    assert "chunk_length: 16 -> 12" in capsys.readouterr().err
+    assert "Evaluated on other data than the model was unlearned on" in (tmp_path / "other" / "README.md").read_text()
