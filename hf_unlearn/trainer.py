@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from datasets import Dataset
 from torch import nn
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback, TrainerState
 from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 from transformers.utils import logging
 
 from . import methods  # noqa: F401  (importing the package registers every method)
@@ -140,6 +140,16 @@ class UnlearnTrainer(CausalLMTrainer):
             resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir, self.args.world_size)
             if resume_from_checkpoint is None:
                 raise ValueError(f"resume_from_checkpoint=True, but {self.args.output_dir} holds no complete checkpoint to resume from")
+        if resume_from_checkpoint is not None and self.args.max_steps > 0:
+            state = TrainerState.load_from_json(os.path.join(resume_from_checkpoint, TRAINER_STATE_NAME))
+            if state.global_step >= self.args.max_steps:
+                # The run is complete. transformers would take one step more when max_steps ends mid-epoch, which
+                # MUDMAN's and CIR's constant-size updates make a full extra update: load the checkpoint instead.
+                logger.warning(f"{resume_from_checkpoint} is at max_steps={self.args.max_steps}: loaded, nothing left to train")
+                self._load_from_checkpoint(resume_from_checkpoint)
+                self.state = state
+                losses = [entry["train_loss"] for entry in state.log_history if "train_loss" in entry]
+                return TrainOutput(state.global_step, losses[-1] if losses else float("nan"), {})
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     # --- what was done, for the model card -------------------------------------------------------------

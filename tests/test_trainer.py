@@ -39,6 +39,19 @@ def test_resume_equals_uninterrupted_run(model, tokenizer, forget_dataset, retai
     assert straight.procedure.passes == resumed.procedure.passes
 
 
+def test_resume_from_the_final_checkpoint_mid_epoch_takes_no_step_more(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    """max_steps=5 ends mid-epoch (6 steps per epoch): transformers resumed checkpoint-5 into a step 6, a full
+    extra MUDMAN update."""
+    settings = dict(max_steps=5, save_strategy="steps", save_steps=5)
+    make_trainer(model, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path / "a", **settings)).train()
+    twin = tiny_llama(len(tokenizer), seed=11)
+    resumed = make_trainer(twin, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path / "a", **settings))
+    resumed.train(resume_from_checkpoint=True)
+    assert resumed.state.global_step == 5 and not (tmp_path / "a" / "checkpoint-6").exists()
+    for (name, a), b in zip(model.state_dict().items(), twin.state_dict().values()):
+        assert torch.equal(a, b), f"{name}: the resumed run is not the finished run's weights"
+
+
 def test_resume_without_method_state_is_refused(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
     settings = dict(max_steps=2, save_strategy="steps", save_steps=1)
     make_trainer(model, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path / "a", **settings)).train()
