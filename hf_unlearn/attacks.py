@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import gc
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -33,7 +32,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .config import RelearnAttackConfig
 from .evaluation.evaluators import Evaluator
-from .modeling import load_causal_lm
+from .modeling import load_causal_lm, weights_digest
 from .relearn import RelearnAttackTrainer, best_of
 from .tracking import group_name, wandb_run
 
@@ -120,10 +119,7 @@ RESULT_FILE = "attack_result.json"
 def run_fingerprint(model: nn.Module, *datasets: Any) -> str:
     """A digest of the model's weights and the data (``datasets`` fingerprints, evaluators' data):
     a saved attack result is reused only for the very same model and data."""
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    digest = weights_digest(model)
     for data in datasets:
         digest.update(_data_key(data).encode())
     return digest.hexdigest()

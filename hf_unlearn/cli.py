@@ -31,6 +31,7 @@ from .embedded_model import resolve_model_name_or_path
 from .evaluation.evaluators import HarnessEvaluator
 from .evaluation.report import RobustnessReport, finite_or_null
 from .hub import INFO_FILE, REPORT_NAME, UnlearningInfo, base_model_name, model_card
+from .modeling import weights_digest
 from .pipeline import attack, robustness_report, unlearn
 from .registry import available_methods, get_method
 from .scenarios import code_scenario
@@ -268,7 +269,8 @@ def run_evaluate(args: EvaluateArguments, data_args: DataArguments) -> Robustnes
         f"Relearning attacks on {args.model_name_or_path} ({args.attack_suite} suite)", {"unlearned": model, "no_unlearning": baseline},
         suite, attack_dataset=scenario.attack, eval_dataset=scenario.eval, processing_class=tokenizer, retain_dataset=scenario.retain,
         evaluators=evaluators,
-        details={"model": args.model_name_or_path, "baseline": args.baseline, "data": dataclasses.asdict(data_args),
+        details={"model": args.model_name_or_path, "model_weights": weights_digest(model).hexdigest(), "baseline": args.baseline,
+                 "data": dataclasses.asdict(data_args),
                  **({"data_differs_from_unlearning": differing} if differing else {})},
         resume=True, wandb_group=group_name(args.run_name, "evaluate"),
     )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -123,3 +124,12 @@ def module_output(model: nn.Module, batch: Mapping[str, Any], module: nn.Module,
     finally:
         handle.remove()
     return captured[0]
+
+
+def weights_digest(model: nn.Module) -> hashlib._Hash:
+    """A running SHA-256 of every tensor in the model's state dict, bit for bit (feed it more to key other inputs)."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest

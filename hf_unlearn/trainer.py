@@ -27,7 +27,7 @@ from .evaluation.report import RobustnessReport
 from .gradients import global_norm
 from .hub import REPORT_NAME, UnlearningInfo, base_model_name, method_settings, model_card
 from .lm_trainer import CausalLMTrainer
-from .modeling import lm_loss
+from .modeling import lm_loss, weights_digest
 from .registry import get_method
 
 if TYPE_CHECKING:
@@ -170,6 +170,10 @@ class UnlearnTrainer(CausalLMTrainer):
         info.save(output_dir)
         report = output_dir / f"{REPORT_NAME}.json"
         report = RobustnessReport.load(report) if report.is_file() else None
+        weights = weights_digest(self.accelerator.unwrap_model(self.model)).hexdigest()
+        if report is not None and report.details.get("model_weights") != weights:
+            logger.warning(f"{output_dir / REPORT_NAME}.json measured other weights than this model's: left out of the card")
+            report = None
         model_card(info, report, self.args.hub_model_id or model_name).save(output_dir / "README.md")
 
     def unlearning_info(self) -> UnlearningInfo:

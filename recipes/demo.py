@@ -34,6 +34,7 @@ from hf_unlearn.data import DataArguments
 from hf_unlearn.data.facts import world_capitals
 from hf_unlearn.evaluation import RobustnessReport
 from hf_unlearn.hub import REPORT_NAME
+from hf_unlearn.modeling import weights_digest
 from hf_unlearn.pipeline import robustness_report, unlearn
 from hf_unlearn.scenarios import code_scenario, facts_scenario
 
@@ -108,7 +109,8 @@ def main(data_args: DataArguments, args: DemoArguments) -> RobustnessReport:
         seed=args.seed, **overrides,
     )  # fmt: skip
     title = {"python": "MUDMAN on SmolLM2-135M: forget Python source", "facts": "MUDMAN on SmolLM2-135M: forget world capitals"}
-    details = {"model": str(model_path), "demo": asdict(args), "timings_s": timings, "data": asdict(data_args), **data.details}
+    details = {"model": str(model_path), "model_weights": weights_digest(trainer.model).hexdigest(), "demo": asdict(args),
+               "timings_s": timings, "data": asdict(data_args), **data.details}  # fmt: skip
     report = robustness_report(
         title[args.scenario], {"mudman": model, "no_unlearning": untouched}, suite, attack_dataset=data.attack,
         eval_dataset=data.eval, evaluators=data.evaluators, retain_dataset=data.retain, processing_class=tokenizer,

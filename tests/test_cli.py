@@ -222,3 +222,10 @@ def test_evaluate_as_printed_uses_the_data_the_model_was_unlearned_on(tmp_path, 
     assert report["details"]["data_differs_from_unlearning"] == {"chunk_length": {"unlearning": 16, "evaluation": 12}}
     assert "chunk_length: 16 -> 12" in capsys.readouterr().err
     assert "Evaluated on other data than the model was unlearned on" in (tmp_path / "other" / "README.md").read_text()
+
+    # Another model unlearned into the evaluated folder: the report there measured the old weights.
+    assert "| unlearned |" in (tmp_path / "out" / "README.md").read_text()
+    main(["unlearn", "--model_name_or_path", str(model_dir), *data, "--max_steps", "3", "--per_device_train_batch_size", "4",
+          "--output_dir", out, "--report_to", "none"])  # fmt: skip
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "Not measured yet" in card and "| unlearned |" not in card
