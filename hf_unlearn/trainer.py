@@ -140,6 +140,8 @@ class UnlearnTrainer(CausalLMTrainer):
             resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir, self.args.world_size)
             if resume_from_checkpoint is None:
                 raise ValueError(f"resume_from_checkpoint=True, but {self.args.output_dir} holds no complete checkpoint to resume from")
+        if resume_from_checkpoint is not None:
+            self.check_same_run(resume_from_checkpoint)
         if resume_from_checkpoint is not None and self.args.max_steps > 0:
             state = TrainerState.load_from_json(os.path.join(resume_from_checkpoint, TRAINER_STATE_NAME))
             if state.global_step >= self.args.max_steps:
@@ -151,6 +153,28 @@ class UnlearnTrainer(CausalLMTrainer):
                 losses = [entry["train_loss"] for entry in state.log_history if "train_loss" in entry]
                 return TrainOutput(state.global_step, losses[-1] if losses else float("nan"), {})
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def run_identity(self) -> dict[str, Any]:
+        """What makes a checkpoint this run's: the method and its settings (how long it runs aside), the model, the data."""
+        settings = {k: v for k, v in method_settings(self.args).items() if k not in ("max_steps", "num_train_epochs")}
+        identity = {"method": self.args.method, "settings": settings, "base_model": self.base_model,
+                    "forget_data": self.train_dataset._fingerprint, "retain_data": self.retain_stream.dataset._fingerprint}  # fmt: skip
+        return json.loads(json.dumps(identity, default=str))
+
+    def check_same_run(self, checkpoint: str) -> None:
+        """Refuse a checkpoint of another run (another method, settings, model or data): continuing it would end on
+        weights that are neither run's."""
+        path = os.path.join(checkpoint, method_state_name(self.args.process_index))
+        saved = torch.load(path, map_location="cpu", weights_only=True).get("run") if os.path.isfile(path) else None
+        if saved is None:
+            return  # no method state: _load_optimizer_and_scheduler refuses it, naming the file
+        ours = self.run_identity()
+        changed = [f"{key}: {saved.get(key)!r} -> {ours.get(key)!r}" for key in sorted(saved.keys() | ours.keys()) if saved.get(key) != ours.get(key)]
+        if changed:
+            raise ValueError(
+                f"{checkpoint} was written by another run ({'; '.join(changed)}): resuming it would not continue this run. "
+                "Resume with that run's settings and data, or train from the start in a new output_dir"
+            )
 
     # --- what was done, for the model card -------------------------------------------------------------
 
@@ -266,7 +290,7 @@ class UnlearnTrainer(CausalLMTrainer):
         super()._save_optimizer_and_scheduler(output_dir)
         os.makedirs(output_dir, exist_ok=True)
         callbacks = {name: cb.state_dict() for name, cb in self._stateful_callbacks().items()}
-        state = {"method": self.procedure.state_dict(), "callbacks": callbacks}
+        state = {"method": self.procedure.state_dict(), "callbacks": callbacks, "run": self.run_identity()}
         torch.save(state, os.path.join(output_dir, method_state_name(self.args.process_index)))
         # The trainer state, written after this by the main process, marks the checkpoint complete:
         # it must not exist before every process has saved its part.

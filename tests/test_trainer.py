@@ -8,7 +8,7 @@ import torch
 from conftest import char_tokenizer, tiny_llama, unlearn_config
 from datasets import Dataset
 
-from hf_unlearn import MUDMANConfig, UnlearnTrainer
+from hf_unlearn import MUDMANConfig, TARConfig, UnlearnTrainer
 from hf_unlearn.modeling import lm_loss
 from hf_unlearn.trainer import METHOD_STATE_NAME, last_complete_checkpoint
 
@@ -162,3 +162,25 @@ def test_resume_true_skips_a_checkpoint_cut_short(model, tokenizer, forget_datas
     empty = make_trainer(tiny_llama(len(tokenizer)), tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path / "none", **settings))
     with pytest.raises(ValueError, match="holds no complete checkpoint"):
         empty.train(resume_from_checkpoint=True)
+
+
+def test_a_checkpoint_of_another_run_is_refused(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    """resume_from_checkpoint=True in a reused folder resumed another run's checkpoint (run B ended on run A's
+    weights), and another method's checkpoint continued silently."""
+    settings = dict(max_steps=2, save_strategy="steps", save_steps=1)
+    make_trainer(model, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path, **settings)).train()
+    other_rate = make_trainer(tiny_llama(len(tokenizer)), tokenizer, forget_dataset, retain_dataset,
+                              unlearn_config(tmp_path, unlearning_rate=0.5, **settings))  # fmt: skip
+    with pytest.raises(ValueError, match=r"another run \(settings: .*unlearning_rate"):
+        other_rate.train(resume_from_checkpoint=True)
+    other_method = make_trainer(tiny_llama(len(tokenizer)), tokenizer, forget_dataset, retain_dataset,
+                                unlearn_config(tmp_path, config_class=TARConfig, **settings))  # fmt: skip
+    with pytest.raises(ValueError, match=r"method: 'mudman' -> 'tar'"):
+        other_method.train(resume_from_checkpoint=str(tmp_path / "checkpoint-1"))
+    other_data = make_trainer(tiny_llama(len(tokenizer)), tokenizer, forget_dataset.select(range(12)), retain_dataset,
+                              unlearn_config(tmp_path, **settings))  # fmt: skip
+    with pytest.raises(ValueError, match=r"forget_data"):
+        other_data.train(resume_from_checkpoint=True)
+    longer = make_trainer(tiny_llama(len(tokenizer)), tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path, **{**settings, "max_steps": 3}))
+    longer.train(resume_from_checkpoint=True)  # the same run, continued for longer
+    assert longer.state.global_step == 3
