@@ -4,322 +4,108 @@
     hf-unlearn attack   --model_name_or_path outputs/mudman_smollm2_python [--attack_suite standard]
     hf-unlearn sweep    --method mudman --n_trials 20
     hf-unlearn evaluate outputs/mudman_smollm2_python --baseline embedded [--push_to_hub]
+    hf-unlearn env      # versions and devices, for bug reports
+    hf-unlearn --version
 
-Every command takes YAML configs (``--config``) and command-line flags (``TrlParser``) and runs
-under ``accelerate launch``. ``recipes/*.py`` are thin wrappers over the same functions.
+Every command takes YAML configs (``--config``) and command-line flags (``TrlParser``).
+``--num_processes N`` (and ``--accelerate_config FILE``, ``--main_process_port P``) runs the command
+under ``accelerate launch`` with N processes: on GPUs, or, on a machine without one, N CPU processes.
+This module imports nothing heavy until a command runs, so ``--help`` and ``--version`` answer at once;
+the commands live in ``hf_unlearn.commands``.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import importlib
 import json
+import os
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-import torch
-import yaml
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
-from trl import ModelConfig, TrlParser, get_peft_config
-
-from .attacks import PRESETS, AttackSuite
-from .config import RelearnAttackConfig, UnlearnConfig
-from .data import DataArguments
-from .embedded_model import resolve_model_name_or_path
-from .evaluation.evaluators import HarnessEvaluator
-from .evaluation.report import RobustnessReport, finite_or_null
-from .hub import INFO_FILE, REPORT_NAME, UnlearningInfo, base_model_name, model_card
-from .modeling import weights_digest
-from .pipeline import attack, robustness_report, unlearn
-from .registry import available_methods, get_method
-from .scenarios import code_scenario
-from .sweep import SweepArguments, run_sweep
-from .tracking import finish_open_run, group_name
-
-CONFIG_HELP = "A YAML file of any of the flags below (command-line flags override it)."
+# Command name -> its function in hf_unlearn.commands.
+COMMANDS = {"unlearn": "unlearn_command", "attack": "attack_command", "sweep": "sweep_command", "evaluate": "evaluate_command"}
+# Flags that go to `accelerate launch` rather than to the command, each with one value.
+LAUNCH_FLAGS = ("--num_processes", "--accelerate_config", "--main_process_port")
 
 
-class Parser(TrlParser):
-    """``TrlParser`` whose ``--help`` works for every method and lists ``--config`` (which TrlParser reads
-    before argparse sees it)."""
-
-    def __init__(self, dataclass_types: Sequence[type], description: str):
-        super().__init__(dataclass_types, description=description)
-        self.add_argument("--config", metavar="YAML", help=CONFIG_HELP)
-        for action in self._actions:  # argparse formats help strings with %: "+0.1 %" must not break --help
-            if action.help:
-                action.help = action.help.replace("%", "%%")
-
-    def parse_args_and_config(self, args: Sequence[str] | None = None, **kwargs) -> tuple:
-        outputs = super().parse_args_and_config(args, **kwargs)
-        return tuple(output for output in outputs if dataclasses.is_dataclass(output))  # not the --config namespace
-
-
-def parser_for(dataclass_types: Sequence[type], description: str) -> Parser:
-    return Parser(dataclass_types, description)
+def split_launch_flags(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """``({flag: value} for accelerate launch, the command's own arguments)``; ``--flag=value`` works too."""
+    launch, rest, arguments = {}, [], list(argv)
+    while arguments:
+        argument = arguments.pop(0)
+        flag, _, value = argument.partition("=")
+        if flag in LAUNCH_FLAGS:
+            if not value:
+                if not arguments:
+                    raise SystemExit(f"hf-unlearn: {flag} needs a value")
+                value = arguments.pop(0)
+            launch[flag] = value
+        else:
+            rest.append(argument)
+    return launch, rest
 
 
-def load_model(model_name_or_path: str | None, dtype: str = "float32") -> tuple[str, PreTrainedModel, PreTrainedTokenizerBase]:
-    """The model's resolved path (None: the embedded SmolLM2), the model in ``dtype``, its tokenizer."""
-    path = resolve_model_name_or_path(model_name_or_path)
-    dtype = dtype if dtype == "auto" else getattr(torch, dtype)
-    return path, AutoModelForCausalLM.from_pretrained(path, dtype=dtype), AutoTokenizer.from_pretrained(path)
+def launch(command: str, flags: dict[str, str], arguments: list[str]) -> None:
+    """Run ``hf-unlearn <command> <arguments>`` under ``accelerate launch``, as TRL's CLI hands its scripts over."""
+    import torch
+    from accelerate.commands.launch import launch_command, launch_command_parser
+
+    launch_arguments = []
+    if "--accelerate_config" in flags:
+        launch_arguments += ["--config_file", flags["--accelerate_config"]]
+    if "--main_process_port" in flags:
+        launch_arguments += ["--main_process_port", flags["--main_process_port"]]
+    processes = int(flags.get("--num_processes", 0))
+    if processes:
+        launch_arguments += ["--num_processes", str(processes)]
+    if processes > 1 and "--accelerate_config" not in flags:
+        # Several processes need --multi_gpu; without a GPU, accelerate runs them on the CPU only with
+        # ACCELERATE_USE_CPU (its --cpu flag starts a single process).
+        launch_arguments.append("--multi_gpu")
+        if not torch.cuda.is_available():
+            os.environ["ACCELERATE_USE_CPU"] = "1"
+    parsed = launch_command_parser().parse_args([*launch_arguments, "--module", "hf_unlearn.cli", command, *arguments])
+    launch_command(parsed)
 
 
-# --- unlearn ----------------------------------------------------------------------------------------
+def env_command() -> None:
+    from .environment import environment
 
-
-def method_config_class(argv: Sequence[str]) -> type[UnlearnConfig]:
-    """The config class of the method named by ``--method`` (or ``--method=``), else by the YAML's ``method``."""
-    method = None
-    for i, arg in enumerate(argv):
-        if arg == "--method" and i + 1 < len(argv):
-            method = argv[i + 1]
-        elif arg.startswith("--method="):
-            method = arg.split("=", 1)[1]
-    if method is None and "--config" in argv:
-        with open(argv[list(argv).index("--config") + 1]) as config_file:
-            method = (yaml.safe_load(config_file) or {}).get("method")
-    return get_method(method or "mudman").config
-
-
-def unlearn_parser(argv: Sequence[str]) -> TrlParser:
-    config_class = method_config_class(argv)
-    description = (
-        f"Unlearn a forget set with UnlearnTrainer. Methods: {', '.join(available_methods())} (--method picks one; the flags "
-        f"shown are those of {config_class.__name__}, the config of '{config_class.__dataclass_fields__['method'].default}')."
-    )
-    return parser_for((ModelConfig, DataArguments, config_class), description)
-
-
-def run_unlearn(model_config: ModelConfig, data_args: DataArguments, config: UnlearnConfig):
-    """Unlearn, save the model (and its card) to ``output_dir``, evaluate, push when asked."""
-    _, model, tokenizer = load_model(model_config.model_name_or_path, model_config.dtype)
-    scenario = code_scenario(data_args, tokenizer)
-    trainer = unlearn(model, config, scenario, tokenizer, peft_config=get_peft_config(model_config))
-    trainer.save_model(config.output_dir)
-    metrics = trainer.evaluate()
-    trainer.create_model_card()
-    if config.push_to_hub:
-        trainer.push_to_hub()
-    if trainer.is_world_process_zero():
-        print(json.dumps(finite_or_null(metrics), indent=2))
-        print(
-            f"\nThe unlearned model is in {config.output_dir}. Measure its robustness against the attack suite (on the data it was "
-            f"unlearned on, recorded in {INFO_FILE}) with:\n"
-            f"  hf-unlearn evaluate {config.output_dir} --baseline {model_config.model_name_or_path or 'embedded'}"
-        )
-    return trainer
-
-
-def unlearn_command(argv: Sequence[str]):
-    return run_unlearn(*unlearn_parser(argv).parse_args_and_config(list(argv)))
-
-
-# --- attack -----------------------------------------------------------------------------------------
-
-
-@dataclass
-class ModelArguments:
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "The model (Hub id or folder); default: the embedded SmolLM2-135M-Instruct."}
-    )
-    dtype: str = field(default="float32", metadata={"help": "Weights' dtype: float32, bfloat16, float16 or auto."})
-
-
-@dataclass
-class AttackArguments:
-    attack_suite: str = field(
-        default="standard", metadata={"help": f"Attack suite preset ({', '.join(PRESETS)}), or 'none' for the one attack the flags describe."}
-    )
-    baseline_model: str | None = field(
-        default=None, metadata={"help": "Also attack this model (e.g. the one before unlearning, 'embedded') and write a report."}
-    )
-
-
-def suite_from(args: AttackArguments, config: RelearnAttackConfig) -> AttackSuite:
-    """The chosen preset, with every setting of ``config`` that differs from the defaults applied to each attack."""
-    if args.attack_suite == "none":
-        return AttackSuite({"attack": config})
-    defaults = RelearnAttackConfig(output_dir=config.output_dir)
-    common = {
-        f.name: getattr(config, f.name)
-        for f in dataclasses.fields(RelearnAttackConfig)
-        if f.init and getattr(config, f.name) != getattr(defaults, f.name)
-    }
-    return AttackSuite.preset(args.attack_suite, output_dir=config.output_dir, **common)
-
-
-def run_attack(model_args: ModelArguments, data_args: DataArguments, config: RelearnAttackConfig, args: AttackArguments) -> dict:
-    """The attack suite on the model (and on ``baseline_model``): ``attack_suite.json`` (and a report) in ``output_dir``."""
-    model_path, model, tokenizer = load_model(model_args.model_name_or_path, model_args.dtype)
-    scenario = code_scenario(data_args, tokenizer)
-    suite = suite_from(args, config)
-    result = attack(model, suite.in_folder("attacked"), scenario, tokenizer)
-    output = {"model": model_path, "attack_suite": args.attack_suite, "best": result.best_point(), **result.to_dict()}
-    report = None
-    if args.baseline_model is not None:
-        _, baseline, _ = load_model(args.baseline_model, model_args.dtype)
-        report = robustness_report(
-            f"Relearning attacks on {model_path}", {"attacked": model, "no_unlearning": baseline}, suite,
-            attack_dataset=scenario.attack, eval_dataset=scenario.eval, processing_class=tokenizer,
-            retain_dataset=scenario.retain, details={"model": model_path, "baseline": args.baseline_model, "data": dataclasses.asdict(data_args)},
-            resume=True,
-        )  # fmt: skip
-    if config.should_save:
-        Path(config.output_dir).mkdir(parents=True, exist_ok=True)
-        (Path(config.output_dir) / "attack_suite.json").write_text(json.dumps(finite_or_null(output), indent=2, allow_nan=False))
-        if report is not None:
-            report.save(config.output_dir)
-        print(json.dumps(finite_or_null(output["best"]), indent=2))
-        print(f"\nEvery attack's curve: {Path(config.output_dir) / 'attack_suite.json'}")
-    return output
-
-
-def attack_command(argv: Sequence[str]) -> dict:
-    parser = parser_for(
-        (ModelArguments, DataArguments, RelearnAttackConfig, AttackArguments),
-        "Relearning attacks on a model: fine-tune on the forget data's attack split, measure what comes back.",
-    )
-    return run_attack(*parser.parse_args_and_config(list(argv)))
-
-
-# --- sweep ------------------------------------------------------------------------------------------
-
-
-def sweep_command(argv: Sequence[str]) -> dict:
-    parser = parser_for(
-        (ModelArguments, DataArguments, SweepArguments),
-        f"Tune a method for robustness (Optuna, under a disruption and a pass budget). Methods: {', '.join(available_methods())}.",
-    )
-    parser.set_defaults(forget_pool="tuning")  # tune on half the forget documents; report on the other half
-    model_args, data_args, args = parser.parse_args_and_config(list(argv))
-    summary = run_sweep(args, data_args, model_args.model_name_or_path)
-    print(json.dumps(finite_or_null(summary), indent=2, default=str))
-    print(f"\nStudy {args.study_name} in {args.storage}; summary, best.yaml and plots in {args.output_dir}")
-    return summary
-
-
-# --- evaluate ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class EvaluateArguments:
-    model_name_or_path: str = field(metadata={"help": "The unlearned model (a folder written by `hf-unlearn unlearn`, or a Hub id)."})
-    baseline: str = field(default="embedded", metadata={"help": "The model before unlearning: a folder, a Hub id, or 'embedded'."})
-    attack_suite: str = field(default="standard", metadata={"help": f"Attack suite preset: {', '.join(PRESETS)}."})
-    attack_steps: int | None = field(default=None, metadata={"help": "Steps of every attack (default: the preset's)."})
-    batch_size: int = field(default=8, metadata={"help": "Attack examples per step."})
-    dtype: str = field(default="float32", metadata={"help": "Weights' dtype: float32, bfloat16, float16 or auto."})
-    output_dir: str | None = field(default=None, metadata={"help": "Where the report goes; default: the model's folder."})
-    push_to_hub: bool = field(default=False, metadata={"help": "Upload the report and the updated card to hub_model_id."})
-    hub_model_id: str | None = field(default=None, metadata={"help": "The model's Hub repository (org/name)."})
-    report_to: str = field(default="none", metadata={"help": "'wandb': the attacks and the report as W&B runs."})
-    run_name: str | None = field(default=None, metadata={"help": "W&B group of the attack runs."})
-    lm_eval_tasks: list[str] | None = field(
-        default=None,
-        metadata={"help": "lm-evaluation-harness tasks (wmdp_bio, mmlu, ...) scored before and after the attacks (needs the lm-eval extra)."},
-    )
-    lm_eval_include_path: str | None = field(default=None, metadata={"help": "A folder of harness task YAML files of your own."})
-    lm_eval_limit: float | None = field(default=None, metadata={"help": "Questions per harness task (the harness's limit)."})
-
-
-def evaluation_data(data_args: DataArguments, recorded: dict[str, Any]) -> tuple[DataArguments, dict[str, dict[str, Any]]]:
-    """The data to evaluate on: the unlearning run's (``recorded``, from its ``unlearning_info.json``) with the data
-    flags given here on top (those that differ from the defaults), and which of those differ from the run's."""
-    defaults = dataclasses.asdict(DataArguments())
-    given = {name: value for name, value in dataclasses.asdict(data_args).items() if value != defaults[name]}
-    differing = {
-        name: {"unlearning": recorded.get(name, defaults[name]), "evaluation": value}
-        for name, value in given.items()
-        if recorded and value != recorded.get(name, defaults[name])
-    }
-    return DataArguments(**{**recorded, **given}), differing
-
-
-def run_evaluate(args: EvaluateArguments, data_args: DataArguments) -> RobustnessReport:
-    """The attack suite on the unlearned model and on its baseline, on the data it was unlearned on (unless data
-    flags say otherwise); the report and the card go to the model's folder."""
-    model_path, model, tokenizer = load_model(args.model_name_or_path, args.dtype)
-    _, baseline, _ = load_model(resolve_model_name_or_path(args.baseline), args.dtype)
-    output_dir = Path(args.output_dir or model_path)
-    if not output_dir.is_dir() and args.output_dir is None:
-        raise ValueError(f"{model_path} is not a local folder: give --output_dir for the report")
-    info_path = Path(model_path) / INFO_FILE
-    recorded = UnlearningInfo.load(info_path.parent) if info_path.is_file() else None
-    data_args, differing = evaluation_data(data_args, recorded.data if recorded else {})
-    if recorded is None or not recorded.data:
-        print(f"warning: {info_path} records no unlearning data: evaluating on the data flags given ({data_args.forget_source})", file=sys.stderr)
-    if differing:
-        changes = "; ".join(f"{k}: {v['unlearning']!r} -> {v['evaluation']!r}" for k, v in sorted(differing.items()))
-        print(f"warning: evaluating on other data than {model_path} was unlearned on ({changes}); the card will say so", file=sys.stderr)
-    scenario = code_scenario(data_args, tokenizer)
-    overrides = {} if args.attack_steps is None else {"max_steps": args.attack_steps}
-    suite = AttackSuite.preset(
-        args.attack_suite, output_dir=str(output_dir / "attacks"), per_device_train_batch_size=args.batch_size,
-        report_to=args.report_to, **overrides,
-    )  # fmt: skip
-    evaluators = {}
-    if args.lm_eval_tasks:
-        limit = int(args.lm_eval_limit) if args.lm_eval_limit and args.lm_eval_limit >= 1 else args.lm_eval_limit
-        evaluators["harness"] = HarnessEvaluator(args.lm_eval_tasks, args.lm_eval_include_path, limit, args.batch_size)
-    report = robustness_report(
-        f"Relearning attacks on {args.model_name_or_path} ({args.attack_suite} suite)", {"unlearned": model, "no_unlearning": baseline},
-        suite, attack_dataset=scenario.attack, eval_dataset=scenario.eval, processing_class=tokenizer, retain_dataset=scenario.retain,
-        evaluators=evaluators,
-        details={"model": args.model_name_or_path, "model_weights": weights_digest(model).hexdigest(), "baseline": args.baseline,
-                 "data": dataclasses.asdict(data_args),
-                 **({"data_differs_from_unlearning": differing} if differing else {})},
-        resume=True, wandb_group=group_name(args.run_name, "evaluate"),
-    )  # fmt: skip
-    paths = report.save(output_dir, REPORT_NAME)
-    info = recorded or UnlearningInfo(
-        base_model=base_model_name(baseline), method="unknown", settings={},
-        forget={"source": data_args.forget_source}, retain={"source": data_args.retain_source},
-    )  # fmt: skip
-    card = model_card(info, report, args.hub_model_id)
-    card.save(output_dir / "README.md")
-    if args.push_to_hub:
-        if not args.hub_model_id:
-            raise ValueError("--push_to_hub needs --hub_model_id (org/name)")
-        from huggingface_hub import HfApi
-
-        HfApi().upload_folder(
-            repo_id=args.hub_model_id, folder_path=str(output_dir), commit_message="Robustness report (hf-unlearn evaluate)",
-            allow_patterns=["README.md", f"{REPORT_NAME}.*", INFO_FILE],
-        )  # fmt: skip
-    print(report.to_markdown())
-    print(f"\nReport: {paths['markdown']} (and .json, .png); model card with the robustness table: {output_dir / 'README.md'}")
-    return report
-
-
-def evaluate_command(argv: Sequence[str]) -> RobustnessReport:
-    argv = list(argv)
-    if argv and not argv[0].startswith("-"):  # hf-unlearn evaluate MODEL ...
-        argv = ["--model_name_or_path", argv[0], *argv[1:]]
-    parser = parser_for(
-        (EvaluateArguments, DataArguments),
-        "Attack an unlearned model and its baseline with an attack suite; write the robustness report and the model card. "
-        "The data is the unlearning run's (its unlearning_info.json); data flags given here override it, with a warning.",
-    )
-    return run_evaluate(*parser.parse_args_and_config(argv))
-
-
-COMMANDS: dict[str, Callable] = {"unlearn": unlearn_command, "attack": attack_command, "sweep": sweep_command, "evaluate": evaluate_command}
+    print(json.dumps(environment(), indent=2))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["--version"], ["-V"]):
+        from . import __version__
+
+        print(f"hf-unlearn {__version__}")
+        return
+    if argv[:1] == ["env"]:
+        env_command()
+        return
     if not argv or argv[0] not in COMMANDS:
         print(__doc__.strip())
-        print(f"\ncommands: {', '.join(COMMANDS)}; `hf-unlearn <command> --help` lists a command's flags")
+        print(f"\ncommands: {', '.join(COMMANDS)}, env; `hf-unlearn <command> --help` lists a command's flags")
         sys.exit(0 if argv[:1] in (["-h"], ["--help"]) else 2)
+    flags, arguments = split_launch_flags(argv[1:])
+    if flags:
+        launch(argv[0], flags, arguments)
+        return
+    from .tracking import finish_open_run
+
     try:
-        COMMANDS[argv[0]](argv[1:])
+        getattr(importlib.import_module("hf_unlearn.commands"), COMMANDS[argv[0]])(arguments)
     finally:
         finish_open_run()  # the unlearn stage's W&B run stays open for the evaluation after training
+
+
+def __getattr__(name: str) -> Any:
+    """The commands' functions and arguments (``hf_unlearn.commands``), imported on first use."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    return getattr(importlib.import_module("hf_unlearn.commands"), name)
 
 
 if __name__ == "__main__":

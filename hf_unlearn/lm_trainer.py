@@ -14,12 +14,13 @@ from typing import Any
 import torch
 from datasets import Dataset
 from torch import nn
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from .data.collator import LMCollator
 from .data.processing import prepare_eval_datasets, prepare_lm_dataset
 from .evaluation.evaluators import Evaluator
-from .modeling import check_pad_token, lm_loss, load_causal_lm
+from .losses import token_loss_sums
+from .modeling import check_pad_token, lm_loss, lm_outputs, load_causal_lm
 
 Collator = Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]
 
@@ -67,6 +68,7 @@ class CausalLMTrainer(Trainer):
         )
         # The trainers compute their own mean loss: the model's loss kwargs must not rescale it.
         self.model_accepts_loss_kwargs = False
+        self.compute_metrics = token_mean_loss  # with prediction_step: exact evaluation losses
         self.evaluators = evaluators or {}
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
@@ -95,6 +97,20 @@ class CausalLMTrainer(Trainer):
         loss, logits = lm_loss(model, inputs)
         return (loss, {"logits": logits}) if return_outputs else loss
 
+    def prediction_step(
+        self, model: nn.Module, inputs: dict[str, Any], prediction_loss_only: bool, ignore_keys: list[str] | None = None
+    ) -> tuple[None, torch.Tensor, torch.Tensor]:
+        """Each sequence's summed token loss and token count, as (predictions, labels) for ``token_mean_loss``.
+
+        The Trainer's own evaluation loss is a mean of batch means, and under several processes its
+        batches differ: gathered per sequence (``gather_for_metrics`` drops the duplicates that even out
+        the processes' shares), the loss is the split's token mean with any batch size or process count.
+        """
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            sums, counts = token_loss_sums(lm_outputs(model, inputs).logits, inputs["labels"])
+        return None, sums, counts
+
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         metrics = {}
         if eval_dataset is not None or self.eval_dataset is not None:
@@ -109,3 +125,8 @@ class CausalLMTrainer(Trainer):
             self.log(extra)
             metrics.update(extra)
         return metrics
+
+
+def token_mean_loss(prediction: EvalPrediction) -> dict[str, float]:
+    """The evaluation loss: every sequence's summed token loss over every token counted (see ``prediction_step``)."""
+    return {"loss": float(prediction.predictions.sum() / max(int(prediction.label_ids.sum()), 1))}

@@ -72,6 +72,17 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return _mean_or_zero(values[targets != IGNORE_INDEX], logits)
 
 
+def token_loss_sums(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sequence: the sum of its next-token cross-entropies and its number of target tokens.
+
+    Summed over a split and divided, they give the split's token-mean loss, whatever batches or
+    processes it was cut into (a mean of batch means weighs a token by its batch's size).
+    """
+    targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+    values = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")  # 0 at ignored positions
+    return values.double().sum(dim=1), (targets != IGNORE_INDEX).sum(dim=1)
+
+
 @register_loss("neg_cross_entropy")
 def neg_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Gradient ascent on the forget text: minimising it pushes the correct tokens' probability down."""

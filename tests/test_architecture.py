@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hf_unlearn"
 # Lower layers never import higher ones. A module belongs to the first prefix that matches it.
 LAYERS = [
     ("hf_unlearn.losses", "hf_unlearn.gradients", "hf_unlearn.registry", "hf_unlearn.targets", "hf_unlearn.distributed",
-     "hf_unlearn.embedded_model", "hf_unlearn.callbacks", "hf_unlearn.tracking"),
+     "hf_unlearn.embedded_model", "hf_unlearn.callbacks", "hf_unlearn.tracking", "hf_unlearn.environment"),
     ("hf_unlearn.modeling", "hf_unlearn.data"),
     ("hf_unlearn.objective", "hf_unlearn.evaluation", "hf_unlearn.config"),
     ("hf_unlearn.components", "hf_unlearn.hub"),
@@ -21,7 +21,7 @@ LAYERS = [
     ("hf_unlearn.attacks", "hf_unlearn.scenarios"),
     ("hf_unlearn.pipeline",),
     ("hf_unlearn.sweep",),
-    ("hf_unlearn.cli",),
+    ("hf_unlearn.commands", "hf_unlearn.cli"),
     ("hf_unlearn",),
 ]  # fmt: skip
 

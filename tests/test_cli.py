@@ -229,3 +229,33 @@ def test_evaluate_as_printed_uses_the_data_the_model_was_unlearned_on(tmp_path, 
           "--output_dir", out, "--report_to", "none"])  # fmt: skip
     card = (tmp_path / "out" / "README.md").read_text()
     assert "Not measured yet" in card and "| unlearned |" not in card
+
+
+def test_help_version_and_env_import_nothing_heavy():
+    """`hf-unlearn --help` took 8 s: the package imported torch, transformers, TRL and wandb before reading arguments."""
+    code = ("import sys\nfrom hf_unlearn.cli import main\nmain(['--version'])\ntry:\n    main(['--help'])\nexcept SystemExit as e:\n"
+            "    assert e.code == 0\nheavy = sorted(m for m in ('torch', 'transformers', 'trl', 'wandb') if m in sys.modules)\nprint('heavy', heavy)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "hf-unlearn 0.1.0" in done.stdout and "heavy []" in done.stdout and "--num_processes" in done.stdout
+    env = subprocess.run([sys.executable, "-m", "hf_unlearn.cli", "env"], capture_output=True, text=True, timeout=120)
+    assert json.loads(env.stdout)["packages"]["transformers"] is not None
+
+
+def test_num_processes_hands_the_command_to_accelerate_launch_on_cpu(tmp_path, local_files):
+    """README's several-processes form: `hf-unlearn unlearn --num_processes 2` on a machine without a GPU."""
+    import socket
+
+    model_dir, data = local_files
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")} | {"OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    done = subprocess.run(
+        [sys.executable, "-m", "hf_unlearn.cli", "unlearn", "--num_processes", "2", "--main_process_port", str(port),
+         "--model_name_or_path", str(model_dir), *data, "--max_steps", "2", "--per_device_train_batch_size", "4",
+         "--output_dir", str(tmp_path / "out"), "--report_to", "none"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "The unlearned model (2 processes)" in done.stdout and (tmp_path / "out" / "unlearning_info.json").is_file()

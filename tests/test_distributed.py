@@ -64,6 +64,10 @@ def test_evaluators_two_processes_match_one(tmp_path):
     double = run("distributed_eval.py", tmp_path / "double.pt", 2)
     assert single["letter_logits"].shape == double["letter_logits"].shape == (7, 4)
     assert torch.allclose(single["letter_logits"], double["letter_logits"], atol=1e-5)
+    # The trainers' evaluation losses: the token mean of the whole split, with 1 or 2 processes (batch means differed).
+    assert single["losses"].keys() == double["losses"].keys() == single["direct"].keys()
+    for key, value in single["direct"].items():
+        assert single["losses"][key] == pytest.approx(value, abs=1e-6) and double["losses"][key] == pytest.approx(value, abs=1e-6), key
     for name in ("mcq", "facts"):
         assert single[name].keys() == double[name].keys()
         for key in single[name]:
