@@ -132,8 +132,9 @@ def _data_key(data: Any) -> str:
         return data._fingerprint
     if isinstance(data, dict):
         return "{" + ",".join(f"{k}:{_data_key(v)}" for k, v in sorted(data.items())) + "}"
-    dataset = getattr(data, "dataset", None)  # an evaluator
-    return f"{type(data).__name__}({_data_key(dataset)})"
+    if dataclasses.is_dataclass(data):  # an evaluator: its data and every setting it measures with
+        return f"{type(data).__name__}(" + ",".join(f"{f.name}={_data_key(getattr(data, f.name))}" for f in dataclasses.fields(data)) + ")"
+    return repr(data)
 
 
 class AttackSuite:

@@ -196,3 +196,19 @@ def test_document_level_splits_are_disjoint_by_document(tmp_path, tokenizer):
     assert parts["unlearn"].isdisjoint(parts["attack"]) and parts["unlearn"].isdisjoint(parts["eval"])
     assert parts["attack"].isdisjoint(parts["eval"])
     assert [len(parts[name]) for name in ("unlearn", "attack", "eval")] == [20, 10, 10]
+
+
+def test_the_resume_key_sees_every_evaluator_setting(model):
+    """HarnessEvaluator keyed as `HarnessEvaluator(none)` whatever its tasks or limit, and MCQ ignored `subject`:
+    `hf-unlearn evaluate` rerun with other tasks read the old results back."""
+    from hf_unlearn.attacks import run_fingerprint
+    from hf_unlearn.evaluation.evaluators import HarnessEvaluator, MCQEvaluator
+
+    questions = Dataset.from_list([{"question": "Q?", "choices": ["a", "b", "c", "d"], "answer": 0}])
+    keys = {
+        run_fingerprint(model, {"harness": evaluator})
+        for evaluator in (HarnessEvaluator(["wmdp_bio"]), HarnessEvaluator(["mmlu"]), HarnessEvaluator(["wmdp_bio"], limit=10),
+                          MCQEvaluator(questions), MCQEvaluator(questions, subject="biology"))  # fmt: skip
+    }
+    assert len(keys) == 5
+    assert run_fingerprint(model, {"harness": HarnessEvaluator(["mmlu"])}) == run_fingerprint(model, {"harness": HarnessEvaluator(["mmlu"])})
