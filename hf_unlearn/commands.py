@@ -57,10 +57,19 @@ def parser_for(dataclass_types: Sequence[type], description: str) -> Parser:
 
 
 def load_model(model_name_or_path: str | None, dtype: str = "float32") -> tuple[str, PreTrainedModel, PreTrainedTokenizerBase]:
-    """The model's resolved path (None: the embedded SmolLM2), the model in ``dtype``, its tokenizer."""
+    """The model's resolved path (None: the embedded SmolLM2), the model in ``dtype``, its tokenizer.
+
+    A LoRA adapter (what ``unlearn --use_peft`` saves) is loaded on its base model and merged into it:
+    the weights a user would deploy, which the attacks then fine-tune like any model."""
     path = resolve_model_name_or_path(model_name_or_path)
     dtype = dtype if dtype == "auto" else getattr(torch, dtype)
-    return path, AutoModelForCausalLM.from_pretrained(path, dtype=dtype), AutoTokenizer.from_pretrained(path)
+    if (Path(path) / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForCausalLM
+
+        model = AutoPeftModelForCausalLM.from_pretrained(path, dtype=dtype).merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    return path, model, AutoTokenizer.from_pretrained(path)
 
 
 # --- unlearn ----------------------------------------------------------------------------------------

@@ -86,8 +86,10 @@ def resolve_model_name_or_path(model_name_or_path: str | None) -> str:
         return str(default_model_path())
     path = Path(model_name_or_path).expanduser()
     looks_like_path = model_name_or_path.startswith(("/", ".", "~")) or model_name_or_path.count("/") != 1
-    if path.is_dir() and not (path / "config.json").is_file():
-        raise FileNotFoundError(f"model_name_or_path={model_name_or_path!r} is a folder without config.json: it holds no model")
+    if path.is_dir() and not any((path / name).is_file() for name in ("config.json", "adapter_config.json")):
+        raise FileNotFoundError(
+            f"model_name_or_path={model_name_or_path!r} is a folder without config.json or adapter_config.json: it holds no model"
+        )
     if not path.exists() and looks_like_path:
         raise FileNotFoundError(
             f"model_name_or_path={model_name_or_path!r} does not exist: give a folder holding a model, a Hub id such as "

@@ -57,6 +57,7 @@ class UnlearningInfo:
     retain: dict[str, Any]
     disruption: dict[str, float] = field(default_factory=dict)  # {"retain_loss_before": ..., "retain_loss_after": ...}
     data: dict[str, Any] = field(default_factory=dict)  # the run's DataArguments, which `hf-unlearn evaluate` reuses
+    adapter: bool = False  # a LoRA adapter on base_model (``unlearn --use_peft``), not full weights
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / INFO_FILE
@@ -122,7 +123,7 @@ def model_card(info: UnlearningInfo, report: RobustnessReport | None = None, mod
         base_model=info.base_model,
         datasets=hub_dataset_ids(info.forget.get("source"), info.retain.get("source")) or None,
         tags=["hf_unlearn", "unlearning", info.method],
-        library_name="transformers",
+        library_name="peft" if info.adapter else "transformers",
         pipeline_tag="text-generation",
     )
     name = model_id or f"{info.base_model.split('/')[-1]}-{info.method}-unlearned"
@@ -147,11 +148,14 @@ def model_card(info: UnlearningInfo, report: RobustnessReport | None = None, mod
         "Not measured yet. Run `hf-unlearn evaluate <this model> --baseline <base model>` to attack it with the relearning "
         "attack suite (on the data it was unlearned on, recorded in `unlearning_info.json`) and add the table here."
     )))  # fmt: skip
-    sections.append(
-        "## How to use\n\n```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
-        f'model = AutoModelForCausalLM.from_pretrained("{model_id or "<this repository>"}")\n'
-        f'tokenizer = AutoTokenizer.from_pretrained("{model_id or "<this repository>"}")\n```'
-    )
+    repository = model_id or "<this repository>"
+    if info.adapter:
+        usage = (f"A LoRA adapter on `{info.base_model}`, merged into it here (the weights the robustness table measured).\n\n"
+                 "```python\nfrom peft import AutoPeftModelForCausalLM\nfrom transformers import AutoTokenizer\n\n"
+                 f'model = AutoPeftModelForCausalLM.from_pretrained("{repository}").merge_and_unload()\n')  # fmt: skip
+    else:
+        usage = "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n" + f'model = AutoModelForCausalLM.from_pretrained("{repository}")\n'
+    sections.append(f'## How to use\n\n{usage}tokenizer = AutoTokenizer.from_pretrained("{repository}")\n```')
     sections.append(
         "## Limitations\n\nUnlearning is measured on the held-out part of the forget data and against the attacks listed above; an "
         "attacker with more data, more compute or other attacks may recover more. Behaviour outside the retain and "

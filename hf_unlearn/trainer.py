@@ -210,7 +210,7 @@ class UnlearnTrainer(CausalLMTrainer):
         return UnlearningInfo(
             base_model=self.base_model, method=self.args.method, settings=method_settings(self.args),
             forget=described("forget", self.train_dataset), retain=described("retain", self.retain_stream.dataset),
-            disruption=disruption, data=self.data_arguments,
+            disruption=disruption, data=self.data_arguments, adapter=self.peft_config is not None,
         )  # fmt: skip
 
     def prepare_model(

@@ -259,3 +259,17 @@ def test_num_processes_hands_the_command_to_accelerate_launch_on_cpu(tmp_path, l
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
     assert "The unlearned model (2 processes)" in done.stdout and (tmp_path / "out" / "unlearning_info.json").is_file()
+
+
+def test_a_lora_result_is_evaluated_and_its_card_says_adapter(tmp_path, local_files):
+    """`evaluate` refused the folder `unlearn --use_peft` writes ("a folder without config.json")."""
+    from hf_unlearn.cli import main
+
+    model_dir, data = local_files
+    out = tmp_path / "lora"
+    main(["unlearn", "--model_name_or_path", str(model_dir), *data, "--max_steps", "2", "--per_device_train_batch_size", "4",
+          "--output_dir", str(out), "--report_to", "none", "--use_peft", "--lora_r", "4"])  # fmt: skip
+    assert (out / "adapter_config.json").is_file() and not (out / "config.json").is_file()
+    main(["evaluate", str(out), "--baseline", str(model_dir), "--attack_suite", "quick", "--attack_steps", "2", "--batch_size", "4"])
+    card = ModelCard.load(out / "README.md")
+    assert card.data.library_name == "peft" and "AutoPeftModelForCausalLM" in card.text and "| unlearned |" in card.text
