@@ -19,6 +19,7 @@ from transformers import TrainingArguments
 from .config import FullUpdateArguments
 from .data.sources import HUB_IDS
 from .embedded_model import EMBEDDED_HUB_ID, EMBEDDED_MODEL_NAME, cache_root
+from .environment import package_versions
 from .evaluation.report import RobustnessReport
 
 INFO_FILE = "unlearning_info.json"
@@ -161,9 +162,10 @@ def model_card(info: UnlearningInfo, report: RobustnessReport | None = None, mod
         "attacker with more data, more compute or other attacks may recover more. Behaviour outside the retain and "
         "general-text evaluations was not measured. Knowledge close to, but not in, the forget data may be affected."
     )
-    keys = ["mudman", "cir", info.method] if info.method in CITATIONS else ["mudman", "cir"]
-    citations = "\n\n".join(bibtex(*CITATIONS[k]) for k in dict.fromkeys(keys))
-    sections.append(f"## Citations\n\n```bibtex\n{citations}\n```")
+    versions = package_versions(("hf_unlearn", "transformers", "torch", "peft", "trl", "accelerate", "datasets"))
+    sections.append("## Framework versions\n\n" + "\n".join(f"- {name}: {version}" for name, version in versions.items() if version))
+    if info.method in CITATIONS:  # the method's own paper only
+        sections.append(f"## Citation\n\n```bibtex\n{bibtex(*CITATIONS[info.method])}\n```")
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n")
 
 

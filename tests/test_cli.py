@@ -51,7 +51,8 @@ def test_the_card_round_trips_with_its_metadata(tmp_path):
     assert card.data.tags == ["hf_unlearn", "unlearning", "npo"] and card.data.library_name == "transformers"
     text = card.text
     assert "| `npo_beta` | `0.2` |" in text and "| forget | wikitext | 120 | 12000 |" in text
-    assert "+0.0500 nats" in text and "arXiv:2404.05868" in text and "arXiv:2506.12484" in text, "NPO's and MUDMAN's citations"
+    assert "+0.0500 nats" in text and "arXiv:2404.05868" in text and "arXiv:2506.12484" not in text, "NPO's citation only"
+    assert "- transformers: " in text, "framework versions"
     assert "Not measured yet" in text
 
 
