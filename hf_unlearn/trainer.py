@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -217,6 +218,7 @@ class UnlearnTrainer(CausalLMTrainer):
         self, model: nn.Module, args: UnlearnConfig, processing_class: PreTrainedTokenizerBase, eval_dataset: Any
     ) -> nn.Module:
         self.base_model = base_model_name(model)
+        check_target_modules_apply(args, adapter=self.peft_config is not None or hasattr(model, "peft_config"))
         if self.peft_config is not None:  # train an adapter; the method's reference is the adapter disabled
             from peft import get_peft_model
 
@@ -313,6 +315,17 @@ class UnlearnTrainer(CausalLMTrainer):
         for name, callback in self._stateful_callbacks().items():
             if name in state["callbacks"]:
                 callback.load_state_dict(state["callbacks"][name])
+
+
+def check_target_modules_apply(args: UnlearnConfig, adapter: bool) -> None:
+    """Refuse ``target_modules`` set for an adapter run: the adapter trains its own targets, so the setting would be ignored."""
+    spec = type(args).__dataclass_fields__["target_modules"]
+    default = spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
+    if adapter and list(args.target_modules) != list(default):
+        raise ValueError(
+            f"target_modules={args.target_modules!r} has no effect on a LoRA adapter, which trains the modules it wraps: set "
+            "them in the adapter's config instead (LoraConfig(target_modules=...), or --lora_target_modules with --use_peft)"
+        )
 
 
 class BrokenModelGuard(TrainerCallback):

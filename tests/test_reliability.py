@@ -167,3 +167,16 @@ def test_a_fact_with_an_empty_answer_is_refused():
     with pytest.raises(DatasetSchemaError, match="'answer' is empty in row 1"):
         FactEvaluator(Dataset.from_list([{"prompt": "The capital of Peru is", "answer": "Lima"}, {"prompt": "x is", "answer": " "}]))
 
+
+
+def test_target_modules_with_a_lora_adapter_are_refused(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    """With an adapter (peft_config, --use_peft) the adapter's own targets train: target_modules was silently ignored."""
+    from peft import LoraConfig
+
+    args = unlearn_config(tmp_path, target_modules=["up_proj"])
+    with pytest.raises(ValueError, match=r"target_modules=\['up_proj'\] has no effect on a LoRA adapter.*lora_target_modules"):
+        UnlearnTrainer(model, args, forget_dataset=forget_dataset, retain_dataset=retain_dataset, processing_class=tokenizer,
+                       peft_config=LoraConfig(r=4, target_modules=["q_proj"]))  # fmt: skip
+    trainer = UnlearnTrainer(model, unlearn_config(tmp_path), forget_dataset=forget_dataset, retain_dataset=retain_dataset,
+                             processing_class=tokenizer, peft_config=LoraConfig(r=4, target_modules=["q_proj"]))  # fmt: skip
+    assert trainer.procedure.target_names and all("q_proj.lora" in name for name in trainer.procedure.target_names)
