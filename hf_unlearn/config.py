@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import torch
+
 from transformers import TrainingArguments
 
 from .registry import get_method
@@ -86,6 +88,7 @@ class UnlearnConfig(TrainingArguments):
             raise _fail("max_passes", self.max_passes, "it must be >= 1, or None for no pass budget")
         if isinstance(self.target_modules, str):
             self.target_modules = [self.target_modules]
+        no_pinned_memory_without_accelerator(self)
         super().__post_init__()
         get_method(self.method).check_args(self)
 
@@ -101,6 +104,12 @@ class FullUpdateArguments:
     optim: str = field(default="sgd", metadata={"help": "Optimizer; methods that build their update need 'sgd'."})
     lr_scheduler_type: str = field(default="constant", metadata={"help": "Scheduler type; these methods need 'constant'."})
     max_grad_norm: float = field(default=0.0, metadata={"help": "Gradient clipping; 0 disables it (it would rescale the update)."})
+
+
+def no_pinned_memory_without_accelerator(args: TrainingArguments) -> None:
+    """Pinned memory needs an accelerator; without one torch warns for every DataLoader (32 times a run)."""
+    if not (torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())):
+        args.dataloader_pin_memory = False
 
 
 @dataclass
@@ -181,6 +190,7 @@ class RelearnAttackConfig(TrainingArguments):
             raise _fail("gradient_accumulation_steps", self.gradient_accumulation_steps, "set it to 1 with interleave_retain=True")
         check_finite_rates(self, ("learning_rate",))
         check_max_steps(self)
+        no_pinned_memory_without_accelerator(self)
         super().__post_init__()
 
     def lora_config(self):

@@ -2,6 +2,7 @@
 
 import copy
 import os
+import warnings
 
 import pytest
 import torch
@@ -184,3 +185,13 @@ def test_a_checkpoint_of_another_run_is_refused(model, tokenizer, forget_dataset
     longer = make_trainer(tiny_llama(len(tokenizer)), tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path, **{**settings, "max_steps": 3}))
     longer.train(resume_from_checkpoint=True)  # the same run, continued for longer
     assert longer.state.global_step == 3
+
+
+def test_no_pinned_memory_warning_without_an_accelerator(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    """torch warned "'pin_memory' argument is set as true but no accelerator is found" 32 times a run."""
+    if torch.cuda.is_available():
+        pytest.skip("a GPU pins memory")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_trainer(model, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path, max_steps=2)).train()
+    assert not [w for w in caught if "pin_memory" in str(w.message)]
