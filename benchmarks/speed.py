@@ -83,7 +83,8 @@ def median_after_warmup(times: list[float], warmup: int) -> float:
 
 
 def load_model(args, path) -> torch.nn.Module:
-    dtype = getattr(torch, args.dtype)
+    """The model in fp32: ``--dtype bfloat16`` is bf16 autocast around fp32 weights, as the trainers train (see main)."""
+    dtype = torch.float32
     if args.model == "llama-1b":  # random weights are fine for speed: Llama-3.2-1B's shape
         config = AutoConfig.for_model(
             "llama", vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
@@ -156,7 +157,7 @@ def method_step(args, method: str, config_class, settings: dict, path, tokenizer
     config = config_class(
         output_dir=f"{args.output_dir}/runs/{method}", max_steps=args.steps, per_device_train_batch_size=args.batch_size,
         save_strategy="no", report_to="none", logging_steps=10**6, disable_tqdm=True, seed=0, use_cpu=args.device == "cpu",
-        bf16=args.dtype == "bfloat16" and args.device == "cuda", max_retain_loss_ratio=0, **settings,
+        bf16=args.dtype == "bfloat16", max_retain_loss_ratio=0, **settings,
     )  # fmt: skip
     trainer = UnlearnTrainer(model, config, forget_dataset=data["unlearn"], retain_dataset=data["retain"], processing_class=tokenizer,
                              callbacks=[timer, floor])  # fmt: skip
@@ -371,6 +372,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    # bf16: autocast around fp32 weights, for the Trainer steps (their own bf16=True) and the plain-torch floors alike.
+    with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16"):
+        run(args)
+
+
+def run(args) -> None:
     if args.child:
         peak_memory_child(args)
         return

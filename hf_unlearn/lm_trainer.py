@@ -25,6 +25,18 @@ from .modeling import check_pad_token, lm_loss, lm_outputs, load_causal_lm
 Collator = Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]
 
 
+def check_trained_precision(model: nn.Module) -> None:
+    """Refuse to train half-precision weights in place: an update below half a bf16 step of the weight rounds away
+    (MUDMAN changed 8 % of gate_proj's elements in 5 steps, fp32: 100 %; an attack recovered 0.045 nats, not 0.062)."""
+    half = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters() if p.requires_grad and p.dtype in (torch.bfloat16, torch.float16)})
+    if half:
+        raise ValueError(
+            f"the trained weights are {half[0]}, so updates smaller than their rounding step are lost. Load the model in float32 "
+            "(--dtype float32) and train under bf16 autocast (--bf16) for speed, or train a LoRA adapter (--use_peft; PEFT keeps "
+            "its weights in float32)"
+        )
+
+
 class CausalLMTrainer(Trainer):
     """A ``Trainer`` on causal-LM data; subclasses choose what trains in ``prepare_model``.
 
@@ -55,6 +67,7 @@ class CausalLMTrainer(Trainer):
         # freshly initialised adapter (PEFT) is the same in every run.
         set_seed(args.seed)
         model = self.prepare_model(model, args, processing_class, eval_dataset)
+        check_trained_precision(model)
         model.config.use_cache = False
         super().__init__(
             model=model,

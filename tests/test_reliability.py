@@ -7,10 +7,20 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import tiny_llama, unlearn_config
 from datasets import Dataset
 
-from hf_unlearn import CIRConfig, CircuitBreakersConfig, MUDMANConfig, NPOConfig, RelearnAttackConfig, RMUConfig, UnlearnTrainer
+from hf_unlearn import (
+    CIRConfig,
+    CircuitBreakersConfig,
+    MUDMANConfig,
+    NPOConfig,
+    RelearnAttackConfig,
+    RelearnAttackTrainer,
+    RMUConfig,
+    UnlearnTrainer,
+)
 from hf_unlearn.data import DataArguments, DatasetSchemaError, build_unlearning_data, load_text_source
 from hf_unlearn.distributed import requested_processes
 from hf_unlearn.embedded_model import resolve_model_name_or_path
@@ -180,3 +190,18 @@ def test_target_modules_with_a_lora_adapter_are_refused(model, tokenizer, forget
     trainer = UnlearnTrainer(model, unlearn_config(tmp_path), forget_dataset=forget_dataset, retain_dataset=retain_dataset,
                              processing_class=tokenizer, peft_config=LoraConfig(r=4, target_modules=["q_proj"]))  # fmt: skip
     assert trainer.procedure.target_names and all("q_proj.lora" in name for name in trainer.procedure.target_names)
+
+
+def test_half_precision_weights_are_refused_for_training(tokenizer, forget_dataset, retain_dataset, tmp_path):
+    """bf16 weights trained in place rounded most updates away (MUDMAN: 8 % of gate_proj changed in 5 steps), and a
+    weakened attack overstates robustness; a LoRA adapter on a bf16 model trains fp32 weights and is accepted."""
+    from peft import LoraConfig
+
+    model = tiny_llama(len(tokenizer)).to(torch.bfloat16)
+    with pytest.raises(ValueError, match=r"trained weights are bfloat16.*--dtype float32.*--bf16.*--use_peft"):
+        UnlearnTrainer(model, unlearn_config(tmp_path), forget_dataset=forget_dataset, retain_dataset=retain_dataset, processing_class=tokenizer)
+    with pytest.raises(ValueError, match=r"trained weights are bfloat16"):
+        RelearnAttackTrainer(model, RelearnAttackConfig(output_dir=str(tmp_path), max_steps=1, report_to="none"),
+                             attack_dataset=forget_dataset, eval_dataset={"forget": forget_dataset}, processing_class=tokenizer)  # fmt: skip
+    UnlearnTrainer(model, unlearn_config(tmp_path), forget_dataset=forget_dataset, retain_dataset=retain_dataset, processing_class=tokenizer,
+                   peft_config=LoraConfig(r=4, target_modules=["gate_proj"]))  # fmt: skip
