@@ -1,0 +1,115 @@
+"""Mutation check: remove a guard, and the test that names it must fail.
+
+Each mutant replaces one exact piece of the package's code (it must occur once) and runs the test that
+guards it; a mutant whose test stays green is a guarantee nobody checks. The files are restored after
+each run, also on Ctrl-C.
+
+    python tests/mutations/run.py            # every mutant (about 10 min on 2 CPU cores)
+    python tests/mutations/run.py resume     # those whose name contains "resume"
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# name: (file, code as it is, the mutant, the test that must fail)
+MUTANTS = {
+    "golden circuit_breakers from the exact reference (full weights)": (
+        "tests/test_golden.py", 'PEFT = {"circuit_breakers": dict(r=4, target_modules=["gate_proj", "up_proj", "down_proj"], init_lora_weights=False)}',
+        "PEFT = {}", "tests/test_golden.py::test_configurations_are_well_conditioned",
+    ),
+    "W&B: the unlearn run finished before the evaluation logs into it": (
+        "hf_unlearn/pipeline.py", '"unlearn", "unlearn", run_config, finish=False)', '"unlearn", "unlearn", run_config, finish=True)',
+        "tests/test_cli.py::test_unlearn_command_reports_to_wandb_and_evaluates_into_the_same_run",
+    ),
+    "evaluate ignores the data recorded in unlearning_info.json": (
+        "hf_unlearn/commands.py", "    return DataArguments(**{**recorded, **given}), differing", "    return DataArguments(**given), differing",
+        "tests/test_cli.py::test_evaluate_as_printed_uses_the_data_the_model_was_unlearned_on",
+    ),
+    "the card keeps a report of other weights": (
+        "hf_unlearn/trainer.py", '        if report is not None and report.details.get("model_weights") != weights:', "        if False:",
+        "tests/test_cli.py::test_evaluate_as_printed_uses_the_data_the_model_was_unlearned_on",
+    ),
+    "resume from the final checkpoint takes a step more": (
+        "hf_unlearn/trainer.py", "            if state.global_step >= self.args.max_steps:", "            if False:",
+        "tests/test_trainer.py::test_resume_from_the_final_checkpoint_mid_epoch_takes_no_step_more",
+    ),
+    "resume accepts another run's checkpoint": (
+        "hf_unlearn/trainer.py", "            self.check_same_run(resume_from_checkpoint)\n", "            pass\n",
+        "tests/test_trainer.py::test_a_checkpoint_of_another_run_is_refused",
+    ),
+    "a sweep resumed with other settings joins the old study": (
+        "hf_unlearn/sweep.py", "    check_same_study(study, settings, args)\n", "",
+        "tests/test_sweep.py::test_a_sweep_killed_in_its_second_trial_resumes_without_recomputing_the_first",
+    ),
+    "quality benchmark recomputes finished evaluations": (
+        "benchmarks/quality.py", "            if evaluation_path(args, scenario, name).is_file():\n                continue\n", "",
+        "tests/test_quality_benchmark.py::test_killed_during_an_evaluation_it_resumes_without_recomputing_trials_or_evaluations",
+    ),
+    "quality benchmark reruns finished attacks of an evaluation": (
+        "benchmarks/quality.py", "result = attack(model, suite, scenario_data, tokenizer, resume=True)",
+        "result = attack(model, suite, scenario_data, tokenizer, resume=False)",
+        "tests/test_quality_benchmark.py::test_killed_during_an_evaluation_it_resumes_without_recomputing_trials_or_evaluations",
+    ),
+    "quality benchmark mixes state of other settings": (
+        "benchmarks/quality.py", "    if changed:\n        sys.exit(", "    if False:\n        sys.exit(",
+        "tests/test_quality_benchmark.py::test_state_from_other_settings_is_refused_naming_what_changed",
+    ),
+    "evaluation loss as the Trainer's mean of batch means": (
+        "hf_unlearn/lm_trainer.py", "        self.compute_metrics = token_mean_loss  # with prediction_step: exact evaluation losses\n", "",
+        "tests/test_distributed.py::test_evaluators_two_processes_match_one",
+    ),
+    "the attack resume key ignores evaluator settings": (
+        "hf_unlearn/attacks.py", "    if dataclasses.is_dataclass(data):  # an evaluator", "    if False:  # an evaluator",
+        "tests/test_attacks.py::test_the_resume_key_sees_every_evaluator_setting",
+    ),
+    "target_modules silently ignored with a LoRA adapter": (
+        "hf_unlearn/trainer.py", "    if adapter and list(args.target_modules) != list(default):", "    if False:",
+        "tests/test_reliability.py::test_target_modules_with_a_lora_adapter_are_refused",
+    ),
+    "half-precision weights trained in place": (
+        "hf_unlearn/lm_trainer.py", "        check_trained_precision(model)\n", "",
+        "tests/test_reliability.py::test_half_precision_weights_are_refused_for_training",
+    ),
+    "hf-unlearn --help imports torch": (
+        "hf_unlearn/cli.py", "from typing import Any\n", "from typing import Any\n\nimport torch  # noqa: F401\n",
+        "tests/test_cli.py::test_help_version_and_env_import_nothing_heavy",
+    ),
+}
+
+
+def run(name: str, path: str, original: str, mutant: str, test: str) -> bool:
+    """True when the mutant's test fails (the guard is checked)."""
+    file = ROOT / path
+    text = file.read_text()
+    if text.count(original) != 1:
+        raise SystemExit(f"{name}: the code to mutate occurs {text.count(original)} times in {path}; update this mutant")
+    try:
+        file.write_text(text.replace(original, mutant))
+        done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", test], cwd=ROOT,
+                              capture_output=True, text=True, timeout=1800)  # fmt: skip
+    finally:
+        file.write_text(text)
+    return done.returncode != 0
+
+
+def main(pattern: str = "") -> None:
+    selected = {name: mutant for name, mutant in MUTANTS.items() if pattern in name}
+    survivors = []
+    print("| mutant | test | killed |\n|---|---|---|")
+    for name, (path, original, mutant, test) in selected.items():
+        started = time.time()
+        killed = run(name, path, original, mutant, test)
+        survivors += [] if killed else [name]
+        print(f"| {name} | `{test.split('::')[-1]}` | {'yes' if killed else '**NO**'} ({time.time() - started:.0f} s) |", flush=True)
+    print(f"\n{len(selected) - len(survivors)} of {len(selected)} mutants killed" + (f"; survivors: {survivors}" if survivors else ""))
+    sys.exit(1 if survivors else 0)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:2])
