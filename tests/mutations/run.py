@@ -64,8 +64,9 @@ MUTANTS = {
         "hf_unlearn/lm_trainer.py", "        self.compute_metrics = token_mean_loss  # with prediction_step: exact evaluation losses\n", "",
         "tests/test_distributed.py::test_evaluators_two_processes_match_one",
     ),
-    "the attack resume key ignores evaluator settings": (
-        "hf_unlearn/attacks.py", "    if dataclasses.is_dataclass(data):  # an evaluator", "    if False:  # an evaluator",
+    "the attack resume key ignores evaluator settings (keyed by their data only, as before)": (
+        "hf_unlearn/attacks.py", "    if dataclasses.is_dataclass(data):  # an evaluator", "    if dataclasses.is_dataclass(data):\n"
+        "        return f\"{type(data).__name__}({_data_key(getattr(data, 'dataset', None))})\"\n    if False:",
         "tests/test_attacks.py::test_the_resume_key_sees_every_evaluator_setting",
     ),
     "target_modules silently ignored with a LoRA adapter": (
