@@ -96,8 +96,11 @@ class AttackSuiteResult:
 
     @property
     def all_diverged(self) -> bool:
-        """Every attack broke the model at some point: the suite measured nothing about robustness."""
-        return all(attack["diverged_at"] is not None for attack in self.attacks.values())
+        """Every attack broke the model before it brought anything back: the suite measured nothing about robustness.
+        An attack whose best valid point comes after its start (recovered at step 10, diverged at step 40) counts with it."""
+        return all(
+            attack["diverged_at"] is not None and (attack["best"] is None or attack["best"]["step"] == 0) for attack in self.attacks.values()
+        )
 
     def best_point(self) -> dict[str, Any]:
         """The attacker's best point over all attacks: ``{"attack": name, "step": ..., <every metric>}``."""

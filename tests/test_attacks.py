@@ -212,3 +212,20 @@ def test_the_resume_key_sees_every_evaluator_setting(model):
     }
     assert len(keys) == 5
     assert run_fingerprint(model, {"harness": HarnessEvaluator(["mmlu"])}) == run_fingerprint(model, {"harness": HarnessEvaluator(["mmlu"])})
+
+
+def test_an_attack_that_recovered_before_it_diverged_counts_with_its_valid_point():
+    """Every attack diverging at some point reported no figure, though one first recovered validly at step 10."""
+    from hf_unlearn.attacks import AttackSuiteResult
+
+    def attack(*points):
+        curve = [{"step": step, "forget_loss": loss, **({"diverged": True} if diverged else {})} for step, loss, diverged in points]
+        valid = [p for p in curve if not p.get("diverged")]
+        return {"settings": "", "curve": curve, "best": min(valid, key=lambda p: p["forget_loss"]), "diverged_at": curve[-1]["step"]}
+
+    recovered = AttackSuiteResult("forget_loss", False, {"a": attack((0, 5.0, False), (10, 3.0, False), (20, 9.9, True)),
+                                                          "b": attack((0, 5.0, False), (10, 9.9, True))})  # fmt: skip
+    assert not recovered.all_diverged and recovered.best_point() == {"attack": "a", "step": 10, "forget_loss": 3.0}
+    broken_at_once = AttackSuiteResult("forget_loss", False, {"a": attack((0, 5.0, False), (10, 9.9, True)),
+                                                               "b": attack((0, 5.0, False), (10, float("nan"), True))})  # fmt: skip
+    assert broken_at_once.all_diverged, "only the unattacked point is valid: nothing was measured"

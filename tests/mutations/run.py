@@ -69,6 +69,10 @@ MUTANTS = {
         "        return f\"{type(data).__name__}({_data_key(getattr(data, 'dataset', None))})\"\n    if False:",
         "tests/test_attacks.py::test_the_resume_key_sees_every_evaluator_setting",
     ),
+    "a suite whose attacks all diverged after a valid recovery reports no figure": (
+        "hf_unlearn/attacks.py", 'attack["diverged_at"] is not None and (attack["best"] is None or attack["best"]["step"] == 0)',
+        'attack["diverged_at"] is not None', "tests/test_attacks.py::test_an_attack_that_recovered_before_it_diverged_counts_with_its_valid_point",
+    ),
     "target_modules silently ignored with a LoRA adapter": (
         "hf_unlearn/trainer.py", "    if adapter and list(args.target_modules) != list(default):", "    if False:",
         "tests/test_reliability.py::test_target_modules_with_a_lora_adapter_are_refused",
