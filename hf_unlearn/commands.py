@@ -244,11 +244,24 @@ def evaluation_data(data_args: DataArguments, recorded: dict[str, Any]) -> tuple
     return DataArguments(**{**recorded, **given}), differing
 
 
+def check_same_tokenizer(tokenizer: PreTrainedTokenizerBase, baseline: PreTrainedTokenizerBase, model_path: str, baseline_path: str) -> None:
+    """Refuse a baseline with another tokenizer: both models are scored on the unlearned model's tokens, so their losses
+    would not be comparable (a card claimed -99.37 % disruption) or the baseline would index past its vocabulary."""
+    ours, theirs = tokenizer.get_vocab(), baseline.get_vocab()
+    if ours != theirs:
+        raise ValueError(
+            f"--baseline {baseline_path} has another tokenizer than {model_path} ({len(theirs)} vs {len(ours)} tokens"
+            f"{', the same size but other tokens' if len(ours) == len(theirs) else ''}): give the model it was unlearned from "
+            f"(its {INFO_FILE} names it as base_model)"
+        )
+
+
 def run_evaluate(args: EvaluateArguments, data_args: DataArguments) -> RobustnessReport:
     """The attack suite on the unlearned model and on its baseline, on the data it was unlearned on (unless data
     flags say otherwise); the report and the card go to the model's folder."""
     model_path, model, tokenizer = load_model(args.model_name_or_path, args.dtype)
-    _, baseline, _ = load_model(resolve_model_name_or_path(args.baseline), args.dtype)
+    baseline_path, baseline, baseline_tokenizer = load_model(resolve_model_name_or_path(args.baseline), args.dtype)
+    check_same_tokenizer(tokenizer, baseline_tokenizer, model_path, baseline_path)
     output_dir = Path(args.output_dir or model_path)
     if not output_dir.is_dir() and args.output_dir is None:
         raise ValueError(f"{model_path} is not a local folder: give --output_dir for the report")

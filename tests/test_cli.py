@@ -274,3 +274,21 @@ def test_a_lora_result_is_evaluated_and_its_card_says_adapter(tmp_path, local_fi
     main(["evaluate", str(out), "--baseline", str(model_dir), "--attack_suite", "quick", "--attack_steps", "2", "--batch_size", "4"])
     card = ModelCard.load(out / "README.md")
     assert card.data.library_name == "peft" and "AutoPeftModelForCausalLM" in card.text and "| unlearned |" in card.text
+
+
+def test_evaluate_refuses_a_baseline_with_another_tokenizer(tmp_path, local_files):
+    """`evaluate` scored the baseline with the unlearned model's tokenizer: another tokenizer gave a card claiming
+    -99.37 % disruption, a smaller vocabulary crashed deep in torch."""
+    from conftest import tiny_llama
+    from transformers import PreTrainedTokenizerFast
+
+    from hf_unlearn.cli import main
+
+    model_dir, data = local_files
+    other = tmp_path / "other_tokenizer"
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
+    tokenizer.add_tokens(["<extra>"])
+    tiny_llama(len(tokenizer)).save_pretrained(other)
+    tokenizer.save_pretrained(other)
+    with pytest.raises(ValueError, match=r"another tokenizer than .*\(\d+ vs \d+ tokens\)"):
+        main(["evaluate", str(model_dir), "--baseline", str(other), "--output_dir", str(tmp_path / "report"), *data])

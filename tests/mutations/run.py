@@ -73,6 +73,10 @@ MUTANTS = {
         "hf_unlearn/attacks.py", 'attack["diverged_at"] is not None and (attack["best"] is None or attack["best"]["step"] == 0)',
         'attack["diverged_at"] is not None', "tests/test_attacks.py::test_an_attack_that_recovered_before_it_diverged_counts_with_its_valid_point",
     ),
+    "evaluate scores a baseline with another tokenizer": (
+        "hf_unlearn/commands.py", "    check_same_tokenizer(tokenizer, baseline_tokenizer, model_path, baseline_path)\n", "",
+        "tests/test_cli.py::test_evaluate_refuses_a_baseline_with_another_tokenizer",
+    ),
     "target_modules silently ignored with a LoRA adapter": (
         "hf_unlearn/trainer.py", "    if adapter and list(args.target_modules) != list(default):", "    if False:",
         "tests/test_reliability.py::test_target_modules_with_a_lora_adapter_are_refused",
