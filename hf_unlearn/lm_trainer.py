@@ -25,6 +25,18 @@ from .modeling import check_pad_token, lm_loss, lm_outputs, load_causal_lm
 Collator = Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]
 
 
+def check_fits_positions(model: nn.Module, datasets: dict[str, Dataset | None]) -> None:
+    """Refuse sequences longer than the model's positions: RoPE models train on them silently, others crash deep in torch."""
+    positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    for name, dataset in datasets.items():
+        longest = max(map(len, dataset["input_ids"])) if dataset is not None else 0
+        if positions and longest > positions:
+            raise ValueError(
+                f"the {name} dataset has sequences of {longest} tokens, more than the model's {positions} positions: set max_length "
+                f"(or the data's chunk_length) to at most {positions}"
+            )
+
+
 def check_trained_precision(model: nn.Module) -> None:
     """Refuse to train half-precision weights in place: an update below half a bf16 step of the weight rounds away
     (MUDMAN changed 8 % of gate_proj's elements in 5 steps, fp32: 100 %; an attack recovered 0.045 nats, not 0.062)."""
@@ -63,6 +75,7 @@ class CausalLMTrainer(Trainer):
         self.prepare_text = lambda dataset, name: prepare_lm_dataset(dataset, processing_class, name=name, **text)
         train_dataset = self.prepare_text(train_dataset, train_name)
         eval_dataset = prepare_eval_datasets(eval_dataset, processing_class, **text)
+        check_fits_positions(model, {train_name: train_dataset, **(eval_dataset if isinstance(eval_dataset, dict) else {"eval": eval_dataset})})
         # What trains is fixed (and unfrozen) before the Trainer builds the optimizer; seeded first, so that a
         # freshly initialised adapter (PEFT) is the same in every run.
         set_seed(args.seed)

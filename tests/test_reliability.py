@@ -205,3 +205,19 @@ def test_half_precision_weights_are_refused_for_training(tokenizer, forget_datas
                              attack_dataset=forget_dataset, eval_dataset={"forget": forget_dataset}, processing_class=tokenizer)  # fmt: skip
     UnlearnTrainer(model, unlearn_config(tmp_path), forget_dataset=forget_dataset, retain_dataset=retain_dataset, processing_class=tokenizer,
                    peft_config=LoraConfig(r=4, target_modules=["gate_proj"]))  # fmt: skip
+
+
+def test_max_length_blank_rows_and_positions(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    """--max_length was ignored for the CLI's pre-tokenized chunks; whitespace-only rows were trained on; sequences
+    longer than the model's positions trained silently (RoPE) or crashed (GPT-2)."""
+    from hf_unlearn.data import prepare_lm_dataset
+
+    chunks = Dataset.from_dict({"input_ids": [list(range(5, 45))] * 3})
+    assert {len(ids) for ids in prepare_lm_dataset(chunks, tokenizer, name="forget", max_length=16)["input_ids"]} == {16}
+    texts = Dataset.from_dict({"text": ["vault 1 opens", "   \n\t ", "vault 2 opens"]})
+    assert len(prepare_lm_dataset(texts, tokenizer, name="forget")) == 2, "the blank row is dropped"
+    long = Dataset.from_dict({"input_ids": [list(range(5, 5 + 200))]})  # the tiny model has 128 positions
+    with pytest.raises(ValueError, match=r"the forget dataset has sequences of 200 tokens, more than the model's 128 positions: set max_length"):
+        UnlearnTrainer(model, unlearn_config(tmp_path, max_length=None), forget_dataset=long, retain_dataset=retain_dataset,
+                       processing_class=tokenizer)  # fmt: skip
+    UnlearnTrainer(model, unlearn_config(tmp_path, max_length=100), forget_dataset=long, retain_dataset=retain_dataset, processing_class=tokenizer)

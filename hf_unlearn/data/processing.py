@@ -6,6 +6,9 @@ from collections.abc import Sequence
 
 from datasets import Dataset, DatasetDict, Value
 from transformers import PreTrainedTokenizerBase
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 MODEL_INPUT_COLUMNS = ("input_ids", "attention_mask", "labels")
 
@@ -37,10 +40,11 @@ def prepare_lm_dataset(
 ) -> Dataset:
     """Return ``dataset`` as causal-LM examples: ``input_ids`` (with ``attention_mask``/``labels`` if present).
 
-    A pre-tokenized dataset (an ``input_ids`` column) is kept as is (``labels``, if given, say
-    which tokens count: ``-100`` marks the others); a text dataset is tokenized,
-    truncated to ``max_length`` tokens. Sequences of fewer than two tokens have no next-token target
-    and are dropped. ``name`` ("forget", "retain", ...) names the dataset in errors.
+    A pre-tokenized dataset (an ``input_ids`` column) is kept (``labels``, if given, say which tokens
+    count: ``-100`` marks the others); a text dataset is tokenized, its blank rows (whitespace only:
+    nothing to learn or forget) dropped with a warning. Either is truncated to ``max_length`` tokens.
+    Sequences of fewer than two tokens have no next-token target and are dropped. ``name`` ("forget",
+    "retain", ...) names the dataset in errors.
     """
     if not isinstance(dataset, Dataset):
         raise TypeError(f"the {name} dataset must be a datasets.Dataset, got {type(dataset).__name__}")
@@ -58,12 +62,19 @@ def prepare_lm_dataset(
         if tokenizer is None:
             raise ValueError(f"the {name} dataset holds text: pass a tokenizer as processing_class to tokenize it")
         check_text_rows(dataset, text_field, name)
+        blank = sum(not text.strip() for text in dataset[text_field])
+        if blank:
+            logger.warning(f"the {name} dataset has {blank} blank rows (whitespace only): dropped")
+            dataset = dataset.filter(lambda text: bool(text.strip()), input_columns=text_field, desc=f"Dropping blank {name} rows")
         prepared = dataset.map(
             lambda batch: tokenizer(batch[text_field], truncation=max_length is not None, max_length=max_length),
             batched=True,
             remove_columns=dataset.column_names,
             desc=f"Tokenizing {name} dataset",
         ).select_columns(["input_ids", "attention_mask"])
+    if max_length is not None and "input_ids" in dataset.column_names and max(map(len, prepared["input_ids"])) > max_length:
+        columns = prepared.column_names
+        prepared = prepared.map(lambda row: {k: row[k][:max_length] for k in columns}, desc=f"Truncating {name} dataset")
     prepared = prepared.filter(lambda ids: len(ids) >= 2, input_columns="input_ids", desc=f"Filtering {name} dataset")
     if len(prepared) == 0:
         raise ValueError(f"the {name} dataset has no example of two or more tokens, so nothing to train or evaluate on")

@@ -77,6 +77,14 @@ MUTANTS = {
         "hf_unlearn/commands.py", "    check_same_tokenizer(tokenizer, baseline_tokenizer, model_path, baseline_path)\n", "",
         "tests/test_cli.py::test_evaluate_refuses_a_baseline_with_another_tokenizer",
     ),
+    "sequences longer than the model's positions trained silently": (
+        "hf_unlearn/lm_trainer.py", "        if positions and longest > positions:", "        if False:",
+        "tests/test_reliability.py::test_max_length_blank_rows_and_positions",
+    ),
+    "max_length ignored for pre-tokenized data (the CLI's chunks)": (
+        "hf_unlearn/data/processing.py", '    if max_length is not None and "input_ids" in dataset.column_names and', "    if False and",
+        "tests/test_reliability.py::test_max_length_blank_rows_and_positions",
+    ),
     "target_modules silently ignored with a LoRA adapter": (
         "hf_unlearn/trainer.py", "    if adapter and list(args.target_modules) != list(default):", "    if False:",
         "tests/test_reliability.py::test_target_modules_with_a_lora_adapter_are_refused",
