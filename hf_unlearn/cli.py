@@ -69,6 +69,15 @@ def launch(command: str, flags: dict[str, str], arguments: list[str]) -> None:
     launch_command(parsed)
 
 
+def mask_secrets(argv: list[str]) -> None:
+    """Hide ``--hub_token``'s value in ``sys.argv``, which W&B records with every run (the token was parsed already)."""
+    for i, argument in enumerate(argv):
+        if argument == "--hub_token" and i + 1 < len(argv):
+            argv[i + 1] = "<hidden>"
+        elif argument.startswith("--hub_token="):
+            argv[i] = "--hub_token=<hidden>"
+
+
 def env_command() -> None:
     from .environment import environment
 
@@ -89,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(__doc__.strip())
         print(f"\ncommands: {', '.join(COMMANDS)}, env; `hf-unlearn <command> --help` lists a command's flags")
         sys.exit(0 if argv[:1] in (["-h"], ["--help"]) else 2)
+    mask_secrets(sys.argv)
     flags, arguments = split_launch_flags(argv[1:])
     if flags:
         launch(argv[0], flags, arguments)

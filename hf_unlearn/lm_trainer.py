@@ -8,6 +8,8 @@ the evaluation loss.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +25,17 @@ from .losses import token_loss_sums
 from .modeling import check_pad_token, lm_loss, lm_outputs, load_causal_lm
 
 Collator = Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]
+
+
+def check_writable(output_dir: str) -> None:
+    """Find an output folder that cannot be written before training, not at the final save (which, with
+    ``save_strategy="no"``, would lose the whole run)."""
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output_dir):
+            pass
+    except OSError as error:
+        raise PermissionError(f"output_dir={output_dir!r} cannot be written ({error}): give a writable folder") from error
 
 
 def check_fits_positions(model: nn.Module, datasets: dict[str, Dataset | None]) -> None:
@@ -70,6 +83,7 @@ class CausalLMTrainer(Trainer):
         optimizers: tuple,
         evaluators: dict[str, Evaluator] | None,
     ):
+        check_writable(args.output_dir)
         model, processing_class = load_causal_lm(model, processing_class)
         text = {"text_field": args.dataset_text_field, "max_length": args.max_length}
         self.prepare_text = lambda dataset, name: prepare_lm_dataset(dataset, processing_class, name=name, **text)

@@ -292,3 +292,18 @@ def test_evaluate_refuses_a_baseline_with_another_tokenizer(tmp_path, local_file
     tokenizer.save_pretrained(other)
     with pytest.raises(ValueError, match=r"another tokenizer than .*\(\d+ vs \d+ tokens\)"):
         main(["evaluate", str(model_dir), "--baseline", str(other), "--output_dir", str(tmp_path / "report"), *data])
+
+
+def test_the_hub_token_never_reaches_wandb_files(tmp_path, local_files):
+    """W&B recorded the command line, --hub_token included, in its run files."""
+    model_dir, data = local_files
+    env = os.environ | {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "hf_unlearn.cli", "unlearn", "--model_name_or_path", str(model_dir), *data, "--max_steps", "1",
+         "--per_device_train_batch_size", "4", "--output_dir", str(tmp_path / "out"), "--report_to", "wandb",
+         "--hub_token", "hf_secret_do_not_record"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    files = [path for path in (tmp_path / "wandb").rglob("*") if path.is_file()]
+    assert files and not [path for path in files if b"hf_secret_do_not_record" in path.read_bytes()]

@@ -221,3 +221,11 @@ def test_max_length_blank_rows_and_positions(model, tokenizer, forget_dataset, r
         UnlearnTrainer(model, unlearn_config(tmp_path, max_length=None), forget_dataset=long, retain_dataset=retain_dataset,
                        processing_class=tokenizer)  # fmt: skip
     UnlearnTrainer(model, unlearn_config(tmp_path, max_length=100), forget_dataset=long, retain_dataset=retain_dataset, processing_class=tokenizer)
+
+
+def test_an_output_dir_that_cannot_be_written_is_refused_before_training(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    """A read-only output folder was found only at the final save: with save_strategy "no" the whole run was lost."""
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(PermissionError, match=r"output_dir=.*a_file/out.* cannot be written"):
+        UnlearnTrainer(model, unlearn_config(tmp_path / "a_file" / "out"), forget_dataset=forget_dataset, retain_dataset=retain_dataset,
+                       processing_class=tokenizer)  # fmt: skip

@@ -85,6 +85,13 @@ MUTANTS = {
         "hf_unlearn/data/processing.py", '    if max_length is not None and "input_ids" in dataset.column_names and', "    if False and",
         "tests/test_reliability.py::test_max_length_blank_rows_and_positions",
     ),
+    "--hub_token recorded by W&B": (
+        "hf_unlearn/cli.py", "    mask_secrets(sys.argv)\n", "", "tests/test_cli.py::test_the_hub_token_never_reaches_wandb_files",
+    ),
+    "a read-only output folder found only at the final save": (
+        "hf_unlearn/lm_trainer.py", "        check_writable(args.output_dir)\n", "",
+        "tests/test_reliability.py::test_an_output_dir_that_cannot_be_written_is_refused_before_training",
+    ),
     "target_modules silently ignored with a LoRA adapter": (
         "hf_unlearn/trainer.py", "    if adapter and list(args.target_modules) != list(default):", "    if False:",
         "tests/test_reliability.py::test_target_modules_with_a_lora_adapter_are_refused",
