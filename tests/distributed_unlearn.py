@@ -22,9 +22,10 @@ from hf_unlearn import CIRConfig, UnlearnTrainer
 SETTINGS = {
     # 4 loops across a re-fork, with adversary decay
     "mudman": dict(max_steps=4, fork_every_n_loops=2, adv_decay=0.8, unlearning_rate=0.02),
-    # 24 forget texts at batch 8: epoch 0 collects statistics (gathered from both processes), epoch 1 updates
+    # 24 forget texts at batch 8: epoch 0 collects statistics (gathered from both processes), epochs 1-2 update: the
+    # resumed run (killed in epoch 1) uses each process's own restored statistics for a whole epoch (at 6 steps it ended first)
     "cir": dict(
-        config_class=CIRConfig, max_steps=6, loss_layers=[0, 1], retain_layer=2, act_components=2, grad_components=2,
+        config_class=CIRConfig, max_steps=9, loss_layers=[0, 1], retain_layer=2, act_components=2, grad_components=2,
         pca_niter=4, step_norm=0.5, retaining_rate=1e-3, disruption_budget=None, eval_strategy="no", eval_on_start=False,
         retain_batch_size=None,  # per_device_train_batch_size: half the global batch on each of two processes
     ),

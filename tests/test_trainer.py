@@ -1,6 +1,7 @@
 """UnlearnTrainer plumbing: resume, evaluation, logging, and clear errors on bad input."""
 
 import copy
+import json
 import os
 import warnings
 
@@ -195,3 +196,18 @@ def test_no_pinned_memory_warning_without_an_accelerator(model, tokenizer, forge
         warnings.simplefilter("always")
         make_trainer(model, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path, max_steps=2)).train()
     assert not [w for w in caught if "pin_memory" in str(w.message)]
+
+
+def test_a_checkpoint_is_complete_only_with_every_process_state(tmp_path):
+    """Two processes: a checkpoint holding the trainer state and rank 0's method state but not rank 1's (a kill
+    while rank 1 was writing) is not complete; the one before it is."""
+    from hf_unlearn.trainer import method_state_name
+
+    for step, ranks in ((4, (0, 1)), (5, (0,))):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        for rank in ranks:
+            (folder / method_state_name(rank)).write_bytes(b"")
+    assert last_complete_checkpoint(str(tmp_path), num_processes=2) == str(tmp_path / "checkpoint-4")
+    assert last_complete_checkpoint(str(tmp_path), num_processes=1) == str(tmp_path / "checkpoint-5")

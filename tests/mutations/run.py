@@ -92,6 +92,15 @@ MUTANTS = {
         "hf_unlearn/lm_trainer.py", "        check_writable(args.output_dir)\n", "",
         "tests/test_reliability.py::test_an_output_dir_that_cannot_be_written_is_refused_before_training",
     ),
+    "every process loads rank 0's method state": (
+        "hf_unlearn/trainer.py", "        path = os.path.join(checkpoint, method_state_name(self.args.process_index))\n        if not os.path.isfile(path):",
+        "        path = os.path.join(checkpoint, method_state_name(0))\n        if not os.path.isfile(path):",
+        "tests/test_distributed.py::test_killed_during_a_checkpoint_save_resumes_to_the_uninterrupted_weights",
+    ),
+    "only rank 0's method state checked for a complete checkpoint": (
+        "hf_unlearn/trainer.py", "for rank in range(num_processes))", "for rank in range(1))",
+        "tests/test_trainer.py::test_a_checkpoint_is_complete_only_with_every_process_state",
+    ),
     "target_modules silently ignored with a LoRA adapter": (
         "hf_unlearn/trainer.py", "    if adapter and list(args.target_modules) != list(default):", "    if False:",
         "tests/test_reliability.py::test_target_modules_with_a_lora_adapter_are_refused",
