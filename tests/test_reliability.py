@@ -229,3 +229,44 @@ def test_an_output_dir_that_cannot_be_written_is_refused_before_training(model, 
     with pytest.raises(PermissionError, match=r"output_dir=.*a_file/out.* cannot be written"):
         UnlearnTrainer(model, unlearn_config(tmp_path / "a_file" / "out"), forget_dataset=forget_dataset, retain_dataset=retain_dataset,
                        processing_class=tokenizer)  # fmt: skip
+
+
+def test_a_nan_gradient_with_a_finite_loss_stops_training_unapplied(model, tokenizer, forget_dataset, retain_dataset, tmp_path, monkeypatch):
+    trainer = trainer_for(model, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path, max_steps=3))
+    step = trainer.procedure.training_step
+
+    def nan_gradient(*args):
+        loss = step(*args)
+        next(iter(trainer.target_parameters().values())).grad.view(-1)[0] = float("nan")
+        return loss
+
+    monkeypatch.setattr(trainer.procedure, "training_step", nan_gradient)
+    with pytest.raises(UnlearningDivergedError, match="step 0: the 'mudman' update is NaN/inf"):
+        trainer.train()
+    assert all(torch.isfinite(p).all() for p in trainer.target_parameters().values()), "the NaN update was not applied"
+
+
+def test_a_nan_retain_probe_stops_training(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    from hf_unlearn.trainer import BrokenModelGuard
+
+    trainer = trainer_for(model, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path, max_steps=2))
+    guard = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, BrokenModelGuard))
+    probe = guard.probe
+    guard.probe = lambda: probe() if guard.start is None else float("nan")  # the start is finite, the model at the end is not
+    with pytest.raises(UnlearningDivergedError, match="the retain loss is nan"):
+        trainer.train()
+
+
+def test_the_broken_model_guard_keeps_its_start_across_a_resume(memorised, tmp_path):
+    """A resumed run measured its start again, on weights already unlearned: a later, laxer reference."""
+    from hf_unlearn.trainer import BrokenModelGuard
+
+    model, tokenizer, forget, retain, _ = memorised
+    settings = dict(unlearning_rate=0.02, max_steps=4, save_strategy="steps", save_steps=2)
+    first = trainer_for(copy.deepcopy(model), tokenizer, forget, retain, unlearn_config(tmp_path, **settings))
+    first.train()
+    resumed = trainer_for(tiny_llama(len(tokenizer)), tokenizer, forget, retain, unlearn_config(tmp_path, **settings))
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
+    guards = [next(cb for cb in t.callback_handler.callbacks if isinstance(cb, BrokenModelGuard)) for t in (first, resumed)]
+    assert guards[1].start == guards[0].start
+    assert abs(guards[1].probe() - guards[0].start) > 1e-3, "the weights moved: a start measured again would differ"

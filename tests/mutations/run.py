@@ -101,6 +101,18 @@ MUTANTS = {
         "hf_unlearn/trainer.py", "for rank in range(num_processes))", "for rank in range(1))",
         "tests/test_trainer.py::test_a_checkpoint_is_complete_only_with_every_process_state",
     ),
+    "the NaN guard checks the loss only, not the gradient": (
+        "hf_unlearn/trainer.py", "        if not math.isfinite(loss.item()) or (grads and not torch.isfinite(global_norm(grads))):",
+        "        if not math.isfinite(loss.item()):", "tests/test_reliability.py::test_a_nan_gradient_with_a_finite_loss_stops_training_unapplied",
+    ),
+    "the broken-model guard ignores a NaN retain probe": (
+        "hf_unlearn/trainer.py", "        if not math.isfinite(value) or value > args.max_retain_loss_ratio * self.start:",
+        "        if value > args.max_retain_loss_ratio * self.start:", "tests/test_reliability.py::test_a_nan_retain_probe_stops_training",
+    ),
+    "the broken-model guard's start not restored on resume": (
+        "hf_unlearn/trainer.py", '        self.start = state["start"]', "        pass",
+        "tests/test_reliability.py::test_the_broken_model_guard_keeps_its_start_across_a_resume",
+    ),
     "target_modules silently ignored with a LoRA adapter": (
         "hf_unlearn/trainer.py", "    if adapter and list(args.target_modules) != list(default):", "    if False:",
         "tests/test_reliability.py::test_target_modules_with_a_lora_adapter_are_refused",
