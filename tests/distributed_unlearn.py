@@ -5,19 +5,23 @@
 
 MODE ``straight`` (default) trains to the end; ``killed`` checkpoints every step and dies in the
 middle of writing checkpoint ``KILL_STEP`` (as a kill would: model written, the rest not);
-``resume`` resumes the run in OUTPUT_DIR with ``resume_from_checkpoint=True``.
+``resume`` resumes the run in OUTPUT_DIR with ``resume_from_checkpoint=True``; ``slow_rank1`` checkpoints
+every step with rank 1 slow to write its method state, and exits 9 if the trainer state of a checkpoint is
+written before every process's method state.
 """
 
 import os
 import sys
 import tempfile
+import time
 
 import torch
 from conftest import FORGET_TEXTS, RETAIN_TEXTS, char_tokenizer, tiny_llama, unlearn_config
 from datasets import Dataset
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from hf_unlearn import CIRConfig, UnlearnTrainer
+from hf_unlearn.trainer import method_state_name
 
 SETTINGS = {
     # 4 loops across a re-fork, with adversary decay
@@ -45,6 +49,26 @@ def die_while_saving(method: str):
     UnlearnTrainer._save_optimizer_and_scheduler = save
 
 
+def slow_rank1():
+    original = UnlearnTrainer._save_optimizer_and_scheduler
+
+    def save(self, output_dir):
+        if self.args.process_index == 1:
+            time.sleep(2)
+        original(self, output_dir)
+
+    UnlearnTrainer._save_optimizer_and_scheduler = save
+
+
+class CheckCompleteOnSave(TrainerCallback):
+    """Called after the trainer state is written: every process's method state must be there already."""
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        if state.is_world_process_zero and not all(os.path.isfile(os.path.join(folder, method_state_name(r))) for r in range(args.world_size)):
+            os._exit(9)
+
+
 def main(out_path: str, global_batch: int, method: str, mode: str = "straight", output_dir: str | None = None) -> None:
     tokenizer = char_tokenizer()
     model = tiny_llama(len(tokenizer))
@@ -55,12 +79,15 @@ def main(out_path: str, global_batch: int, method: str, mode: str = "straight", 
         args.per_device_train_batch_size = global_batch // args.world_size
         if mode == "killed":
             die_while_saving(method)
+        if mode == "slow_rank1":
+            slow_rank1()
         trainer = UnlearnTrainer(
             model,
             args,
             forget_dataset=Dataset.from_dict({"text": FORGET_TEXTS}),
             retain_dataset=Dataset.from_dict({"text": RETAIN_TEXTS}),
             processing_class=tokenizer,
+            callbacks=[CheckCompleteOnSave()] if mode == "slow_rank1" else None,
         )
         trainer.train(resume_from_checkpoint=True if mode == "resume" else None)
     if trainer.is_world_process_zero():

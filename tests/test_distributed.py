@@ -59,6 +59,12 @@ def test_killed_during_a_checkpoint_save_resumes_to_the_uninterrupted_weights(tm
         assert torch.equal(weight, resumed[name]), f"{name}: {(weight - resumed[name]).abs().max()}"
 
 
+def test_the_trainer_state_is_written_after_every_process_state(tmp_path):
+    """The trainer state marks a checkpoint complete: with rank 1 slow to write its method state, rank 0 must
+    still write the trainer state after it (exit 9 otherwise)."""
+    run("distributed_unlearn.py", tmp_path / "slow.pt", 2, 8, "mudman", "slow_rank1", tmp_path / "run")
+
+
 def test_evaluators_two_processes_match_one(tmp_path):
     single = run("distributed_eval.py", tmp_path / "single.pt", 1)
     double = run("distributed_eval.py", tmp_path / "double.pt", 2)

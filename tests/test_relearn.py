@@ -85,3 +85,16 @@ def test_best_point_before_any_evaluation(tokenizer, forget_dataset, tmp_path):
     )  # fmt: skip
     with pytest.raises(ValueError, match="no evaluation of .forget_loss. has run yet"):
         trainer.best_point()
+
+
+def test_divergence_rules_and_the_best_point_skip_broken_models():
+    """A point is diverged when a metric is NaN/inf or the retain loss passed retain_ratio x its start; the best
+    point never is one, even when its forget metric looks best."""
+    from hf_unlearn.relearn import best_of, diverged
+
+    start = {"step": 0, "forget_loss": 5.0, "retain_loss": 2.0}
+    assert diverged({"step": 10, "forget_loss": 1.0, "retain_loss": 3.1}, start, 1.5), "retain loss 1.55x its start"
+    assert not diverged({"step": 10, "forget_loss": 1.0, "retain_loss": 2.9}, start, 1.5)
+    assert diverged({"step": 10, "forget_loss": float("nan"), "retain_loss": 2.0}, start, 1.5)
+    curve = [start, {"step": 10, "forget_loss": 3.0, "retain_loss": 2.1}, {"step": 20, "forget_loss": 0.5, "retain_loss": 9.0, "diverged": True}]
+    assert best_of(curve, "eval_forget_loss", greater_is_better=False)["step"] == 10

@@ -113,6 +113,23 @@ MUTANTS = {
         "hf_unlearn/trainer.py", '        self.start = state["start"]', "        pass",
         "tests/test_reliability.py::test_the_broken_model_guard_keeps_its_start_across_a_resume",
     ),
+    "diverged attack points counted as the attacker's best": (
+        "hf_unlearn/relearn.py", 'if not point.get("diverged") and math.isfinite(point[metric])]', "if math.isfinite(point[metric])]",
+        "tests/test_relearn.py::test_divergence_rules_and_the_best_point_skip_broken_models",
+    ),
+    "the retain-ratio divergence rule removed": (
+        "hf_unlearn/relearn.py", '        return point["retain_loss"] > retain_ratio * start["retain_loss"]', "        return False",
+        "tests/test_relearn.py::test_divergence_rules_and_the_best_point_skip_broken_models",
+    ),
+    "MUDMAN accepts gradient clipping (it would rescale the update it builds)": (
+        "hf_unlearn/components/procedures.py", '"max_grad_norm": (args.max_grad_norm > 0,', '"max_grad_norm": (False,',
+        "tests/test_trainer.py::test_config_validation",
+    ),
+    "no barrier before the trainer state (rank 0 marks a checkpoint complete before rank 1 saved)": (
+        "hf_unlearn/trainer.py", "        # it must not exist before every process has saved its part.\n        self.accelerator.wait_for_everyone()\n",
+        "        # it must not exist before every process has saved its part.\n",
+        "tests/test_distributed.py::test_the_trainer_state_is_written_after_every_process_state",
+    ),
     "target_modules silently ignored with a LoRA adapter": (
         "hf_unlearn/trainer.py", "    if adapter and list(args.target_modules) != list(default):", "    if False:",
         "tests/test_reliability.py::test_target_modules_with_a_lora_adapter_are_refused",
