@@ -162,7 +162,7 @@ def run_attack(model_args: ModelArguments, data_args: DataArguments, config: Rel
     model_path, model, tokenizer = load_model(model_args.model_name_or_path, model_args.dtype)
     scenario = code_scenario(data_args, tokenizer)
     suite = suite_from(args, config)
-    result = attack(model, suite.in_folder("attacked"), scenario, tokenizer)
+    result = attack(model, suite.in_folder("attacked"), scenario, tokenizer, resume=True)  # finished attacks are read back
     output = {"model": model_path, "attack_suite": args.attack_suite, "best": result.best_point(), **result.to_dict()}
     report = None
     if args.baseline_model is not None:

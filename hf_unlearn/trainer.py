@@ -63,7 +63,10 @@ def last_complete_checkpoint(output_dir: str, num_processes: int = 1) -> str | N
             complete = False
         if complete:
             return str(folder)
-        logger.warning(f"skipping {folder}: it was not written completely (interrupted while saving?)")
+        if (folder / TRAINER_STATE_NAME).is_file() and not (folder / "optimizer.pt").exists() and not (folder / METHOD_STATE_NAME).exists():
+            logger.warning(f"skipping {folder}: written with save_only_model=True, it holds the weights only and cannot be resumed")
+        else:
+            logger.warning(f"skipping {folder}: it was not written completely (interrupted while saving?)")
     return None
 
 
@@ -137,6 +140,9 @@ class UnlearnTrainer(CausalLMTrainer):
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
         """``Trainer.train``; ``resume_from_checkpoint=True`` resumes from the newest *complete* checkpoint."""
+        if isinstance(resume_from_checkpoint, str) and resume_from_checkpoint.lower() in ("true", "false"):
+            # The command line gives a string: --resume_from_checkpoint True is the flag, not a folder named "True".
+            resume_from_checkpoint = True if resume_from_checkpoint.lower() == "true" else None
         if resume_from_checkpoint is True:
             resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir, self.args.world_size)
             if resume_from_checkpoint is None:
@@ -307,7 +313,8 @@ class UnlearnTrainer(CausalLMTrainer):
             raise FileNotFoundError(
                 f"{checkpoint} has no {os.path.basename(path)}, so the {self.args.method!r} state of process "
                 f"{self.args.process_index} cannot be restored and resuming would not continue the same run; resume from a "
-                "checkpoint written by UnlearnTrainer, with as many processes as the run that wrote it"
+                "checkpoint written by UnlearnTrainer (not with save_only_model=True, which keeps the weights only), with as "
+                "many processes as the run that wrote it"
             )
         # Tensors come back where they were saved from (CIR's statistics stay on the CPU), on this process's device.
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -307,3 +307,24 @@ def test_the_hub_token_never_reaches_wandb_files(tmp_path, local_files):
     assert done.returncode == 0, done.stderr[-3000:]
     files = [path for path in (tmp_path / "wandb").rglob("*") if path.is_file()]
     assert files and not [path for path in files if b"hf_secret_do_not_record" in path.read_bytes()]
+
+
+def test_resume_flag_on_the_command_line_and_attack_resumes(tmp_path, local_files):
+    """`--resume_from_checkpoint True` was taken as a folder named "True"; `hf-unlearn attack` never resumed."""
+    from hf_unlearn.cli import main
+
+    model_dir, data = local_files
+    out = str(tmp_path / "out")
+    common = ["--model_name_or_path", str(model_dir), *data, "--per_device_train_batch_size", "4", "--output_dir", out, "--report_to", "none",
+              "--save_strategy", "steps", "--save_steps", "1"]  # fmt: skip
+    main(["unlearn", *common, "--max_steps", "2"])
+    main(["unlearn", *common, "--max_steps", "3", "--resume_from_checkpoint", "True"])
+    assert json.loads((tmp_path / "out" / "checkpoint-3" / "trainer_state.json").read_text())["global_step"] == 3
+
+    attack = ["attack", "--model_name_or_path", out, *data, "--attack_suite", "quick", "--max_steps", "2", "--eval_steps", "1",
+              "--per_device_train_batch_size", "4", "--output_dir", str(tmp_path / "attacked")]  # fmt: skip
+    main(attack)
+    results = sorted((tmp_path / "attacked").rglob("attack_result.json"))
+    written = [path.stat().st_mtime_ns for path in results]
+    main(attack)
+    assert results and [path.stat().st_mtime_ns for path in results] == written, "finished attacks read back"

@@ -211,3 +211,12 @@ def test_a_checkpoint_is_complete_only_with_every_process_state(tmp_path):
             (folder / method_state_name(rank)).write_bytes(b"")
     assert last_complete_checkpoint(str(tmp_path), num_processes=2) == str(tmp_path / "checkpoint-4")
     assert last_complete_checkpoint(str(tmp_path), num_processes=1) == str(tmp_path / "checkpoint-5")
+
+
+def test_a_weights_only_checkpoint_says_why_it_cannot_be_resumed(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    """save_only_model=True checkpoints were called "interrupted while saving?"."""
+    settings = dict(max_steps=2, save_strategy="steps", save_steps=1, save_only_model=True)
+    make_trainer(model, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path, **settings)).train()
+    resumed = make_trainer(tiny_llama(len(tokenizer)), tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path / "b", **settings))
+    with pytest.raises(FileNotFoundError, match="save_only_model=True, which keeps the weights only"):
+        resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-1"))

@@ -130,6 +130,14 @@ MUTANTS = {
         "        # it must not exist before every process has saved its part.\n",
         "tests/test_distributed.py::test_the_trainer_state_is_written_after_every_process_state",
     ),
+    "--resume_from_checkpoint True taken as a folder name": (
+        "hf_unlearn/trainer.py", 'if isinstance(resume_from_checkpoint, str) and resume_from_checkpoint.lower() in ("true", "false"):', "if False:",
+        "tests/test_cli.py::test_resume_flag_on_the_command_line_and_attack_resumes",
+    ),
+    "hf-unlearn attack recomputes finished attacks": (
+        "hf_unlearn/commands.py", 'scenario, tokenizer, resume=True)  # finished attacks are read back', "scenario, tokenizer)",
+        "tests/test_cli.py::test_resume_flag_on_the_command_line_and_attack_resumes",
+    ),
     "target_modules silently ignored with a LoRA adapter": (
         "hf_unlearn/trainer.py", "    if adapter and list(args.target_modules) != list(default):", "    if False:",
         "tests/test_reliability.py::test_target_modules_with_a_lora_adapter_are_refused",
