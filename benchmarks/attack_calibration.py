@@ -26,6 +26,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from hf_unlearn import AttackSuite, MUDMANConfig, RelearnAttackConfig, default_model_path
 from hf_unlearn.attacks import ADAMW_CLIPPED, LORA_ADAMW, SGD
 from hf_unlearn.data import DataArguments
+from hf_unlearn.environment import environment
 from hf_unlearn.evaluation.report import finite_or_null
 from hf_unlearn.pipeline import robustness_report, unlearn
 from hf_unlearn.scenarios import code_scenario, facts_scenario
@@ -111,7 +112,7 @@ def main() -> None:
         result = suite.in_folder("mudman").run(unlearned, resume=True, **inputs)
         (output_dir / "calibration.json").write_text(json.dumps(finite_or_null(result.to_dict()), indent=2, allow_nan=False))
         print(calibration_table(result))
-    (output_dir / "arguments.json").write_text(json.dumps(vars(args), indent=2))
+    (output_dir / "arguments.json").write_text(json.dumps({**vars(args), "environment": environment()}, indent=2))
 
 
 def calibration_table(result) -> str:

@@ -45,6 +45,7 @@ from hf_unlearn import (
 )
 from hf_unlearn.attacks import PRESETS
 from hf_unlearn.data.facts import world_capitals
+from hf_unlearn.environment import environment
 from hf_unlearn.pipeline import robustness_report, unlearn
 from hf_unlearn.scenarios import facts_scenario
 
@@ -166,7 +167,7 @@ def run(args: argparse.Namespace) -> dict:
             retain_dataset=data.retain, processing_class=tokenizer, details=details, resume=True, attack_baseline=args.attack_untouched,
         )  # fmt: skip
         reports[name].save(report_dir / name)
-    (report_dir / "results.json").write_text(json.dumps(details, indent=2))
+    (report_dir / "results.json").write_text(json.dumps({**details, "environment": environment()}, indent=2))
     return reports
 
 

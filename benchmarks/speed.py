@@ -52,6 +52,7 @@ from hf_unlearn import (
     default_model_path,
 )
 from hf_unlearn.data import DataArguments, LMCollator, build_unlearning_data
+from hf_unlearn.environment import package_versions
 from hf_unlearn.losses import cross_entropy
 from hf_unlearn.modeling import lm_outputs, module_output, stop_after
 from hf_unlearn.targets import resolve_target_modules
@@ -347,7 +348,7 @@ def scaling(args, path, tokenizer) -> list[dict]:
 def machine(args) -> dict:
     device = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
     return {"device": args.device, "device_name": device, "threads": torch.get_num_threads(), "dtype": args.dtype,
-            "torch": torch.__version__, "cpus": os.cpu_count()}  # fmt: skip
+            "torch": torch.__version__, "cpus": os.cpu_count(), "packages": package_versions()}  # fmt: skip
 
 
 def parse_args(argv=None) -> argparse.Namespace:

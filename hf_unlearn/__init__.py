@@ -53,22 +53,22 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .attacks import AttackSuite, AttackSuiteResult
-    from .callbacks import DisruptionBudgetCallback
-    from .config import RelearnAttackConfig, UnlearnConfig
-    from .embedded_model import default_model_path
-    from .losses import available_losses, get_loss, register_loss
+    from .attacks import AttackSuite, AttackSuiteResult  # noqa: F401
+    from .callbacks import DisruptionBudgetCallback  # noqa: F401
+    from .config import RelearnAttackConfig, UnlearnConfig  # noqa: F401
+    from .embedded_model import default_model_path  # noqa: F401
+    from .losses import available_losses, get_loss, register_loss  # noqa: F401
     from .methods import (
-        CIRConfig,
-        CircuitBreakersConfig,
-        GradDiffConfig,
-        MUDMANConfig,
-        NPOConfig,
-        RMUConfig,
-        SimNPOConfig,
-        TARConfig,
+        CIRConfig,  # noqa: F401
+        CircuitBreakersConfig,  # noqa: F401
+        GradDiffConfig,  # noqa: F401
+        MUDMANConfig,  # noqa: F401
+        NPOConfig,  # noqa: F401
+        RMUConfig,  # noqa: F401
+        SimNPOConfig,  # noqa: F401
+        TARConfig,  # noqa: F401
     )
-    from .objective import Objective
-    from .registry import available_methods, get_method, register_method
-    from .relearn import RelearnAttackTrainer
-    from .trainer import UnlearnTrainer
+    from .objective import Objective  # noqa: F401
+    from .registry import available_methods, get_method, register_method  # noqa: F401
+    from .relearn import RelearnAttackTrainer  # noqa: F401
+    from .trainer import UnlearnTrainer  # noqa: F401

@@ -317,7 +317,13 @@ NOT_RESULT_SETTINGS = ("n_trials", "top_k", "heartbeat_interval", "report_to", "
 def study_settings(args: SweepArguments, data_args: DataArguments, model_name_or_path: str | None) -> dict[str, Any]:
     """Everything that changes a trial's result: the sweep's settings, the data's, the model's name."""
     sweep = {name: value for name, value in asdict(args).items() if name not in NOT_RESULT_SETTINGS}
+    sweep["fixed"] = without_secrets(sweep["fixed"])
     return json.loads(json.dumps({"sweep": sweep, "data": asdict(data_args), "model": model_name_or_path or "embedded"}, default=str))
+
+
+def without_secrets(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with tokens (``hub_token``, ...) hidden: the study and ``best.yaml`` are files people share."""
+    return {name: "<hidden>" if name.endswith("token") and value else value for name, value in settings.items()}
 
 
 def _flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -366,7 +372,7 @@ def summarize(study: Any, args: SweepArguments, data_args: DataArguments, model_
         )  # fmt: skip
         settings = {
             "method": args.method, **({"model_name_or_path": model_name_or_path} if model_name_or_path else {}),
-            **asdict(data_args), **args.fixed, **best.params, "per_device_train_batch_size": args.batch_size,
+            **asdict(data_args), **{k: v for k, v in args.fixed.items() if not k.endswith("token")}, **best.params, "per_device_train_batch_size": args.batch_size,
             "max_steps": best.user_attrs.get("steps", args.pass_budget), "seed": args.seed,
             "output_dir": f"outputs/{args.method}_tuned_{args.scenario}",
         }  # fmt: skip

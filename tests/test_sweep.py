@@ -64,6 +64,12 @@ def test_a_sweep_killed_in_its_second_trial_resumes_without_recomputing_the_firs
     with pytest.raises(ValueError, match=r"sweep\.fixed\.retain_momentum: None -> 0\.5"):
         run_sweep(SweepArguments(**{**settings, "n_trials": 5, "fixed": {"retain_momentum": 0.5}}), data, str(model_dir))
     assert len(trials(args)) == len(after)
+    # Tokens given as fixed settings reach neither the study nor best.yaml (files people share).
+    secret = SweepArguments(**{**settings, "output_dir": str(Path(settings["output_dir"]) / "secret"), "n_trials": 1,
+                               "fixed": {"hub_token": "hf_secret_do_not_save"}})  # fmt: skip
+    run_sweep(secret, data, str(model_dir))
+    written = [p for p in Path(secret.output_dir).rglob("*") if p.is_file() and p.suffix in (".db", ".yaml", ".json")]
+    assert written and not [p for p in written if b"hf_secret_do_not_save" in p.read_bytes()]
 
 
 def test_a_trial_beyond_the_disruption_budget_is_pruned(setup, memorised):

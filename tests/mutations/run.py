@@ -138,6 +138,10 @@ MUTANTS = {
         "hf_unlearn/commands.py", 'scenario, tokenizer, resume=True)  # finished attacks are read back', "scenario, tokenizer)",
         "tests/test_cli.py::test_resume_flag_on_the_command_line_and_attack_resumes",
     ),
+    "a token given as a fixed sweep setting stored in the study": (
+        "hf_unlearn/sweep.py", '    sweep["fixed"] = without_secrets(sweep["fixed"])\n', "",
+        "tests/test_sweep.py::test_a_sweep_killed_in_its_second_trial_resumes_without_recomputing_the_first",
+    ),
     "target_modules silently ignored with a LoRA adapter": (
         "hf_unlearn/trainer.py", "    if adapter and list(args.target_modules) != list(default):", "    if False:",
         "tests/test_reliability.py::test_target_modules_with_a_lora_adapter_are_refused",
