@@ -33,7 +33,35 @@ from .scenarios import code_scenario
 from .sweep import SweepArguments, run_sweep
 from .tracking import group_name
 
-CONFIG_HELP = "A YAML file of any of the flags below (command-line flags override it)."
+CONFIG_HELP = (
+    "A YAML file of any of the flags below, or the name of a config shipped with hf_unlearn (mudman_smollm2_python, "
+    "relearn_attack_smollm2_python); command-line flags override it."
+)
+
+
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def config_path(value: str) -> str:
+    """A ``--config`` value: a YAML file, or the name of a config shipped with the package (``mudman_smollm2_python``)."""
+    if Path(value).is_file():
+        return value
+    shipped = SHIPPED_CONFIGS / (value if value.endswith((".yaml", ".yml")) else f"{value}.yaml")
+    if shipped.is_file():
+        return str(shipped)
+    names = ", ".join(sorted(path.stem for path in SHIPPED_CONFIGS.glob("*.yaml")))
+    raise FileNotFoundError(f"--config {value}: no such file, and no shipped config of that name (shipped: {names})")
+
+
+def with_config_path(args: Sequence[str]) -> list[str]:
+    """``args`` with the ``--config`` value (``--config X`` or ``--config=X``) resolved by ``config_path``."""
+    args = list(args)
+    for i, arg in enumerate(args):
+        if arg == "--config" and i + 1 < len(args):
+            args[i + 1] = config_path(args[i + 1])
+        elif arg.startswith("--config="):
+            args[i] = "--config=" + config_path(arg.split("=", 1)[1])
+    return args
 
 
 class Parser(TrlParser):
@@ -48,7 +76,7 @@ class Parser(TrlParser):
                 action.help = action.help.replace("%", "%%")
 
     def parse_args_and_config(self, args: Sequence[str] | None = None, **kwargs) -> tuple:
-        outputs = super().parse_args_and_config(args, **kwargs)
+        outputs = super().parse_args_and_config(with_config_path(sys.argv[1:] if args is None else args), **kwargs)
         return tuple(output for output in outputs if dataclasses.is_dataclass(output))  # not the --config namespace
 
 
@@ -83,8 +111,9 @@ def method_config_class(argv: Sequence[str]) -> type[UnlearnConfig]:
             method = argv[i + 1]
         elif arg.startswith("--method="):
             method = arg.split("=", 1)[1]
+    argv = with_config_path(argv)
     if method is None and "--config" in argv:
-        with open(argv[list(argv).index("--config") + 1]) as config_file:
+        with open(argv[argv.index("--config") + 1]) as config_file:
             method = (yaml.safe_load(config_file) or {}).get("method")
     return get_method(method or "mudman").config
 

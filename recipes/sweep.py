@@ -1,6 +1,6 @@
 """Tune a method for robustness: an Optuna search under a disruption budget and a pass budget.
 
-    python recipes/sweep.py --config recipes/configs/sweep_mudman_smollm2_python.yaml
+    python recipes/sweep.py --method mudman --n_trials 20
     python recipes/sweep.py --method npo --n_trials 30 --storage postgresql://host/db   # many machines, one study
     accelerate launch recipes/sweep.py --method cir --scenario facts --disruption_unit relative --disruption_budget 0.001
 

@@ -165,6 +165,9 @@ def test_installed_command_unlearns_then_evaluates(tmp_path, local_files):
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import hf_unlearn; print(hf_unlearn.__file__)"],
                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)  # fmt: skip
     assert where.stdout.strip().startswith(str(site)), where.stdout + where.stderr
+    shipped = subprocess.run([str(venv / "bin" / "python"), "-c", "from hf_unlearn.commands import config_path; print(config_path('mudman_smollm2_python'))"],
+                             capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)  # fmt: skip
+    assert shipped.stdout.strip().startswith(str(site)), "the shipped configs are installed with the package: " + shipped.stderr[-2000:]
 
     def hf_unlearn(*arguments: str) -> subprocess.CompletedProcess:
         done = subprocess.run([str(venv / "bin" / "hf-unlearn"), *arguments], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
