@@ -13,7 +13,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import TrainingArguments
 
 from .config import FullUpdateArguments
@@ -118,16 +118,38 @@ def _disruption_from(report: RobustnessReport | None) -> dict[str, float]:
     return {"retain_loss_before": report.before["retain_loss"], "retain_loss_after": report.runs[unlearned[0]]["after_unlearning"]["retain_loss"]}
 
 
+def is_hub_id(name: str) -> bool:
+    """``org/name`` and not a local path: what the Hub accepts as ``base_model``."""
+    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists()
+
+
+def eval_results(info: UnlearningInfo, report: RobustnessReport | None) -> list[EvalResult] | None:
+    """The card's ``model-index``: the unlearned model's held-out forget metric after unlearning and at the attacker's best."""
+    unlearned = [run for run in (report.runs if report is not None else {}) if run != report.baseline]
+    if not unlearned:
+        return None
+    run, metric, source = report.runs[unlearned[0]], report.best_metric, str(info.forget.get("source", "forget data"))
+    points = {"after unlearning": run["after_unlearning"], f"at the attacker's best over {len(run['attacks'])} relearning attacks": run["attack_best"]}
+    return [
+        EvalResult(task_type="text-generation", dataset_type=source, dataset_name=f"{source} (held-out forget split)", metric_type=metric,
+                   metric_name=f"{metric} {when}", metric_value=round(point[metric], 4))  # fmt: skip
+        for when, point in points.items()
+        if point is not None
+    ]
+
+
 def model_card(info: UnlearningInfo, report: RobustnessReport | None = None, model_id: str | None = None) -> ModelCard:
-    """The unlearned model's card: metadata (base model, datasets, tags) and what was forgotten, how, how robustly."""
+    """The unlearned model's card: metadata (base model, datasets, tags, model-index) and what was forgotten, how, how robustly."""
+    name = model_id or f"{info.base_model.split('/')[-1]}-{info.method}-unlearned"
     data = ModelCardData(
-        base_model=info.base_model,
+        base_model=info.base_model if is_hub_id(info.base_model) else None,  # a local folder is named in the text only
+        model_name=name,
+        eval_results=eval_results(info, report),
         datasets=hub_dataset_ids(info.forget.get("source"), info.retain.get("source")) or None,
         tags=["hf_unlearn", "unlearning", info.method],
         library_name="peft" if info.adapter else "transformers",
         pipeline_tag="text-generation",
     )
-    name = model_id or f"{info.base_model.split('/')[-1]}-{info.method}-unlearned"
     settings = "\n".join(f"| `{k}` | `{v}` |" for k, v in sorted(info.settings.items())) or "| (all defaults) | |"
     sections = [
         f"# {name}",
@@ -185,6 +207,8 @@ def _robustness(report: RobustnessReport) -> str:
         f"The attacker's best held-out `{metric}` over {len(next(iter(report.runs.values()))['attacks'])} relearning attacks "
         f"(each on a fresh copy of the weights; {'higher' if report.greater_is_better else 'lower'} is a stronger attack), "
         f"with the retain loss at that point. Full report: `{REPORT_NAME}.md`, `{REPORT_NAME}.json`, `{REPORT_NAME}.png`.",
+        "",
+        f"![The attack curves]({REPORT_NAME}.png)",
         "",
         "| model | before the attacks | attacker's best | attack | retain loss there |"
         + "".join(f" {m.removeprefix('harness_')}: before / at the attacker's best |" for m in harness),

@@ -331,3 +331,21 @@ def test_resume_flag_on_the_command_line_and_attack_resumes(tmp_path, local_file
     written = [path.stat().st_mtime_ns for path in results]
     main(attack)
     assert results and [path.stat().st_mtime_ns for path in results] == written, "finished attacks read back"
+
+
+def test_the_card_metadata_holds_the_robustness_results_and_only_hub_base_models(tmp_path):
+    """The card's base_model was a local path (the Hub takes ids), and the robustness results were not in its model-index."""
+    from hf_unlearn.attacks import AttackSuiteResult
+    from hf_unlearn.evaluation import RobustnessReport
+
+    curve = [{"step": 0, "forget_loss": 9.0, "retain_loss": 3.0}, {"step": 10, "forget_loss": 6.5, "retain_loss": 3.1}]
+    result = AttackSuiteResult("forget_loss", False, {"adamw_1e-4": {"settings": "adamw", "curve": curve, "best": curve[1], "diverged_at": None}})
+    report = RobustnessReport.from_suites("tiny", {"unlearned": result, "no_unlearning": result})
+    for base, expected in ((str(tmp_path), None), ("HuggingFaceTB/SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct")):
+        info = UnlearningInfo(base_model=base, method="npo", settings={}, forget={"source": "python_stdlib"}, retain={"source": "pydoc_prose"})
+        model_card(info, report, "me/model").save(tmp_path / "README.md")
+        card = ModelCard.load(tmp_path / "README.md")
+        assert card.data.base_model == expected
+    assert [(r.metric_type, r.metric_value) for r in card.data.eval_results] == [("forget_loss", 9.0), ("forget_loss", 6.5)]
+    assert "attacker's best over 1 relearning attacks" in card.data.eval_results[1].metric_name
+    assert "![The attack curves](robustness_report.png)" in card.text

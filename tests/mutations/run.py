@@ -142,6 +142,10 @@ MUTANTS = {
         "hf_unlearn/sweep.py", '    sweep["fixed"] = without_secrets(sweep["fixed"])\n', "",
         "tests/test_sweep.py::test_a_sweep_killed_in_its_second_trial_resumes_without_recomputing_the_first",
     ),
+    "the card names a local folder as base_model": (
+        "hf_unlearn/hub.py", "        base_model=info.base_model if is_hub_id(info.base_model) else None,", "        base_model=info.base_model,",
+        "tests/test_cli.py::test_the_card_metadata_holds_the_robustness_results_and_only_hub_base_models",
+    ),
     "target_modules silently ignored with a LoRA adapter": (
         "hf_unlearn/trainer.py", "    if adapter and list(args.target_modules) != list(default):", "    if False:",
         "tests/test_reliability.py::test_target_modules_with_a_lora_adapter_are_refused",
