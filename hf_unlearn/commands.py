@@ -160,7 +160,11 @@ class ModelArguments:
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "The model (Hub id or folder); default: the embedded SmolLM2-135M-Instruct."}
     )
-    dtype: str = field(default="float32", metadata={"help": "Weights' dtype: float32, bfloat16, float16 or auto."})
+    dtype: str = field(
+        default="float32",
+        metadata={"help": "Weights' dtype. Attacks fine-tune them, so half precision (which rounds their updates away) is refused "
+                  "unless they train a LoRA adapter: for speed keep float32 and add --bf16 (autocast)."},  # fmt: skip
+    )
 
 
 @dataclass
@@ -246,7 +250,11 @@ class EvaluateArguments:
     attack_suite: str = field(default="standard", metadata={"help": f"Attack suite preset: {', '.join(PRESETS)}."})
     attack_steps: int | None = field(default=None, metadata={"help": "Steps of every attack (default: the preset's)."})
     batch_size: int = field(default=8, metadata={"help": "Attack examples per step."})
-    dtype: str = field(default="float32", metadata={"help": "Weights' dtype: float32, bfloat16, float16 or auto."})
+    dtype: str = field(
+        default="float32",
+        metadata={"help": "Weights' dtype. Attacks fine-tune them, so half precision (which rounds their updates away) is refused "
+                  "unless they train a LoRA adapter: for speed keep float32 and add --bf16 (autocast)."},  # fmt: skip
+    )
     output_dir: str | None = field(default=None, metadata={"help": "Where the report goes; default: the model's folder."})
     push_to_hub: bool = field(default=False, metadata={"help": "Upload the report and the updated card to hub_model_id."})
     hub_model_id: str | None = field(default=None, metadata={"help": "The model's Hub repository (org/name)."})
@@ -258,6 +266,7 @@ class EvaluateArguments:
     )
     lm_eval_include_path: str | None = field(default=None, metadata={"help": "A folder of harness task YAML files of your own."})
     lm_eval_limit: float | None = field(default=None, metadata={"help": "Questions per harness task (the harness's limit)."})
+    bf16: bool = field(default=False, metadata={"help": "Attacks under bf16 autocast (the weights stay float32)."})
 
 
 def evaluation_data(data_args: DataArguments, recorded: dict[str, Any]) -> tuple[DataArguments, dict[str, dict[str, Any]]]:
@@ -306,7 +315,7 @@ def run_evaluate(args: EvaluateArguments, data_args: DataArguments) -> Robustnes
     overrides = {} if args.attack_steps is None else {"max_steps": args.attack_steps}
     suite = AttackSuite.preset(
         args.attack_suite, output_dir=str(output_dir / "attacks"), per_device_train_batch_size=args.batch_size,
-        report_to=args.report_to, **overrides,
+        report_to=args.report_to, **({"bf16": True, "use_cpu": not torch.cuda.is_available()} if args.bf16 else {}), **overrides,
     )  # fmt: skip
     evaluators = {}
     if args.lm_eval_tasks:
