@@ -50,7 +50,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_unlearn import AttackSuite, get_method
-from hf_unlearn.data import DataArguments
+from hf_unlearn.data import DataArguments, us_state_capitals
 from hf_unlearn.embedded_model import resolve_model_name_or_path
 from hf_unlearn.environment import environment
 from hf_unlearn.evaluation.report import finite_or_null
@@ -168,22 +168,33 @@ def data_arguments(scale: dict, pool: str, split_seed: int) -> DataArguments:
                          max_forget_documents=120)  # fmt: skip
 
 
-def evaluation_path(args: argparse.Namespace, scenario: str, name: str) -> Path:
-    return Path(args.output_dir) / scenario / name / "evaluation.json"
+# Facts the methods are evaluated on beyond the capitals' held-out partition: fact sets tuning never saw.
+UNSEEN_FACT_SETS = {"us_state_capitals": us_state_capitals}
 
 
-def evaluate(args: argparse.Namespace, scale: dict, name: str, scenario: str, best: dict | None) -> dict:
-    """The method at its tuned settings on held-out data, a fresh seed, in fp32, attacked by the evaluation suite.
+def evaluation_path(args: argparse.Namespace, scenario: str, name: str, fact_set: str | None = None) -> Path:
+    return Path(args.output_dir) / scenario / name / (f"evaluation_{fact_set}.json" if fact_set else "evaluation.json")
+
+
+def evaluations(scenario: str) -> list[str | None]:
+    """The held-out evaluations of a scenario: None (its own held-out data), then each unseen fact set (facts only)."""
+    return [None, *UNSEEN_FACT_SETS] if scenario == "facts" else [None]
+
+
+def evaluate(args: argparse.Namespace, scale: dict, name: str, scenario: str, best: dict | None, fact_set: str | None = None) -> dict:
+    """The method at its tuned settings on held-out data (or on the unseen ``fact_set``), a fresh seed, in fp32,
+    attacked by the evaluation suite.
 
     The attacks' results are kept beside ``evaluation.json`` (without weights): an evaluation cut short
     recomputes its (deterministic) unlearning, then reads its finished attacks back."""
-    path = evaluation_path(args, scenario, name)
+    path = evaluation_path(args, scenario, name, fact_set)
     seed = args.seed + 1000  # fresh
     model_path = resolve_model_name_or_path(args.model)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     sweep_args = sweep_arguments(args, scale, name if name != "no_unlearning" else "mudman", scenario)
     sweep_args = replace(sweep_args, seed=seed)
-    scenario_data = build_scenario(sweep_args, data_arguments(scale, "test", seed), AutoModelForCausalLM.from_pretrained(model_path), tokenizer)
+    facts = UNSEEN_FACT_SETS[fact_set]() if fact_set else None
+    scenario_data = build_scenario(sweep_args, data_arguments(scale, "test", seed), AutoModelForCausalLM.from_pretrained(model_path), tokenizer, facts)
     model = AutoModelForCausalLM.from_pretrained(model_path)
     started, unlearning = time.time(), {}
     if name != "no_unlearning":
@@ -198,13 +209,13 @@ def evaluate(args: argparse.Namespace, scale: dict, name: str, scenario: str, be
         unlearning = {"steps": trainer.state.global_step, "passes": trainer.procedure.passes, "seconds": time.time() - started}
     overrides = {} if scale["eval_attack_steps"] is None else {"max_steps": scale["eval_attack_steps"]}
     suite = AttackSuite.preset(
-        scale["eval_suite"], output_dir=str(path.parent / "attacks"), per_device_train_batch_size=scale["batch_size"], eval_steps=10,
+        scale["eval_suite"], output_dir=str(path.parent / ("attacks" if fact_set is None else f"attacks_{fact_set}")), per_device_train_batch_size=scale["batch_size"], eval_steps=10,
         metric_for_best_model=scenario_data.best_metric, seed=seed, disable_tqdm=True, **overrides,
     )  # fmt: skip
     result = attack(model, suite, scenario_data, tokenizer, resume=True)
     metric = scenario_data.best_metric.removeprefix("eval_")
     evaluation = {
-        "name": name, "scenario": scenario, "metric": metric, "after_unlearning": result.start_point, "all_diverged": result.all_diverged,
+        "name": name, "scenario": scenario, "fact_set": fact_set or ("world_capitals" if scenario == "facts" else None), "metric": metric, "after_unlearning": result.start_point, "all_diverged": result.all_diverged,
         "attack_best": None if result.all_diverged else result.best_point(), "settings": best["best_params"] if best else {},
         "tuning": {k: best[k] for k in ("best_value", "top_k_mean", "top_k_sem", "trials") if k in best} if best else {},
         "unlearning": unlearning, "attacks": result.to_dict(), "seconds": time.time() - started,
@@ -226,23 +237,26 @@ def run(args: argparse.Namespace) -> None:
     names = args.methods or scale["methods"]
     for scenario in args.scenarios:
         for name in ["no_unlearning", *names]:
-            if evaluation_path(args, scenario, name).is_file():
+            missing = [fact_set for fact_set in evaluations(scenario) if not evaluation_path(args, scenario, name, fact_set).is_file()]
+            if not missing:
                 continue
             best = None
             if name != "no_unlearning":
                 best = run_sweep(sweep_arguments(args, scale, name, scenario), data_arguments(scale, "tuning", args.seed), args.model)
-            evaluate(args, scale, name, scenario, best)
-            write(args)
+            for fact_set in missing:
+                evaluate(args, scale, name, scenario, best, fact_set)
+                write(args)
 
 
 def collect(args: argparse.Namespace) -> dict:
     """Every finished evaluation in ``output_dir``: {scenario: {name: evaluation}}, in the order of METHODS."""
     results: dict[str, dict] = {}
     for scenario in ("code", "facts"):
-        rows = {name: json.loads(evaluation_path(args, scenario, name).read_text())
-                for name in ["no_unlearning", *METHODS] if evaluation_path(args, scenario, name).is_file()}  # fmt: skip
-        if rows:
-            results[scenario] = rows
+        for fact_set in evaluations(scenario):
+            rows = {name: json.loads(evaluation_path(args, scenario, name, fact_set).read_text())
+                    for name in ["no_unlearning", *METHODS] if evaluation_path(args, scenario, name, fact_set).is_file()}  # fmt: skip
+            if rows:
+                results[f"{scenario} ({fact_set}, never tuned on)" if fact_set else scenario] = rows
     return results
 
 

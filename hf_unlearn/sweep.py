@@ -166,11 +166,12 @@ def suggest(trial: Any, name: str, spec: dict[str, Any]) -> Any:
     return trial.suggest_float(name, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log", False)))
 
 
-def build_scenario(args: SweepArguments, data_args: DataArguments, model: Any, tokenizer: Any) -> Scenario:
+def build_scenario(args: SweepArguments, data_args: DataArguments, model: Any, tokenizer: Any, facts: Any = None) -> Scenario:
+    """The sweep's scenario; ``facts`` (facts scenario): another fact set than the world capitals it tunes on."""
     if args.scenario == "code":
         return code_scenario(data_args, tokenizer, general_source=None)
     return facts_scenario(
-        model, tokenizer, world_capitals(args.max_countries), retain_source=data_args.retain_source, general_source="python_stdlib",
+        model, tokenizer, world_capitals(args.max_countries) if facts is None else facts, retain_source=data_args.retain_source, general_source="python_stdlib",
         chunk_length=data_args.chunk_length, max_eval_examples=data_args.max_eval_examples or 32,
         phrasings=args.phrasings or None, seed=data_args.split_seed,
     )  # fmt: skip

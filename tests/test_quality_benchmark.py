@@ -46,3 +46,19 @@ def test_killed_during_an_evaluation_it_resumes_without_recomputing_trials_or_ev
     evaluation = json.loads((output_dir / "code" / "graddiff" / "evaluation.json").read_text())
     assert evaluation["attacks"]["attacks"].keys() == {"lora_1e-3", "adamw_1e-4"} and evaluation["settings"] == trial.params
     assert "| graddiff |" in (output_dir / "quality.md").read_text()
+
+
+def test_facts_methods_are_also_evaluated_on_a_fact_set_tuning_never_saw(tmp_path, monkeypatch):
+    """Each facts method is evaluated on the capitals' held-out partition and on the US state capitals; a state with
+    only the first evaluation computes only the second (the sweep is read back, not rerun)."""
+    args = quality.parse_args(["--output_dir", str(tmp_path), "--scenarios", "facts", "--methods", "mudman"])
+    for name in ("no_unlearning", "mudman"):
+        quality.write_json(quality.evaluation_path(args, "facts", name), {"name": name, "metric": "facts_accuracy"})
+    calls = []
+    monkeypatch.setattr(quality, "run_sweep", lambda *a: {"best_params": {}})
+    monkeypatch.setattr(quality, "evaluate", lambda args, scale, name, scenario, best, fact_set=None: calls.append((name, fact_set)) or
+                        quality.write_json(quality.evaluation_path(args, scenario, name, fact_set), {"name": name, "metric": "facts_accuracy"}))
+    monkeypatch.setattr(quality, "write", lambda args: None)
+    quality.run(args)
+    assert calls == [("no_unlearning", "us_state_capitals"), ("mudman", "us_state_capitals")]
+    assert list(quality.collect(args)) == ["facts", "facts (us_state_capitals, never tuned on)"]
