@@ -133,8 +133,7 @@ def check_state(args: argparse.Namespace) -> None:
     path = Path(args.output_dir) / "settings.json"
     settings = json.loads(json.dumps(state_settings(args)))
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(settings, indent=2) + "\n")
+        write_json(path, settings)
         return
     stored = json.loads(path.read_text())
     changed = sorted(
@@ -168,6 +167,7 @@ def data_arguments(scale: dict, pool: str, split_seed: int) -> DataArguments:
                          max_forget_documents=120)  # fmt: skip
 
 
+METRICS = {"code": "forget_loss", "facts": "facts_accuracy"}
 # Facts the methods are evaluated on beyond the capitals' held-out partition: fact sets tuning never saw.
 UNSEEN_FACT_SETS = {"us_state_capitals": us_state_capitals}
 
@@ -188,14 +188,19 @@ def evaluate(args: argparse.Namespace, scale: dict, name: str, scenario: str, be
     The attacks' results are kept beside ``evaluation.json`` (without weights): an evaluation cut short
     recomputes its (deterministic) unlearning, then reads its finished attacks back."""
     path = evaluation_path(args, scenario, name, fact_set)
+    if best is not None and "best_params" not in best:  # every trial pruned or failed: no tuned settings to evaluate
+        evaluation = {"name": name, "scenario": scenario, "fact_set": fact_set, "metric": METRICS[scenario], "after_unlearning": None,
+                      "attack_best": None, "all_diverged": False, "settings": None, "tuning": {"trials": best.get("trials", {})}}  # fmt: skip
+        write_json(path, evaluation)
+        return evaluation
     seed = args.seed + 1000  # fresh
     model_path = resolve_model_name_or_path(args.model)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     sweep_args = sweep_arguments(args, scale, name if name != "no_unlearning" else "mudman", scenario)
     sweep_args = replace(sweep_args, seed=seed)
     facts = UNSEEN_FACT_SETS[fact_set]() if fact_set else None
-    scenario_data = build_scenario(sweep_args, data_arguments(scale, "test", seed), AutoModelForCausalLM.from_pretrained(model_path), tokenizer, facts)
-    model = AutoModelForCausalLM.from_pretrained(model_path)
+    scenario_data = build_scenario(sweep_args, data_arguments(scale, "test", seed), AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32), tokenizer, facts)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     started, unlearning = time.time(), {}
     if name != "no_unlearning":
         method, fixed, _ = METHODS[name]
@@ -225,10 +230,14 @@ def evaluate(args: argparse.Namespace, scale: dict, name: str, scenario: str, be
 
 
 def write_json(path: Path, content: dict) -> None:
+    write_text(path, json.dumps(content, indent=2) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
     """Write atomically: two workers may write the same summary, and a kill must never leave half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(json.dumps(content, indent=2) + "\n")
+    temporary.write_text(text)
     temporary.replace(path)
 
 
@@ -237,7 +246,11 @@ def run(args: argparse.Namespace) -> None:
     names = args.methods or scale["methods"]
     for scenario in args.scenarios:
         for name in ["no_unlearning", *names]:
-            missing = [fact_set for fact_set in evaluations(scenario) if not evaluation_path(args, scenario, name, fact_set).is_file()]
+            paths = {fact_set: evaluation_path(args, scenario, name, fact_set) for fact_set in evaluations(scenario)}
+            if name != "no_unlearning" and any(tuned_with(path) < scale["trials"] for path in paths.values() if path.is_file()):
+                for path in paths.values():  # more trials asked for: re-tune (the study resumes), then re-evaluate
+                    path.unlink(missing_ok=True)
+            missing = [fact_set for fact_set, path in paths.items() if not path.is_file()]
             if not missing:
                 continue
             best = None
@@ -246,6 +259,12 @@ def run(args: argparse.Namespace) -> None:
             for fact_set in missing:
                 evaluate(args, scale, name, scenario, best, fact_set)
                 write(args)
+
+
+def tuned_with(path: Path) -> int:
+    """The finished (complete or pruned) trials behind an evaluation's settings."""
+    trials = json.loads(path.read_text()).get("tuning", {}).get("trials", {})
+    return trials.get("COMPLETE", 0) + trials.get("PRUNED", 0)
 
 
 def collect(args: argparse.Namespace) -> dict:
@@ -265,7 +284,7 @@ def write(args: argparse.Namespace) -> dict:
     output_dir = Path(args.output_dir)
     write_json(output_dir / "quality.json", finite_or_null({"scale": args.scale, "setting": SCALES[args.scale], "state": state_settings(args),
                                                              "environment": environment(), "results": results}))  # fmt: skip
-    (output_dir / "quality.md").write_text(markdown(args, results))
+    write_text(output_dir / "quality.md", markdown(args, results))
     if results:
         plot(results, output_dir / "quality.png")
     return results
@@ -283,6 +302,9 @@ def markdown(args: argparse.Namespace, results: dict) -> str:
             best = row["attack_best"]
             trials = row.get("tuning", {}).get("trials", {})
             trial_counts = ", ".join(f"{count} {state.lower()}" for state, count in sorted(trials.items()))
+            if row["after_unlearning"] is None:
+                lines.append(f"| {name} | no trial finished within the disruption budget | | | | | | {trial_counts} |")
+                continue
             if best is None:
                 lines.append(f"| {name} | {row['after_unlearning'][metric]:.4f} | every attack diverged | | | | | {trial_counts} |")
                 continue
@@ -317,8 +339,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    check_state(args)
-    if not args.report:
+    if not args.report:  # printing the table from the state computes nothing: no settings to check
+        check_state(args)
         torch.manual_seed(args.seed)
         run(args)
     print(markdown(args, write(args)))

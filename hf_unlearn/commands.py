@@ -54,14 +54,18 @@ def config_path(value: str) -> str:
 
 
 def with_config_path(args: Sequence[str]) -> list[str]:
-    """``args`` with the ``--config`` value (``--config X`` or ``--config=X``) resolved by ``config_path``."""
-    args = list(args)
-    for i, arg in enumerate(args):
-        if arg == "--config" and i + 1 < len(args):
-            args[i + 1] = config_path(args[i + 1])
+    """``args`` with the ``--config`` value resolved by ``config_path``; ``--config=X`` becomes ``--config X``,
+    the only form TrlParser reads (the other would be accepted by argparse and silently ignored)."""
+    resolved, args = [], list(args)
+    while args:
+        arg = args.pop(0)
+        if arg == "--config" and args:
+            resolved += ["--config", config_path(args.pop(0))]
         elif arg.startswith("--config="):
-            args[i] = "--config=" + config_path(arg.split("=", 1)[1])
-    return args
+            resolved += ["--config", config_path(arg.split("=", 1)[1])]
+        else:
+            resolved.append(arg)
+    return resolved
 
 
 class Parser(TrlParser):
@@ -269,11 +273,27 @@ class EvaluateArguments:
     bf16: bool = field(default=False, metadata={"help": "Attacks under bf16 autocast (the weights stay float32)."})
 
 
-def evaluation_data(data_args: DataArguments, recorded: dict[str, Any]) -> tuple[DataArguments, dict[str, dict[str, Any]]]:
+def given_settings(argv: Sequence[str]) -> set[str]:
+    """The settings ``argv`` gives: its ``--flags`` and the keys of its ``--config`` YAML."""
+    argv = with_config_path(argv)
+    names = {arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")}
+    if "--config" in argv:
+        names |= set(yaml.safe_load(Path(argv[argv.index("--config") + 1]).read_text()) or {})
+    return names
+
+
+def evaluation_data(
+    data_args: DataArguments, recorded: dict[str, Any], given_names: set[str] | None = None
+) -> tuple[DataArguments, dict[str, dict[str, Any]]]:
     """The data to evaluate on: the unlearning run's (``recorded``, from its ``unlearning_info.json``) with the data
-    flags given here on top (those that differ from the defaults), and which of those differ from the run's."""
+    settings given here on top (``given_names``; default: those that differ from the defaults), and which of those
+    differ from the run's."""
     defaults = dataclasses.asdict(DataArguments())
-    given = {name: value for name, value in dataclasses.asdict(data_args).items() if value != defaults[name]}
+    given = {
+        name: value
+        for name, value in dataclasses.asdict(data_args).items()
+        if (name in given_names if given_names is not None else value != defaults[name])
+    }
     differing = {
         name: {"unlearning": recorded.get(name, defaults[name]), "evaluation": value}
         for name, value in given.items()
@@ -294,7 +314,7 @@ def check_same_tokenizer(tokenizer: PreTrainedTokenizerBase, baseline: PreTraine
         )
 
 
-def run_evaluate(args: EvaluateArguments, data_args: DataArguments) -> RobustnessReport:
+def run_evaluate(args: EvaluateArguments, data_args: DataArguments, given_names: set[str] | None = None) -> RobustnessReport:
     """The attack suite on the unlearned model and on its baseline, on the data it was unlearned on (unless data
     flags say otherwise); the report and the card go to the model's folder."""
     model_path, model, tokenizer = load_model(args.model_name_or_path, args.dtype)
@@ -305,7 +325,7 @@ def run_evaluate(args: EvaluateArguments, data_args: DataArguments) -> Robustnes
         raise ValueError(f"{model_path} is not a local folder: give --output_dir for the report")
     info_path = Path(model_path) / INFO_FILE
     recorded = UnlearningInfo.load(info_path.parent) if info_path.is_file() else None
-    data_args, differing = evaluation_data(data_args, recorded.data if recorded else {})
+    data_args, differing = evaluation_data(data_args, recorded.data if recorded else {}, given_names)
     if recorded is None or not recorded.data:
         print(f"warning: {info_path} records no unlearning data: evaluating on the data flags given ({data_args.forget_source})", file=sys.stderr)
     if differing:
@@ -360,4 +380,4 @@ def evaluate_command(argv: Sequence[str]) -> RobustnessReport:
         "Attack an unlearned model and its baseline with an attack suite; write the robustness report and the model card. "
         "The data is the unlearning run's (its unlearning_info.json); data flags given here override it, with a warning.",
     )
-    return run_evaluate(*parser.parse_args_and_config(argv))
+    return run_evaluate(*parser.parse_args_and_config(argv), given_settings(argv))

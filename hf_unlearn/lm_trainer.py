@@ -42,7 +42,7 @@ def check_fits_positions(model: nn.Module, datasets: dict[str, Dataset | None]) 
     """Refuse sequences longer than the model's positions: RoPE models train on them silently, others crash deep in torch."""
     positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
     for name, dataset in datasets.items():
-        longest = max(map(len, dataset["input_ids"])) if dataset is not None else 0
+        longest = max(map(len, dataset["input_ids"]), default=0) if dataset is not None else 0
         if positions and longest > positions:
             raise ValueError(
                 f"the {name} dataset has sequences of {longest} tokens, more than the model's {positions} positions: set max_length "
@@ -95,6 +95,9 @@ class CausalLMTrainer(Trainer):
         set_seed(args.seed)
         model = self.prepare_model(model, args, processing_class, eval_dataset)
         check_trained_precision(model)
+        if args.batch_eval_metrics or not args.eval_do_concat_batches:
+            raise ValueError("batch_eval_metrics=True and eval_do_concat_batches=False are not supported: the evaluation loss is "
+                             "the token mean over the whole split (see prediction_step); leave both at their defaults")  # fmt: skip
         model.config.use_cache = False
         super().__init__(
             model=model,

@@ -70,7 +70,7 @@ def load_causal_lm(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The model (loaded if given by name or path) and its tokenizer (loaded from the same place if not given)."""
     if isinstance(model, str):
-        name_or_path, model = model, AutoModelForCausalLM.from_pretrained(model)
+        name_or_path, model = model, AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)  # trained: see check_trained_precision
     else:
         name_or_path = model.config._name_or_path
     if processing_class is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,11 +69,20 @@ def _refuse_foreign_settings(config: type, method: str) -> None:
     config.__init__ = __init__
 
 
+def _load_builtin_methods() -> None:
+    """The built-in methods register themselves when ``hf_unlearn.methods`` is imported. The registry loads that
+    package on first lookup, as plugins are loaded (by name, not a static import: the methods sit above the
+    registry), so that every import path sees them (``hf_unlearn`` imports its names lazily)."""
+    importlib.import_module("hf_unlearn.methods")
+
+
 def available_methods() -> list[str]:
+    _load_builtin_methods()
     return sorted(_METHODS)
 
 
 def get_method(name: str) -> MethodSpec:
+    _load_builtin_methods()
     try:
         return _METHODS[name]
     except KeyError:

@@ -227,7 +227,7 @@ def run_trial(
     pruning = BudgetPruning(trial, args, metric)
     started = time.time()
     try:
-        trainer = unlearn(AutoModelForCausalLM.from_pretrained(model_path), config, scenario, tokenizer, callbacks=[pruning])
+        trainer = unlearn(AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32), config, scenario, tokenizer, callbacks=[pruning])
         trial.set_user_attr("steps", trainer.state.global_step)
         trial.set_user_attr("passes", trainer.procedure.passes)
         trial.set_user_attr("disruption", pruning.disruption)
@@ -257,7 +257,7 @@ def run_sweep(args: SweepArguments, data_args: DataArguments, model_name_or_path
     output_dir.mkdir(parents=True, exist_ok=True)
     model_path = resolve_model_name_or_path(model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    scenario = build_scenario(args, data_args, AutoModelForCausalLM.from_pretrained(model_path), tokenizer)
+    scenario = build_scenario(args, data_args, AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32), tokenizer)
     # Under several processes the main one drives the study and sends each trial's settings to the others,
     # which train with it (the trainers average across processes) and follow its pruning decisions.
     distributed = TrainingArguments(output_dir=args.output_dir, report_to="none").world_size > 1

@@ -142,7 +142,9 @@ class UnlearnTrainer(CausalLMTrainer):
         """``Trainer.train``; ``resume_from_checkpoint=True`` resumes from the newest *complete* checkpoint."""
         if isinstance(resume_from_checkpoint, str) and resume_from_checkpoint.lower() in ("true", "false"):
             # The command line gives a string: --resume_from_checkpoint True is the flag, not a folder named "True".
-            resume_from_checkpoint = True if resume_from_checkpoint.lower() == "true" else None
+            resume_from_checkpoint = resume_from_checkpoint.lower() == "true"
+        if resume_from_checkpoint is False:
+            resume_from_checkpoint = None
         if resume_from_checkpoint is True:
             resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir, self.args.world_size)
             if resume_from_checkpoint is None:
@@ -156,6 +158,7 @@ class UnlearnTrainer(CausalLMTrainer):
                 # MUDMAN's and CIR's constant-size updates make a full extra update: load the checkpoint instead.
                 logger.warning(f"{resume_from_checkpoint} is at max_steps={self.args.max_steps}: loaded, nothing left to train")
                 self._load_from_checkpoint(resume_from_checkpoint)
+                self._load_method_state(resume_from_checkpoint)
                 self.state = state
                 losses = [entry["train_loss"] for entry in state.log_history if "train_loss" in entry]
                 return TrainOutput(state.global_step, losses[-1] if losses else float("nan"), {})
@@ -163,7 +166,7 @@ class UnlearnTrainer(CausalLMTrainer):
 
     def run_identity(self) -> dict[str, Any]:
         """What makes a checkpoint this run's: the method and its settings (how long it runs aside), the model, the data."""
-        settings = {k: v for k, v in method_settings(self.args).items() if k not in ("max_steps", "num_train_epochs")}
+        settings = {k: v for k, v in method_settings(self.args).items() if k not in ("max_steps", "num_train_epochs", "max_passes")}
         identity = {"method": self.args.method, "settings": settings, "base_model": self.base_model,
                     "forget_data": self.train_dataset._fingerprint, "retain_data": self.retain_stream.dataset._fingerprint}  # fmt: skip
         return json.loads(json.dumps(identity, default=str))
@@ -306,8 +309,10 @@ class UnlearnTrainer(CausalLMTrainer):
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
         super()._load_optimizer_and_scheduler(checkpoint)
-        if checkpoint is None:
-            return
+        if checkpoint is not None:
+            self._load_method_state(checkpoint)
+
+    def _load_method_state(self, checkpoint: str) -> None:
         path = os.path.join(checkpoint, method_state_name(self.args.process_index))
         if not os.path.isfile(path):
             raise FileNotFoundError(

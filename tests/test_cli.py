@@ -226,6 +226,13 @@ def test_evaluate_as_printed_uses_the_data_the_model_was_unlearned_on(tmp_path, 
     assert report["details"]["data_differs_from_unlearning"] == {"chunk_length": {"unlearning": 16, "evaluation": 12}}
     assert "chunk_length: 16 -> 12" in capsys.readouterr().err
     assert "Evaluated on other data than the model was unlearned on" in (tmp_path / "other" / "README.md").read_text()
+    # A setting given back at its default value still overrides the recorded one (forget_pool's default is "all").
+    main(["unlearn", "--model_name_or_path", str(model_dir), *data, "--max_steps", "1", "--per_device_train_batch_size", "4",
+          "--output_dir", str(tmp_path / "tuned"), "--report_to", "none", "--forget_pool", "tuning"])  # fmt: skip
+    main(["evaluate", str(tmp_path / "tuned"), "--baseline", str(model_dir), *quick, "--forget_pool=all"])
+    report = json.loads((tmp_path / "tuned" / "robustness_report.json").read_text())
+    assert report["details"]["data"]["forget_pool"] == "all"
+    assert report["details"]["data_differs_from_unlearning"] == {"forget_pool": {"unlearning": "tuning", "evaluation": "all"}}
 
     # Another model unlearned into the evaluated folder: the report there measured the old weights.
     assert "| unlearned |" in (tmp_path / "out" / "README.md").read_text()
@@ -349,3 +356,12 @@ def test_the_card_metadata_holds_the_robustness_results_and_only_hub_base_models
     assert [(r.metric_type, r.metric_value) for r in card.data.eval_results] == [("forget_loss", 9.0), ("forget_loss", 6.5)]
     assert "attacker's best over 1 relearning attacks" in card.data.eval_results[1].metric_name
     assert "![The attack curves](robustness_report.png)" in card.text
+
+
+def test_configs_build_whatever_is_imported_first():
+    """With lazy imports, `UnlearnConfig(...)` found an empty method registry unless the methods were imported first."""
+    check = "\ntry:\n    UnlearnConfig(output_dir='x')\nexcept ValueError as error:\n    assert 'build hf_unlearn.MUDMANConfig' in str(error), error"
+    for code in ("from hf_unlearn import UnlearnConfig" + check, "from hf_unlearn.config import UnlearnConfig" + check,
+                 "from hf_unlearn.registry import available_methods; assert 'mudman' in available_methods()"):  # fmt: skip
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{code}: {done.stderr[-2000:]}"

@@ -52,8 +52,8 @@ def test_facts_methods_are_also_evaluated_on_a_fact_set_tuning_never_saw(tmp_pat
     """Each facts method is evaluated on the capitals' held-out partition and on the US state capitals; a state with
     only the first evaluation computes only the second (the sweep is read back, not rerun)."""
     args = quality.parse_args(["--output_dir", str(tmp_path), "--scenarios", "facts", "--methods", "mudman"])
-    for name in ("no_unlearning", "mudman"):
-        quality.write_json(quality.evaluation_path(args, "facts", name), {"name": name, "metric": "facts_accuracy"})
+    for name in ("no_unlearning", "mudman"):  # both tuned with the scale's 10 trials
+        quality.write_json(quality.evaluation_path(args, "facts", name), {"name": name, "tuning": {"trials": {"COMPLETE": 10}}})
     calls = []
     monkeypatch.setattr(quality, "run_sweep", lambda *a: {"best_params": {}})
     monkeypatch.setattr(quality, "evaluate", lambda args, scale, name, scenario, best, fact_set=None: calls.append((name, fact_set)) or
@@ -62,3 +62,20 @@ def test_facts_methods_are_also_evaluated_on_a_fact_set_tuning_never_saw(tmp_pat
     quality.run(args)
     assert calls == [("no_unlearning", "us_state_capitals"), ("mudman", "us_state_capitals")]
     assert list(quality.collect(args)) == ["facts", "facts (us_state_capitals, never tuned on)"]
+
+
+def test_a_study_without_a_finished_trial_is_a_row_and_more_trials_re_evaluate(tmp_path, monkeypatch):
+    """Every trial pruned left no best_params, and the evaluation's KeyError stopped the worker at that method for good;
+    an evaluation tuned with fewer trials than the scale asks is redone (the study resumes) instead of kept."""
+    args = quality.parse_args(["--output_dir", str(tmp_path), "--scenarios", "code", "--methods", "graddiff", "npo"])
+    untouched = {"name": "no_unlearning", "metric": "forget_loss", "after_unlearning": {"forget_loss": 3.0}, "attack_best": None}
+    quality.write_json(quality.evaluation_path(args, "code", "no_unlearning"), untouched)
+    quality.write_json(quality.evaluation_path(args, "code", "npo"), {"name": "npo", "tuning": {"trials": {"COMPLETE": 3}}})
+    swept = []
+    monkeypatch.setattr(quality, "run_sweep", lambda sweep_args, *a: swept.append(sweep_args.method) or {"trials": {"PRUNED": 10}})
+    monkeypatch.setattr(quality, "write", lambda args: None)
+    quality.run(args)
+    assert swept == ["graddiff", "npo"], "npo had 3 of 10 trials: re-tuned"
+    rows = quality.collect(args)["code"]
+    assert rows["graddiff"]["after_unlearning"] is None and rows["npo"]["tuning"]["trials"] == {"PRUNED": 10}
+    assert "| graddiff | no trial finished within the disruption budget |" in quality.markdown(args, quality.collect(args))

@@ -92,3 +92,10 @@ def test_shipped_configs_are_package_data_found_by_name(tmp_path):
         config_path("nope")
     setup = (Path(__file__).resolve().parents[1] / "setup.cfg").read_text()
     assert "hf_unlearn = configs/*.yaml" in setup, "installed with the package"
+
+
+def test_config_equals_form_is_read():
+    """`--config=FILE` was accepted by argparse and silently ignored (TrlParser reads `--config FILE` only)."""
+    argv = ["--config=mudman_smollm2_python", "--output_dir", "x"]
+    _, data_args, config = unlearn_parser(argv).parse_args_and_config(argv)
+    assert config.target_modules == ["gate_proj"] and data_args.chunk_length == 100

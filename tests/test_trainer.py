@@ -45,11 +45,13 @@ def test_resume_from_the_final_checkpoint_mid_epoch_takes_no_step_more(model, to
     """max_steps=5 ends mid-epoch (6 steps per epoch): transformers resumed checkpoint-5 into a step 6, a full
     extra MUDMAN update."""
     settings = dict(max_steps=5, save_strategy="steps", save_steps=5)
-    make_trainer(model, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path / "a", **settings)).train()
+    finished = make_trainer(model, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path / "a", **settings))
+    finished.train()
     twin = tiny_llama(len(tokenizer), seed=11)
     resumed = make_trainer(twin, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path / "a", **settings))
     resumed.train(resume_from_checkpoint=True)
     assert resumed.state.global_step == 5 and not (tmp_path / "a" / "checkpoint-6").exists()
+    assert resumed.procedure.passes == finished.procedure.passes > 0, "the method's state is restored too"
     for (name, a), b in zip(model.state_dict().items(), twin.state_dict().values()):
         assert torch.equal(a, b), f"{name}: the resumed run is not the finished run's weights"
 
@@ -220,3 +222,17 @@ def test_a_weights_only_checkpoint_says_why_it_cannot_be_resumed(model, tokenize
     resumed = make_trainer(tiny_llama(len(tokenizer)), tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path / "b", **settings))
     with pytest.raises(FileNotFoundError, match="save_only_model=True, which keeps the weights only"):
         resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-1"))
+
+
+def test_models_load_in_float32_and_resume_false_is_no_resume(tokenizer, forget_dataset, retain_dataset, tmp_path):
+    """Checkpoints saved in bf16 loaded as bf16 (transformers' dtype "auto") and were then refused for training;
+    train(resume_from_checkpoint=False), which the Trainer reads as "do not resume", crashed."""
+    tiny_llama(len(tokenizer)).to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
+    tokenizer.save_pretrained(tmp_path / "bf16")
+    trainer = make_trainer(str(tmp_path / "bf16"), tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path / "out", max_steps=1))
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    trainer.train(resume_from_checkpoint=False)
+    assert trainer.state.global_step == 1
+    with pytest.raises(ValueError, match="batch_eval_metrics=True and eval_do_concat_batches=False are not supported"):
+        make_trainer(tiny_llama(len(tokenizer)), tokenizer, forget_dataset, retain_dataset,
+                     unlearn_config(tmp_path / "out", batch_eval_metrics=True))  # fmt: skip

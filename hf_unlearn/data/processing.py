@@ -72,7 +72,7 @@ def prepare_lm_dataset(
             remove_columns=dataset.column_names,
             desc=f"Tokenizing {name} dataset",
         ).select_columns(["input_ids", "attention_mask"])
-    if max_length is not None and "input_ids" in dataset.column_names and max(map(len, prepared["input_ids"])) > max_length:
+    if max_length is not None and "input_ids" in dataset.column_names and max(map(len, prepared["input_ids"]), default=0) > max_length:
         columns = prepared.column_names
         prepared = prepared.map(lambda row: {k: row[k][:max_length] for k in columns}, desc=f"Truncating {name} dataset")
     prepared = prepared.filter(lambda ids: len(ids) >= 2, input_columns="input_ids", desc=f"Filtering {name} dataset")

@@ -146,6 +146,22 @@ MUTANTS = {
         "hf_unlearn/hub.py", "        base_model=info.base_model if is_hub_id(info.base_model) else None,", "        base_model=info.base_model,",
         "tests/test_cli.py::test_the_card_metadata_holds_the_robustness_results_and_only_hub_base_models",
     ),
+    "the registry does not load the built-in methods (lazy hf_unlearn)": (
+        "hf_unlearn/registry.py", '    importlib.import_module("hf_unlearn.methods")\n', "    pass\n",
+        "tests/test_cli.py::test_configs_build_whatever_is_imported_first",
+    ),
+    "--config=FILE silently ignored": (
+        "hf_unlearn/commands.py", '            resolved += ["--config", config_path(arg.split("=", 1)[1])]', "            resolved.append(arg)",
+        "tests/test_recipes.py::test_config_equals_form_is_read",
+    ),
+    "bf16 checkpoints loaded as bf16 for training": (
+        "hf_unlearn/modeling.py", "AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)", "AutoModelForCausalLM.from_pretrained(model)",
+        "tests/test_trainer.py::test_models_load_in_float32_and_resume_false_is_no_resume",
+    ),
+    "quality benchmark: a study without a finished trial stops the worker": (
+        "benchmarks/quality.py", '    if best is not None and "best_params" not in best:', "    if False:",
+        "tests/test_quality_benchmark.py::test_a_study_without_a_finished_trial_is_a_row_and_more_trials_re_evaluate",
+    ),
     "target_modules silently ignored with a LoRA adapter": (
         "hf_unlearn/trainer.py", "    if adapter and list(args.target_modules) != list(default):", "    if False:",
         "tests/test_reliability.py::test_target_modules_with_a_lora_adapter_are_refused",
