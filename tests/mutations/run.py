@@ -48,7 +48,8 @@ MUTANTS = {
         "tests/test_sweep.py::test_a_sweep_killed_in_its_second_trial_resumes_without_recomputing_the_first",
     ),
     "quality benchmark recomputes finished evaluations": (
-        "benchmarks/quality.py", "            if evaluation_path(args, scenario, name).is_file():\n                continue\n", "",
+        "benchmarks/quality.py", "            missing = [fact_set for fact_set, path in paths.items() if not path.is_file()]",
+        "            missing = list(paths)",
         "tests/test_quality_benchmark.py::test_killed_during_an_evaluation_it_resumes_without_recomputing_trials_or_evaluations",
     ),
     "quality benchmark reruns finished attacks of an evaluation": (
