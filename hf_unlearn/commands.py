@@ -237,7 +237,15 @@ def sweep_command(argv: Sequence[str]) -> dict:
         f"Tune a method for robustness (Optuna, under a disruption and a pass budget). Methods: {', '.join(available_methods())}.",
     )
     parser.set_defaults(forget_pool="tuning")  # tune on half the forget documents; report on the other half
-    model_args, data_args, args = parser.parse_args_and_config(list(argv))
+    try:
+        model_args, data_args, args = parser.parse_args_and_config(list(argv))
+    except ValueError as error:  # unlearn's training flags: say what a sweep takes instead
+        if "not used by the HfArgumentParser" not in str(error):
+            raise
+        raise ValueError(
+            f"{error}: a sweep sets each trial's length and batch itself (--pass_budget, --batch_size); settings every trial "
+            "gets go in --fixed (YAML or JSON, e.g. --fixed '{target_modules: [gate_proj]}')"
+        ) from error
     summary = run_sweep(args, data_args, model_args.model_name_or_path)
     print(json.dumps(finite_or_null(summary), indent=2, default=str))
     print(f"\nStudy {args.study_name} in {args.storage}; summary, best.yaml and plots in {args.output_dir}")

@@ -173,7 +173,7 @@ def model_card(info: UnlearningInfo, report: RobustnessReport | None = None, mod
     )))  # fmt: skip
     repository = model_id or "<this repository>"
     if info.adapter:
-        usage = (f"A LoRA adapter on `{info.base_model}`, merged into it here (the weights the robustness table measured).\n\n"
+        usage = (f"A LoRA adapter on `{info.base_model}`; merge it as below (`hf-unlearn evaluate` measures the merged weights).\n\n"
                  "```python\nfrom peft import AutoPeftModelForCausalLM\nfrom transformers import AutoTokenizer\n\n"
                  f'model = AutoPeftModelForCausalLM.from_pretrained("{repository}").merge_and_unload()\n')  # fmt: skip
     else:

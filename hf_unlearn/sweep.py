@@ -16,7 +16,7 @@ The MUDMAN paper's procedure, with an attack suite in place of its single attack
 The study lives in an Optuna storage (SQLite under ``output_dir`` by default, or any RDB URL, so
 that many machines work on one study). Rerunning the command resumes it: finished trials are kept,
 and a trial cut short by a kill is marked failed once its heartbeat is stale, never lost. The
-summary (``summary.json``, ``best.yaml`` ready for ``recipes/unlearn.py``, plots of the trials and
+summary (``summary.json``, ``best.yaml`` ready for ``hf-unlearn unlearn --config``, plots of the trials and
 of the parameter importances) is written at the end.
 """
 
@@ -355,7 +355,7 @@ def check_same_study(study: Any, settings: dict[str, Any], args: SweepArguments)
 
 
 def summarize(study: Any, args: SweepArguments, data_args: DataArguments, model_name_or_path: str | None) -> dict[str, Any]:
-    """Best trial, mean +- SEM over the top-k, a YAML for recipes/unlearn.py, and plots; written to ``output_dir``."""
+    """Best trial, mean +- SEM over the top-k, a YAML for ``hf-unlearn unlearn --config``, and plots; written to ``output_dir``."""
     import optuna
 
     output_dir = Path(args.output_dir)
@@ -379,7 +379,7 @@ def summarize(study: Any, args: SweepArguments, data_args: DataArguments, model_
         }  # fmt: skip
         (output_dir / "best.yaml").write_text(
             f"# {args.study_name}: best of {len(complete)} completed trials (trial {best.number}), objective {best.value:.4g}\n"
-            f"#   python recipes/unlearn.py --config {output_dir / 'best.yaml'}\n" + yaml.safe_dump(settings, sort_keys=False)
+            f"#   hf-unlearn unlearn --config {output_dir / 'best.yaml'}\n" + yaml.safe_dump(settings, sort_keys=False)
         )
         plot_study(study, output_dir)
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

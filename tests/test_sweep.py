@@ -82,3 +82,10 @@ def test_a_trial_beyond_the_disruption_budget_is_pruned(setup, memorised):
     assert trial.params == {"unlearning_rate": 0.05}, "the first trial takes the published value"
     assert not (Path(settings["output_dir"]) / "trials" / "trial-0000" / "attacks").exists(), "a pruned trial is not attacked"
     assert yaml.safe_load(json.dumps(summary)) == summary
+
+
+def test_training_flags_given_to_sweep_name_what_it_takes_instead():
+    from hf_unlearn.commands import sweep_command
+
+    with pytest.raises(ValueError, match=r"--pass_budget, --batch_size.*--fixed"):
+        sweep_command(["--method", "mudman", "--max_steps", "2", "--per_device_train_batch_size", "4"])
