@@ -27,6 +27,8 @@ from typing import Any
 COMMANDS = {"unlearn": "unlearn_command", "attack": "attack_command", "sweep": "sweep_command", "evaluate": "evaluate_command"}
 # Flags that go to `accelerate launch` rather than to the command, each with one value.
 LAUNCH_FLAGS = ("--num_processes", "--accelerate_config", "--main_process_port")
+# What a command raises for bad input (a missing file or package, a wrong value), printed without a traceback.
+INPUT_ERRORS = (ValueError, FileNotFoundError, ModuleNotFoundError)
 
 
 def split_launch_flags(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
@@ -107,6 +109,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     try:
         getattr(importlib.import_module("hf_unlearn.commands"), COMMANDS[argv[0]])(arguments)
+    except INPUT_ERRORS as error:
+        if os.environ.get("HF_UNLEARN_TRACEBACK"):
+            raise
+        # Bad input is named in the message, with its fix: that, not a traceback, is what the user needs.
+        print(f"hf-unlearn {argv[0]}: error: {error}\n(HF_UNLEARN_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        sys.exit(1)
     finally:
         finish_open_run()  # the unlearn stage's W&B run stays open for the evaluation after training
 

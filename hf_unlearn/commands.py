@@ -147,7 +147,7 @@ def run_unlearn(model_config: ModelConfig, data_args: DataArguments, config: Unl
             f"\nThe unlearned model ({trainer.args.world_size} process{'es' if trainer.args.world_size > 1 else ''}) is in "
             f"{config.output_dir}. Measure its robustness against the attack suite (on the data it was "
             f"unlearned on, recorded in {INFO_FILE}) with:\n"
-            f"  hf-unlearn evaluate {config.output_dir} --baseline {model_config.model_name_or_path or 'embedded'}"
+            f"  hf-unlearn evaluate {config.output_dir}"
         )
     return trainer
 
@@ -258,7 +258,11 @@ def sweep_command(argv: Sequence[str]) -> dict:
 @dataclass
 class EvaluateArguments:
     model_name_or_path: str = field(metadata={"help": "The unlearned model (a folder written by `hf-unlearn unlearn`, or a Hub id)."})
-    baseline: str = field(default="embedded", metadata={"help": "The model before unlearning: a folder, a Hub id, or 'embedded'."})
+    baseline: str | None = field(
+        default=None,
+        metadata={"help": "The model before unlearning: a folder, a Hub id, or 'embedded'; default: the model the unlearning run "
+                  "started from (its unlearning_info.json), else the embedded SmolLM2."},  # fmt: skip
+    )
     attack_suite: str = field(default="standard", metadata={"help": f"Attack suite preset: {', '.join(PRESETS)}."})
     attack_steps: int | None = field(default=None, metadata={"help": "Steps of every attack (default: the preset's)."})
     batch_size: int = field(default=8, metadata={"help": "Attack examples per step."})
@@ -326,13 +330,14 @@ def run_evaluate(args: EvaluateArguments, data_args: DataArguments, given_names:
     """The attack suite on the unlearned model and on its baseline, on the data it was unlearned on (unless data
     flags say otherwise); the report and the card go to the model's folder."""
     model_path, model, tokenizer = load_model(args.model_name_or_path, args.dtype)
-    baseline_path, baseline, baseline_tokenizer = load_model(resolve_model_name_or_path(args.baseline), args.dtype)
+    info_path = Path(model_path) / INFO_FILE
+    recorded = UnlearningInfo.load(info_path.parent) if info_path.is_file() else None
+    args.baseline = args.baseline or (recorded.base_model_path if recorded else None) or "embedded"
+    baseline_path, baseline, baseline_tokenizer = load_model(args.baseline, args.dtype)
     check_same_tokenizer(tokenizer, baseline_tokenizer, model_path, baseline_path)
     output_dir = Path(args.output_dir or model_path)
     if not output_dir.is_dir() and args.output_dir is None:
         raise ValueError(f"{model_path} is not a local folder: give --output_dir for the report")
-    info_path = Path(model_path) / INFO_FILE
-    recorded = UnlearningInfo.load(info_path.parent) if info_path.is_file() else None
     data_args, differing = evaluation_data(data_args, recorded.data if recorded else {}, given_names)
     if recorded is None or not recorded.data:
         print(f"warning: {info_path} records no unlearning data: evaluating on the data flags given ({data_args.forget_source})", file=sys.stderr)

@@ -18,7 +18,7 @@ from transformers import TrainingArguments
 
 from .config import FullUpdateArguments
 from .data.sources import HUB_IDS
-from .embedded_model import EMBEDDED_HUB_ID, EMBEDDED_MODEL_NAME, cache_root
+from .embedded_model import EMBEDDED_HUB_ID, EMBEDDED_LICENSE, EMBEDDED_MODEL_NAME, cache_root
 from .environment import package_versions
 from .evaluation.report import RobustnessReport
 
@@ -59,6 +59,10 @@ class UnlearningInfo:
     disruption: dict[str, float] = field(default_factory=dict)  # {"retain_loss_before": ..., "retain_loss_after": ...}
     data: dict[str, Any] = field(default_factory=dict)  # the run's DataArguments, which `hf-unlearn evaluate` reuses
     adapter: bool = False  # a LoRA adapter on base_model (``unlearn --use_peft``), not full weights
+    # What the run loaded base_model from ("embedded", a folder or a Hub id): `hf-unlearn evaluate`'s default baseline.
+    base_model_path: str | None = None
+    license: str | None = None  # the base model's, which the unlearned weights inherit
+    wandb_url: str | None = None  # the unlearning run's W&B page, when it was logged online
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / INFO_FILE
@@ -98,6 +102,30 @@ def base_model_name(model: Any) -> str:
     if name and Path(name).resolve() == (cache_root() / EMBEDDED_MODEL_NAME).resolve():
         return EMBEDDED_HUB_ID
     return name or "unknown"
+
+
+def base_model_path(model: Any) -> str | None:
+    """Where the model was loaded from, to load it again: "embedded" for the embedded SmolLM2 (its cache folder
+    differs between machines), an absolute folder, or a Hub id; None if the model does not say."""
+    name = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "")
+    if not name:
+        return None
+    if base_model_name(model) == EMBEDDED_HUB_ID and name != EMBEDDED_HUB_ID:
+        return "embedded"
+    return str(Path(name).resolve()) if Path(name).exists() else name
+
+
+def base_model_license(path: str | None) -> str | None:
+    """The license in the base model's card (``path`` as ``base_model_path`` gives it), None when it cannot be read."""
+    if path == "embedded":
+        return EMBEDDED_LICENSE
+    if not path:
+        return None
+    try:
+        card = ModelCard.load(Path(path) / "README.md" if Path(path).is_dir() else path)
+    except Exception:  # no card, offline, or not on the Hub: the card then names no license
+        return None
+    return card.data.license
 
 
 def hub_dataset_ids(*sources: str | None) -> list[str]:
@@ -143,6 +171,7 @@ def model_card(info: UnlearningInfo, report: RobustnessReport | None = None, mod
     name = model_id or f"{info.base_model.split('/')[-1]}-{info.method}-unlearned"
     data = ModelCardData(
         base_model=info.base_model if is_hub_id(info.base_model) else None,  # a local folder is named in the text only
+        license=info.license,
         model_name=name,
         eval_results=eval_results(info, report),
         datasets=hub_dataset_ids(info.forget.get("source"), info.retain.get("source")) or None,
@@ -157,7 +186,8 @@ def model_card(info: UnlearningInfo, report: RobustnessReport | None = None, mod
         "the weights were changed so that the model no longer produces the forget data, while keeping its behaviour on the "
         "retain data, and so that fine-tuning on part of the forgotten data does not bring the rest back.",
         "## What was forgotten\n\n" + _data_table(info),
-        f"## Method\n\n`method={info.method}`; settings that differ from the method's defaults:\n\n| setting | value |\n|---|---|\n{settings}",
+        f"## Method\n\n`method={info.method}`; settings that differ from the method's defaults:\n\n| setting | value |\n|---|---|\n{settings}"
+        + (f"\n\nTraining logs: [the W&B run]({info.wandb_url})." if info.wandb_url else ""),
     ]
     disruption = info.disruption or _disruption_from(report)
     if disruption:
@@ -168,7 +198,7 @@ def model_card(info: UnlearningInfo, report: RobustnessReport | None = None, mod
                 f"({after - before:+.4f} nats, {100 * (after - before) / before:+.2f} %)."
             )
     sections.append("## Robustness\n\n" + (_robustness(report) if report is not None else (
-        "Not measured yet. Run `hf-unlearn evaluate <this model> --baseline <base model>` to attack it with the relearning "
+        "Not measured yet. Run `hf-unlearn evaluate <this model's folder>` to attack it and the model it was unlearned from with the relearning "
         "attack suite (on the data it was unlearned on, recorded in `unlearning_info.json`) and add the table here."
     )))  # fmt: skip
     repository = model_id or "<this repository>"

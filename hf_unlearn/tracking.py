@@ -36,6 +36,14 @@ def finish_open_run() -> None:
         sys.modules["wandb"].run.finish()
 
 
+def open_run_url() -> str | None:
+    """The open W&B run's page (None offline, or without a run)."""
+    import sys
+
+    run = sys.modules["wandb"].run if "wandb" in sys.modules else None
+    return getattr(run, "url", None) if run is not None else None
+
+
 @contextmanager
 def wandb_run(
     report_to: str | Sequence[str] | None, group: str, name: str, job_type: str, config: dict[str, Any] | None = None, finish: bool = True

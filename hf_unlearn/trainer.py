@@ -26,9 +26,10 @@ from .distributed import check_process_count, mean_over_processes
 from .evaluation.evaluators import Evaluator
 from .evaluation.report import RobustnessReport
 from .gradients import global_norm
-from .hub import REPORT_NAME, UnlearningInfo, base_model_name, method_settings, model_card
+from .hub import REPORT_NAME, UnlearningInfo, base_model_license, base_model_name, base_model_path, method_settings, model_card
 from .lm_trainer import CausalLMTrainer
 from .modeling import lm_loss, weights_digest
+from .tracking import open_run_url
 from .registry import get_method
 
 if TYPE_CHECKING:
@@ -193,7 +194,8 @@ class UnlearnTrainer(CausalLMTrainer):
 
         The card (``hf_unlearn.hub.model_card``) says what was forgotten (``data_sources`` names it),
         with which method and settings, the disruption measured, and the robustness table when
-        ``robustness_report.json`` is in ``output_dir`` (``hf-unlearn evaluate`` puts it there).
+        ``robustness_report.json`` is in ``output_dir`` (``hf-unlearn evaluate`` puts it there) and measured these
+        weights; a report of other weights (a run before this one, in the same folder) is removed.
         ``push_to_hub`` calls this and uploads the folder.
         """
         if not self.is_world_process_zero():
@@ -206,7 +208,10 @@ class UnlearnTrainer(CausalLMTrainer):
         report = RobustnessReport.load(report) if report.is_file() else None
         weights = weights_digest(self.accelerator.unwrap_model(self.model)).hexdigest()
         if report is not None and report.details.get("model_weights") != weights:
-            logger.warning(f"{output_dir / REPORT_NAME}.json measured other weights than this model's: left out of the card")
+            # Written for the weights this run replaced: kept, it would be pushed beside a model it does not describe.
+            for stale in output_dir.glob(f"{REPORT_NAME}.*"):
+                stale.unlink()
+            logger.warning(f"removed {output_dir / REPORT_NAME}.* (it measured the weights this run replaced); run hf-unlearn evaluate again")
             report = None
         model_card(info, report, self.args.hub_model_id or model_name).save(output_dir / "README.md")
 
@@ -221,12 +226,13 @@ class UnlearnTrainer(CausalLMTrainer):
             base_model=self.base_model, method=self.args.method, settings=method_settings(self.args),
             forget=described("forget", self.train_dataset), retain=described("retain", self.retain_stream.dataset),
             disruption=disruption, data=self.data_arguments, adapter=self.peft_config is not None,
+            base_model_path=self.base_model_path, license=base_model_license(self.base_model_path), wandb_url=open_run_url(),
         )  # fmt: skip
 
     def prepare_model(
         self, model: nn.Module, args: UnlearnConfig, processing_class: PreTrainedTokenizerBase, eval_dataset: Any
     ) -> nn.Module:
-        self.base_model = base_model_name(model)
+        self.base_model, self.base_model_path = base_model_name(model), base_model_path(model)
         check_target_modules_apply(args, adapter=self.peft_config is not None or hasattr(model, "peft_config"))
         if self.peft_config is not None:  # train an adapter; the method's reference is the adapter disabled
             from peft import get_peft_model

@@ -129,6 +129,8 @@ def test_wandb_runs_are_grouped_named_configured_and_hold_the_report(tmp_path, l
     report = runs["report"]
     assert any(name.endswith(".table.json") for name in report["media"]) and any(name.endswith(".png") for name in report["media"])
     assert "robustness/mudman/attack_best/forget_loss" in report["summary"]
+    # Interactive charts: one per metric, a line per model and attack, from the curve table.
+    assert {"robustness/curve/forget_loss_table/nrows", "robustness/curve/retain_loss_table/nrows"} <= report["summary"]
 
 
 def test_unlearn_command_reports_to_wandb_and_evaluates_into_the_same_run(tmp_path, local_files):
@@ -253,25 +255,6 @@ def test_help_version_and_env_import_nothing_heavy():
     assert json.loads(env.stdout)["packages"]["transformers"] is not None
 
 
-def test_num_processes_hands_the_command_to_accelerate_launch_on_cpu(tmp_path, local_files):
-    """README's several-processes form: `hf-unlearn unlearn --num_processes 2` on a machine without a GPU."""
-    import socket
-
-    model_dir, data = local_files
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")} | {"OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
-    done = subprocess.run(
-        [sys.executable, "-m", "hf_unlearn.cli", "unlearn", "--num_processes", "2", "--main_process_port", str(port),
-         "--model_name_or_path", str(model_dir), *data, "--max_steps", "2", "--per_device_train_batch_size", "4",
-         "--output_dir", str(tmp_path / "out"), "--report_to", "none"],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-4000:]
-    assert "The unlearned model (2 processes)" in done.stdout and (tmp_path / "out" / "unlearning_info.json").is_file()
-
-
 def test_a_lora_result_is_evaluated_and_its_card_says_adapter(tmp_path, local_files):
     """`evaluate` refused the folder `unlearn --use_peft` writes ("a folder without config.json")."""
     from hf_unlearn.cli import main
@@ -292,7 +275,7 @@ def test_evaluate_refuses_a_baseline_with_another_tokenizer(tmp_path, local_file
     from conftest import tiny_llama
     from transformers import PreTrainedTokenizerFast
 
-    from hf_unlearn.cli import main
+    from hf_unlearn.commands import evaluate_command
 
     model_dir, data = local_files
     other = tmp_path / "other_tokenizer"
@@ -301,7 +284,7 @@ def test_evaluate_refuses_a_baseline_with_another_tokenizer(tmp_path, local_file
     tiny_llama(len(tokenizer)).save_pretrained(other)
     tokenizer.save_pretrained(other)
     with pytest.raises(ValueError, match=r"another tokenizer than .*\(\d+ vs \d+ tokens\)"):
-        main(["evaluate", str(model_dir), "--baseline", str(other), "--output_dir", str(tmp_path / "report"), *data])
+        evaluate_command([str(model_dir), "--baseline", str(other), "--output_dir", str(tmp_path / "report"), *data])
 
 
 def test_the_hub_token_never_reaches_wandb_files(tmp_path, local_files):
@@ -358,6 +341,25 @@ def test_the_card_metadata_holds_the_robustness_results_and_only_hub_base_models
     assert "![The attack curves](robustness_report.png)" in card.text
 
 
+def test_the_card_carries_the_base_models_license_and_the_wandb_run(tmp_path, local_files, tokenizer):
+    """The card had no license (the unlearned weights keep the base model's) and no link to the training logs."""
+    from hf_unlearn.hub import base_model_license
+
+    model_dir, data = local_files
+    ModelCard("---\nlicense: mit\n---\n# tiny\n").save(model_dir / "README.md")
+    assert base_model_license(str(model_dir)) == "mit" and base_model_license("embedded") == "apache-2.0"
+    assert base_model_license(str(tmp_path / "no-card")) is None
+    run = subprocess.run(
+        [sys.executable, "-m", "hf_unlearn.cli", "unlearn", "--model_name_or_path", str(model_dir), *data, "--max_steps", "1",
+         "--per_device_train_batch_size", "4", "--output_dir", str(tmp_path / "out"), "--report_to", "none"],
+        capture_output=True, text=True, timeout=600, env=os.environ | {"OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert ModelCard.load(tmp_path / "out" / "README.md").data.license == "mit"
+    info = UnlearningInfo(base_model="b", method="npo", settings={}, forget={}, retain={}, wandb_url="https://wandb.ai/me/p/runs/x")
+    assert "[the W&B run](https://wandb.ai/me/p/runs/x)" in model_card(info).text
+
+
 def test_configs_build_whatever_is_imported_first():
     """With lazy imports, `UnlearnConfig(...)` found an empty method registry unless the methods were imported first."""
     check = "\ntry:\n    UnlearnConfig(output_dir='x')\nexcept ValueError as error:\n    assert 'build hf_unlearn.MUDMANConfig' in str(error), error"
@@ -365,3 +367,14 @@ def test_configs_build_whatever_is_imported_first():
                  "from hf_unlearn.registry import available_methods; assert 'mudman' in available_methods()"):  # fmt: skip
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"{code}: {done.stderr[-2000:]}"
+
+
+def test_bad_input_ends_in_its_message_not_a_traceback(tmp_path, local_files):
+    model_dir, data = local_files
+    command = [sys.executable, "-m", "hf_unlearn.cli", "unlearn", "--model_name_or_path", str(model_dir), "--forget_source", "no_such_source",
+               "--output_dir", str(tmp_path / "out")]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "hf-unlearn unlearn: error: " in done.stderr and "python_stdlib" in done.stderr, "the message names the built-in sources"
+    shown = subprocess.run(command, capture_output=True, text=True, timeout=600, env=os.environ | {"HF_UNLEARN_TRACEBACK": "1"})
+    assert "Traceback" in shown.stderr

@@ -157,7 +157,7 @@ def suite_result(model, tokenizer, tmp_path, name, **overrides):
     )  # fmt: skip
 
 
-def test_robustness_report(tmp_path):
+def test_robustness_report(tmp_path, monkeypatch):
     tokenizer = char_tokenizer()
     results = {
         "method": suite_result(tiny_llama(len(tokenizer), seed=1), tokenizer, tmp_path, "method"),
@@ -170,7 +170,15 @@ def test_robustness_report(tmp_path):
     assert report.runs["method"]["after_unlearning"] == results["method"].attacks["sgd"]["curve"][0]
     assert report.metrics()[:2] == ["forget_loss", "facts_accuracy"]
 
+    from matplotlib.figure import Figure
+
+    drawn, savefig = [], Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda figure, *a, **k: (drawn.append(figure), savefig(figure, *a, **k))[1])
     paths = report.save(tmp_path / "report")
+    # One axis per metric with every model on it, so the unlearned model is read against the untouched one.
+    (figure,) = drawn
+    assert [axis.get_title() for axis in figure.axes] == report.curve_metrics() == ["forget_loss"]
+    assert all([t.get_text().split()[0] for t in axis.get_legend().get_texts()] == ["method", "no_unlearning"] for axis in figure.axes)
     assert all(path.stat().st_size > 0 for path in paths.values())
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = paths["markdown"].read_text()
@@ -222,9 +230,11 @@ def test_the_wmdp_prompt_is_the_harness_template():
     assert template["doc_to_choice"] == ["A", "B", "C", "D"], "scored on the letters, as mcq_letter_logits does"
 
 
-def test_harness_tasks_run_as_an_evaluator_on_local_files(tmp_path):
+def test_harness_tasks_run_as_an_evaluator_on_local_files(tmp_path, monkeypatch, capfd):
     """A harness task defined over a local file, run by HarnessEvaluator on the model in hand, agrees with our
-    own MCQ scoring of the same questions (same prompt, same letters)."""
+    own MCQ scoring of the same questions (same prompt, same letters); run outside a git clone, it prints no
+    `git describe` failure."""
+    monkeypatch.chdir(tmp_path)
     questions = tmp_path / "questions.jsonl"
     questions.write_text("".join(json.dumps(row) + "\n" for row in QUESTIONS.to_list()))
     (tmp_path / "tiny_quiz.yaml").write_text(
@@ -238,3 +248,4 @@ def test_harness_tasks_run_as_an_evaluator_on_local_files(tmp_path):
     metrics = HarnessEvaluator(["tiny_quiz"], include_path=str(tmp_path), batch_size=2)(model, tokenizer)
     assert set(metrics) == {"tiny_quiz_acc"}
     assert metrics["tiny_quiz_acc"] == pytest.approx(mcq_accuracy(model, tokenizer, QUESTIONS)["accuracy"])
+    assert "not a git repository" not in capfd.readouterr().err

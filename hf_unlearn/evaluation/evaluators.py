@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
+from unittest import mock
 
 from datasets import Dataset
 from torch import nn
@@ -72,10 +73,13 @@ class HarnessEvaluator:
             raise ImportError("HarnessEvaluator needs lm-evaluation-harness: pip install 'hf_unlearn[lm-eval]'") from error
         device = str(next(model.parameters()).device)
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=self.batch_size, device=device)
-        results = simple_evaluate(
-            model=lm, tasks=list(self.tasks), limit=self.limit, task_manager=TaskManager(include_path=self.include_path),
-            log_samples=False, bootstrap_iters=0, verbosity="ERROR",
-        )  # fmt: skip
+        # The harness adds the working directory's git hash (its `git describe` prints "fatal: not a git repository"
+        # outside a clone) and torch's environment dump (a `pip list` per call) to results we do not keep.
+        with mock.patch("lm_eval.evaluator.get_git_commit_hash", return_value=None), mock.patch("lm_eval.evaluator.add_env_info"):
+            results = simple_evaluate(
+                model=lm, tasks=list(self.tasks), limit=self.limit, task_manager=TaskManager(include_path=self.include_path),
+                log_samples=False, bootstrap_iters=0, verbosity="ERROR",
+            )  # fmt: skip
         if results is None:  # not the main process
             return {}
         return {

@@ -154,28 +154,38 @@ class RobustnessReport:
                 lines.append(f"| {run} | {name} | {attack['settings']} | {best.get('step', '')} | " + " | ".join(cells) + f" | {diverged} |")
         return "\n".join(lines) + "\n"
 
+    def curve_metrics(self) -> list[str]:
+        """The metrics the curves show: the attacker's, and the retain loss where it was measured."""
+        return [self.best_metric] + (["retain_loss"] if "retain_loss" in self.before and self.best_metric != "retain_loss" else [])
+
     def plot(self, path: str | Path) -> Path:
-        """PNG of the attack curves: one column per run, one line per attack; rows: the attacker's metric and
-        the retain loss. Diverged evaluations are drawn as red crosses."""
+        """PNG of the attack curves: one axis per metric, every model on it in its own colour (so each unlearned
+        model is read against the untouched one on the same scale), a thin line per attack and a star at the
+        attacker's best. Diverged evaluations are drawn as red crosses."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        rows = [self.best_metric] + (["retain_loss"] if "retain_loss" in self.before and self.best_metric != "retain_loss" else [])
-        figure, axes = plt.subplots(len(rows), len(self.runs), figsize=(4.5 * len(self.runs), 3.2 * len(rows)), squeeze=False)
-        for column, (run, result) in enumerate(self.runs.items()):
-            for row, metric in enumerate(rows):
-                axis = axes[row][column]
-                for name, attack in result["attacks"].items():
+        metrics = self.curve_metrics()
+        figure, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
+        colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        for axis, metric in zip(axes[0], metrics):
+            for index, (run, result) in enumerate(self.runs.items()):
+                colour = colours[index % len(colours)]
+                for attack in result["attacks"].values():
                     points = [p for p in attack["curve"] if metric in p]
-                    axis.plot([p["step"] for p in points], [p[metric] for p in points], marker="o", markersize=3, label=name)
+                    axis.plot([p["step"] for p in points], [p[metric] for p in points], color=colour, alpha=0.45, linewidth=1)
                     broken = [p for p in points if p.get("diverged")]
                     axis.plot([p["step"] for p in broken], [p[metric] for p in broken], "x", color="red", markersize=8)
-                axis.set_title(f"{run}: {metric}")
-                axis.set_xlabel("attack step")
-                axis.grid(alpha=0.3)
-        axes[0][0].legend(fontsize=7)
+                best = result["attack_best"]
+                if best is not None and metric in best:
+                    axis.plot([best["step"]], [best[metric]], "*", color=colour, markersize=13, markeredgecolor="black")
+                axis.plot([], [], color=colour, label=f"{run} ({len(result['attacks'])} attacks; star: attacker's best)")
+            axis.set_title(metric)
+            axis.set_xlabel("attack step")
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=7)
         figure.suptitle(self.title)
         figure.tight_layout()
         path = Path(path)
@@ -215,12 +225,32 @@ class RobustnessReport:
                 rows.append([run, stage, attack, values.get("step")] + [values.get(m) for m in metrics])
         return ["run", "stage", "attack", "step", *metrics], rows
 
+    def curve_table(self) -> tuple[list[str], list[list[Any]]]:
+        """Every evaluation of every attack as (columns, rows): model, attack, ``model/attack``, step, the curve metrics, diverged."""
+        metrics = self.curve_metrics()
+        rows = [
+            [run, name, f"{run}/{name}", point["step"], *[point.get(m) for m in metrics], bool(point.get("diverged"))]
+            for run, result in self.runs.items()
+            for name, attack in result["attacks"].items()
+            for point in attack["curve"]
+        ]
+        return ["model", "attack", "series", "step", *metrics, "diverged"], rows
+
     def wandb_media(self) -> dict[str, Any]:
-        """``{"robustness/table": wandb.Table, "robustness/curves": wandb.Image}`` for a W&B run."""
+        """For a W&B run: the headline table, the curves as a table and as one interactive line chart per metric
+        (a line per model and attack), and the PNG."""
         import tempfile
 
         import wandb
 
         columns, rows = self.table()
-        image = wandb.Image(str(self.plot(Path(tempfile.mkdtemp()) / "curves.png")))
-        return {"robustness/table": wandb.Table(columns=columns, data=rows), "robustness/curves": image}
+        curve_columns, curve_rows = self.curve_table()
+        curves = wandb.Table(columns=curve_columns, data=curve_rows)
+        media = {
+            "robustness/table": wandb.Table(columns=columns, data=rows),
+            "robustness/curves_table": curves,
+            "robustness/curves": wandb.Image(str(self.plot(Path(tempfile.mkdtemp()) / "curves.png"))),
+        }
+        for metric in self.curve_metrics():
+            media[f"robustness/curve/{metric}"] = wandb.plot.line(curves, "step", metric, stroke="series", title=f"{metric} under attack")
+        return media
