@@ -50,6 +50,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_unlearn import AttackSuite, get_method
+from hf_unlearn.attacks import PRESETS
 from hf_unlearn.data import DataArguments, us_state_capitals
 from hf_unlearn.embedded_model import resolve_model_name_or_path
 from hf_unlearn.environment import environment
@@ -61,6 +62,10 @@ from hf_unlearn.sweep import SEARCH_SPACES, SweepArguments, around, build_scenar
 STATE_VERSION = 1
 _MUDMAN = SEARCH_SPACES["mudman"]
 # name: (method, fixed settings, search space). The ablations reuse MUDMAN's space, less what they switch off.
+# The attacks of a trial: quick's two fine-tuning attacks, those the studies began with. quick's 4-bit attack
+# came later: added to a study in progress, it would change the objective between its trials. The held-out
+# evaluations run every attack of their suite, those that train nothing included.
+TUNING_ATTACKS = ["lora_1e-3", "adamw_1e-4"]
 METHODS = {
     "mudman": ("mudman", {}, _MUDMAN),
     "mudman_no_masking": ("mudman", {"disruption_masking": False}, _MUDMAN),
@@ -156,10 +161,26 @@ def sweep_arguments(args: argparse.Namespace, scale: dict, name: str, scenario: 
         method=method, scenario=scenario, search_space=space, fixed={**fixed, **cir_fixed}, n_trials=scale["trials"],
         disruption_budget=args.budget_nats if scenario == "code" else args.budget_relative,
         disruption_unit="nats" if scenario == "code" else "relative", pass_budget=scale["pass_budget"], attack_suite="quick",
+        attacks=TUNING_ATTACKS,
         attack_steps=scale["tune_attack_steps"], eval_steps=scale["unlearn_eval_steps"], attack_eval_steps=scale["attack_eval_steps"],
         batch_size=scale["batch_size"], max_countries=scale["max_countries"], bf16=scale["bf16_trials"],
         output_dir=str(Path(args.output_dir) / scenario / name / "sweep"), study_name=f"{name}-{scenario}", seed=args.seed,
     )  # fmt: skip
+
+
+def migrate_study(sweep_args: SweepArguments) -> None:
+    """Studies begun before sweeps recorded their attack suite (and before ``quick`` gained its 4-bit attack) ran
+    ``TUNING_ATTACKS`` of ``quick``, unchanged since: record that, so they resume under the check that now sees it."""
+    import optuna
+
+    if not Path(sweep_args.output_dir, "study.db").is_file():
+        return
+    study = optuna.load_study(study_name=sweep_args.study_name, storage=sweep_args.storage)
+    settings = study.user_attrs.get("settings")
+    if settings and "suite" not in settings["sweep"]:
+        settings["sweep"]["attacks"] = TUNING_ATTACKS
+        settings["sweep"]["suite"] = {name: PRESETS["quick"][name] for name in TUNING_ATTACKS}
+        study.set_user_attr("settings", json.loads(json.dumps(settings)))
 
 
 def data_arguments(scale: dict, pool: str, split_seed: int) -> DataArguments:
@@ -250,15 +271,26 @@ def run(args: argparse.Namespace) -> None:
             if name != "no_unlearning" and any(tuned_with(path) < scale["trials"] for path in paths.values() if path.is_file()):
                 for path in paths.values():  # more trials asked for: re-tune (the study resumes), then re-evaluate
                     path.unlink(missing_ok=True)
+            for path in paths.values():
+                if path.is_file() and lacks_attacks(path, scale):
+                    path.unlink()
             missing = [fact_set for fact_set, path in paths.items() if not path.is_file()]
             if not missing:
                 continue
             best = None
             if name != "no_unlearning":
+                migrate_study(sweep_arguments(args, scale, name, scenario))
                 best = run_sweep(sweep_arguments(args, scale, name, scenario), data_arguments(scale, "tuning", args.seed), args.model)
             for fact_set in missing:
                 evaluate(args, scale, name, scenario, best, fact_set)
                 write(args)
+
+
+def lacks_attacks(path: Path, scale: dict) -> bool:
+    """The evaluation ran without some attack of its suite (one added to the preset since): it is redone, its
+    finished attacks read back from their saved results."""
+    attacks = json.loads(path.read_text()).get("attacks")
+    return attacks is not None and not set(PRESETS[scale["eval_suite"]]) <= set(attacks["attacks"])
 
 
 def tuned_with(path: Path) -> int:

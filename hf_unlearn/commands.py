@@ -181,6 +181,10 @@ class AttackArguments:
     )
 
 
+# The settings of an attack that trains nothing (RelearnAttackConfig.kind and what it tries).
+KIND_SETTINGS = ("kind", "quantize_bits", "quantize_group_size", "in_context_shots", "prompt_templates")
+
+
 def suite_from(args: AttackArguments, config: RelearnAttackConfig) -> AttackSuite:
     """The chosen preset, with every setting of ``config`` that differs from the defaults applied to each attack."""
     if args.attack_suite == "none":
@@ -191,6 +195,9 @@ def suite_from(args: AttackArguments, config: RelearnAttackConfig) -> AttackSuit
         for f in dataclasses.fields(RelearnAttackConfig)
         if f.init and getattr(config, f.name) != getattr(defaults, f.name)
     }
+    kind_settings = sorted(set(common) & set(KIND_SETTINGS))
+    if kind_settings:  # the preset decides each attack's kind: applied to all, these would turn every attack into one
+        raise ValueError(f"--{', --'.join(kind_settings)} describe one attack: give them with --attack_suite none")
     return AttackSuite.preset(args.attack_suite, output_dir=config.output_dir, **common)
 
 

@@ -112,6 +112,10 @@ def no_pinned_memory_without_accelerator(args: TrainingArguments) -> None:
         args.dataloader_pin_memory = False
 
 
+# What an attack does: fine-tune, or change nothing but the weights' precision or the evaluated inputs.
+ATTACK_KINDS = ("fine_tune", "quantize", "in_context", "prompt")
+
+
 @dataclass
 class RelearnAttackConfig(TrainingArguments):
     r"""Configuration of [`RelearnAttackTrainer`]: fine-tuning on forget data to bring knowledge back.
@@ -128,6 +132,24 @@ class RelearnAttackConfig(TrainingArguments):
     best: a broken model says nothing about what the weights still know.
     """
 
+    kind: str = field(
+        default="fine_tune",
+        metadata={
+            "help": "fine_tune (the attacks below), or one that trains nothing and costs evaluations only: quantize (the "
+            "model at quantize_bits), in_context (in_context_shots examples of the attack data before each evaluated "
+            "text), prompt (each of prompt_templates before it). See hf_unlearn.attacks."
+        },
+    )
+    quantize_bits: int = field(default=4, metadata={"help": "quantize: 8 (per-row int8) or 4 (int4, groups of quantize_group_size)."})
+    quantize_group_size: int | None = field(default=None, metadata={"help": "quantize: inputs per scale; None: torchao's (8 bits: a row, 4: 32)."})
+    in_context_shots: list[int] = field(
+        default_factory=lambda: [1, 2, 4, 8, 16],
+        metadata={"help": "in_context: numbers of attack examples put before each evaluated text; the attacker's best over them "
+                  "(those the model's context holds)."},  # fmt: skip
+    )
+    prompt_templates: list[str] | None = field(
+        default=None, metadata={"help": "prompt: the templates tried (hf_unlearn.attacks.inputs.PROMPT_TEMPLATES); None: all."}
+    )
     attack_modules: list[str] | None = field(
         default=None,
         metadata={"help": "Layers the attacker fine-tunes (same syntax as target_modules); None: all parameters."},
@@ -188,6 +210,18 @@ class RelearnAttackConfig(TrainingArguments):
             raise _fail("lora_r", self.lora_r, "it must be >= 1")
         if self.interleave_retain and self.gradient_accumulation_steps != 1:
             raise _fail("gradient_accumulation_steps", self.gradient_accumulation_steps, "set it to 1 with interleave_retain=True")
+        if self.kind not in ATTACK_KINDS:
+            raise _fail("kind", self.kind, f"choose one of {', '.join(ATTACK_KINDS)}")
+        if self.kind != "fine_tune" and (self.use_peft or self.interleave_retain):
+            raise _fail("kind", self.kind, "use_peft and interleave_retain are fine-tuning settings: set kind='fine_tune'")
+        if self.quantize_bits not in (4, 8):
+            raise _fail("quantize_bits", self.quantize_bits, "choose 8 or 4")
+        if isinstance(self.in_context_shots, int):
+            self.in_context_shots = [self.in_context_shots]
+        if any(shots < 1 for shots in self.in_context_shots):
+            raise _fail("in_context_shots", self.in_context_shots, "give numbers of examples >= 1 (0 is the unattacked model, always measured)")
+        if isinstance(self.prompt_templates, str):
+            self.prompt_templates = [self.prompt_templates]
         check_finite_rates(self, ("learning_rate",))
         check_max_steps(self)
         no_pinned_memory_without_accelerator(self)
@@ -209,6 +243,13 @@ class RelearnAttackConfig(TrainingArguments):
 
     def describe(self) -> str:
         """The attack's settings in a few words, for tables: ``"adamw_torch lr 1e-04, clip 1, 60 steps, LoRA r16"``."""
+        if self.kind == "quantize":
+            group = self.quantize_group_size or (None if self.quantize_bits == 8 else 32)
+            return f"int{self.quantize_bits} weights, " + (f"groups of {group}" if group else "one scale per row") + ", no training"
+        if self.kind == "in_context":
+            return f"{'/'.join(map(str, self.in_context_shots))} attack examples in context, no training"
+        if self.kind == "prompt":
+            return f"templates {', '.join(self.prompt_templates) if self.prompt_templates else 'all'}, no training"
         optim = str(getattr(self.optim, "value", self.optim))
         parts = [f"{optim} lr {self.learning_rate:.0e}", f"clip {self.max_grad_norm:g}" if self.max_grad_norm > 0 else "no clip"]
         parts.append(f"{self.max_steps} steps" if self.max_steps > 0 else f"{self.num_train_epochs:g} epochs")

@@ -20,7 +20,7 @@ from .config import FullUpdateArguments
 from .data.sources import HUB_IDS
 from .embedded_model import EMBEDDED_HUB_ID, EMBEDDED_LICENSE, EMBEDDED_MODEL_NAME, cache_root
 from .environment import package_versions
-from .evaluation.report import RobustnessReport
+from .evaluation.report import RobustnessReport, attack_kind, point_label
 
 INFO_FILE = "unlearning_info.json"
 REPORT_NAME = "robustness_report"
@@ -255,7 +255,8 @@ def _robustness(report: RobustnessReport) -> str:
             continue
         cells = "".join(f" {start.get(m, float('nan')):.4f} / {best.get(m, float('nan')):.4f} |" for m in harness)
         lines.append(
-            f"| {run} | {start[metric]:.4f} | {best[metric]:.4f} | {best['attack']} (step {best['step']}) | "
+            f"| {run} | {start[metric]:.4f} | {best[metric]:.4f} | {best['attack']} ({attack_kind(result['attacks'][best['attack']])}, "
+            f"{point_label(best)}) | "
             f"{best.get('retain_loss', float('nan')):.4f} |{cells}"
         )
     return "\n".join(lines)

@@ -24,7 +24,7 @@ _TIMING_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second", "_mo
 def diverged(point: dict[str, float], start: dict[str, float], retain_ratio: float) -> bool:
     """An attack point says nothing about robustness: a metric is NaN/inf, or the retain loss rose past
     ``retain_ratio`` times its pre-attack value (``start``), i.e. the attack broke the model."""
-    values = [v for k, v in point.items() if k not in ("step", "diverged")]
+    values = [v for k, v in point.items() if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)]
     if not all(math.isfinite(v) for v in values):
         return True
     if "retain_loss" in point and "retain_loss" in start:

@@ -98,6 +98,7 @@ class SweepArguments:
     disruption_unit: str = field(default="nats", metadata={"help": "nats (absolute, MUDMAN's +0.05) or relative (CIR's +0.1 %: 0.001)."})
     pass_budget: int = field(default=120, metadata={"help": "Forward+backward passes of unlearning per trial (equal compute)."})
     attack_suite: str = field(default="quick", metadata={"help": f"Attack suite preset: {', '.join(PRESETS)}."})
+    attacks: list[str] | None = field(default=None, metadata={"help": "Only these attacks of the preset (default: all)."})
     attack_steps: int | None = field(default=None, metadata={"help": "Steps of every attack (default: the preset's)."})
     eval_steps: int = field(default=10, metadata={"help": "Unlearning steps between evaluations (pruning checks)."})
     attack_eval_steps: int | None = field(default=None, metadata={"help": "Attack steps between evaluations (default: eval_steps)."})
@@ -125,6 +126,8 @@ class SweepArguments:
             raise ValueError(f"disruption_unit={self.disruption_unit!r} is invalid: use 'nats' or 'relative'")
         if self.attack_suite not in PRESETS:
             raise ValueError(f"attack_suite={self.attack_suite!r} is invalid: use one of {', '.join(PRESETS)}")
+        if self.attacks is not None and not set(self.attacks) <= set(PRESETS[self.attack_suite]):
+            raise ValueError(f"attacks={self.attacks!r}: the {self.attack_suite} preset's attacks are {', '.join(PRESETS[self.attack_suite])}")
         for name in ("n_trials", "pass_budget", "eval_steps", "top_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} is invalid: it must be >= 1")
@@ -233,7 +236,7 @@ def run_trial(
         trial.set_user_attr("disruption", pruning.disruption)
         overrides = {} if args.attack_steps is None else {"max_steps": args.attack_steps}
         suite = AttackSuite.preset(
-            args.attack_suite, output_dir=str(trial_dir / "attacks"), per_device_train_batch_size=args.batch_size,
+            args.attack_suite, output_dir=str(trial_dir / "attacks"), names=args.attacks, per_device_train_batch_size=args.batch_size,
             eval_steps=args.attack_eval_steps or args.eval_steps, metric_for_best_model=metric, seed=args.seed, disable_tqdm=True,
             **precision(args), **overrides,
         )  # fmt: skip
@@ -319,6 +322,8 @@ def study_settings(args: SweepArguments, data_args: DataArguments, model_name_or
     """Everything that changes a trial's result: the sweep's settings, the data's, the model's name."""
     sweep = {name: value for name, value in asdict(args).items() if name not in NOT_RESULT_SETTINGS}
     sweep["fixed"] = without_secrets(sweep["fixed"])
+    # What the preset held when the study ran: a preset that changes later (an attack added) changes the objective.
+    sweep["suite"] = {name: attack for name, attack in PRESETS[args.attack_suite].items() if args.attacks is None or name in args.attacks}
     return json.loads(json.dumps({"sweep": sweep, "data": asdict(data_args), "model": model_name_or_path or "embedded"}, default=str))
 
 

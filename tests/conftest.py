@@ -36,18 +36,19 @@ def char_tokenizer(with_pad: bool = True) -> PreTrainedTokenizerFast:
 
 def tiny_llama(vocab_size: int, seed: int = 0, **overrides) -> LlamaForCausalLM:
     torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        pad_token_id=0,
-        **overrides,
-    )
+    settings = dict(
+        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=128, pad_token_id=0,
+    )  # fmt: skip
+    config = LlamaConfig(**{**settings, **overrides})
     return LlamaForCausalLM(config)
+
+
+def tensor_digest(tensor: torch.Tensor) -> str:
+    """SHA-256 of a tensor's bytes: equal digests, bit-identical values."""
+    import hashlib
+
+    return hashlib.sha256(tensor.detach().contiguous().numpy().tobytes()).hexdigest()
 
 
 @pytest.fixture

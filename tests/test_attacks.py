@@ -70,7 +70,7 @@ def test_best_point_names_the_recovering_attack_and_the_report_marks_the_diverge
     assert report.runs["method"]["attack_best"]["attack"] == "recovering"
     markdown = report.to_markdown()
     assert "attack best (recovering, step 6)" in markdown
-    assert "| method | exploding | sgd lr 1e+04, no clip, 6 steps | 0 |" in markdown
+    assert "| method | exploding | fine_tune | sgd lr 1e+04, no clip, 6 steps | step 0 |" in markdown
     assert f"at step {exploding['diverged_at']} |" in markdown
     paths = report.save(tmp_path / "report")
     saved = json.loads(paths["json"].read_text())  # valid JSON: NaN became null

@@ -184,7 +184,7 @@ def test_robustness_report(tmp_path, monkeypatch):
     markdown = paths["markdown"].read_text()
     best = results["method"].best_point()
     assert f"| method | attack best ({best['attack']}, step {best['step']}) | {best['forget_loss']:.4f} |" in markdown
-    assert "| method | sgd_fast | sgd lr 3e-01, no clip, 4 steps |" in markdown
+    assert "| method | sgd_fast | fine_tune | sgd lr 3e-01, no clip, 4 steps |" in markdown
     assert RobustnessReport.load(paths["json"]) == report
 
     trainer = RelearnAttackTrainer(

@@ -10,6 +10,8 @@ import optuna
 import pytest
 from conftest import write_local_files
 
+from hf_unlearn.attacks import PRESETS
+
 HERE = Path(__file__).resolve().parent
 spec = importlib.util.spec_from_file_location("quality", HERE.parent / "benchmarks" / "quality.py")
 quality = importlib.util.module_from_spec(spec)
@@ -30,7 +32,7 @@ def test_killed_during_an_evaluation_it_resumes_without_recomputing_trials_or_ev
     model_dir, data = write_local_files(tmp_path)
     output_dir = tmp_path / "quality"
     arguments = ["--quick", "--scenarios", "code", "--methods", "graddiff", "--model", str(model_dir), "--output_dir", str(output_dir)]
-    # Attacks 1-2: the untouched model's evaluation; 3-4: graddiff's one trial; 5: its evaluation's first attack; 6: killed.
+    # Fine-tuning attacks 1-2: the untouched model's evaluation; 3-4: graddiff's one trial; 5: its evaluation's first; 6: killed.
     killed = subprocess.run([sys.executable, str(HERE / "quality_kill.py"), "6", *arguments], capture_output=True, text=True, timeout=600)
     assert killed.returncode == 3, killed.stderr[-3000:]
     baseline = output_dir / "code" / "no_unlearning" / "evaluation.json"
@@ -44,7 +46,7 @@ def test_killed_during_an_evaluation_it_resumes_without_recomputing_trials_or_ev
     assert [t.datetime_complete for t in optuna.load_study(study_name="graddiff-code", storage=storage).get_trials()] == [trial.datetime_complete]
     assert {path: path.stat().st_mtime_ns for path in written} == written, "the finished evaluation and attack were read back"
     evaluation = json.loads((output_dir / "code" / "graddiff" / "evaluation.json").read_text())
-    assert evaluation["attacks"]["attacks"].keys() == {"lora_1e-3", "adamw_1e-4"} and evaluation["settings"] == trial.params
+    assert evaluation["attacks"]["attacks"].keys() == PRESETS["quick"].keys() and evaluation["settings"] == trial.params
     assert "| graddiff |" in (output_dir / "quality.md").read_text()
 
 
@@ -79,3 +81,29 @@ def test_a_study_without_a_finished_trial_is_a_row_and_more_trials_re_evaluate(t
     rows = quality.collect(args)["code"]
     assert rows["graddiff"]["after_unlearning"] is None and rows["npo"]["tuning"]["trials"] == {"PRUNED": 10}
     assert "| graddiff | no trial finished within the disruption budget |" in quality.markdown(args, quality.collect(args))
+
+
+def test_studies_begun_before_sweeps_recorded_their_suite_still_resume(tmp_path):
+    """The committed studies predate the suite in the study settings (and quick's 4-bit attack): they are migrated
+    to what their trials ran, and an evaluation run before its suite gained attacks is redone."""
+    from hf_unlearn.sweep import check_same_study, study_settings
+
+    args = quality.parse_args(["--output_dir", str(tmp_path)])
+    scale = quality.SCALES["default"]
+    sweep_args = quality.sweep_arguments(args, scale, "mudman", "code")
+    data_args = quality.data_arguments(scale, "tuning", args.seed)
+    Path(sweep_args.output_dir).mkdir(parents=True)
+    old = study_settings(sweep_args, data_args, args.model)
+    del old["sweep"]["suite"], old["sweep"]["attacks"]
+    study = optuna.create_study(study_name=sweep_args.study_name, storage=sweep_args.storage)
+    study.set_user_attr("settings", old)
+    with pytest.raises(ValueError, match="sweep.suite"):
+        check_same_study(study, study_settings(sweep_args, data_args, args.model), sweep_args)
+    quality.migrate_study(sweep_args)
+    check_same_study(optuna.load_study(study_name=sweep_args.study_name, storage=sweep_args.storage), study_settings(sweep_args, data_args, args.model), sweep_args)
+
+    evaluation = quality.evaluation_path(args, "code", "mudman")
+    quality.write_json(evaluation, {"attacks": {"attacks": {name: {} for name in PRESETS["standard"] if name != "prompt"}}})
+    assert quality.lacks_attacks(evaluation, scale)
+    quality.write_json(evaluation, {"attacks": {"attacks": {name: {} for name in PRESETS["standard"]}}})
+    assert not quality.lacks_attacks(evaluation, scale)

@@ -16,6 +16,17 @@ if TYPE_CHECKING:
 STAGES = ("before", "after_unlearning", "attack_best")
 
 
+def point_label(point: dict[str, Any]) -> str:
+    """Where on its attack a point is: ``step 30`` of a fine-tuning attack, or the variant an attack that trains
+    nothing tried (``int4``, ``4 in context``, a prompt template)."""
+    return str(point["variant"]) if "variant" in point else f"step {point['step']}"
+
+
+def attack_kind(attack: dict[str, Any]) -> str:
+    """An attack result's kind (results saved before attacks had kinds were all fine-tuning)."""
+    return attack.get("kind", "fine_tune")
+
+
 def finite_or_null(value: Any) -> Any:
     """``value`` with every NaN/inf float replaced by None, so that JSON files stay valid JSON."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -125,7 +136,7 @@ class RobustnessReport:
                     continue
                 label = stage.replace("_", " ")
                 if stage == "attack_best":
-                    label += f" ({values['attack']}, step {values['step']})"
+                    label += f" ({values['attack']}, {point_label(values)})"
                 cells = [f"{values[m]:.4f}" if m in values else "" for m in metrics]
                 lines.append(f"| {run} | {label} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -142,16 +153,21 @@ class RobustnessReport:
                 ours, theirs = result["attack_best"][self.best_metric], self.runs[self.baseline]["attack_best"][self.best_metric]
                 ratio = f" ({ours / theirs:.2f}x)" if theirs else ""
                 lines.append(f"- {run}: attacker's best `{self.best_metric}` {ours:.4f} vs {theirs:.4f} for {self.baseline}{ratio}")
-        lines += ["", "Per attack (best point of each; `diverged`: the step where the attack broke the model):", ""]
+        lines += ["", "Per attack (best point of each; `diverged`: where the attack broke the model; kinds: `fine_tune` trains, "
+                  "`quantize`, `in_context` and `prompt` only evaluate):", ""]  # fmt: skip
         shown = [self.best_metric] + (["retain_loss"] if "retain_loss" in metrics and self.best_metric != "retain_loss" else [])
-        lines.append("| run | attack | settings | best step | " + " | ".join(shown) + " | diverged |")
-        lines.append("|---|---|---|---|" + "---|" * len(shown) + "---|")
+        lines.append("| run | attack | kind | settings | best at | " + " | ".join(shown) + " | diverged |")
+        lines.append("|---|---|---|---|---|" + "---|" * len(shown) + "---|")
         for run, result in self.runs.items():
             for name, attack in result["attacks"].items():
                 best = attack["best"] or {}
                 cells = [f"{best[m]:.4f}" if m in best else "" for m in shown]
-                diverged = "" if attack["diverged_at"] is None else f"at step {attack['diverged_at']}"
-                lines.append(f"| {run} | {name} | {attack['settings']} | {best.get('step', '')} | " + " | ".join(cells) + f" | {diverged} |")
+                at = attack["diverged_at"]
+                diverged = "" if at is None else (f"at step {at}" if isinstance(at, int) else f"at {at}")
+                lines.append(
+                    f"| {run} | {name} | {attack_kind(attack)} | {attack['settings']} | {point_label(best) if best else ''} | "
+                    + " | ".join(cells) + f" | {diverged} |"
+                )
         return "\n".join(lines) + "\n"
 
     def curve_metrics(self) -> list[str]:
@@ -160,8 +176,9 @@ class RobustnessReport:
 
     def plot(self, path: str | Path) -> Path:
         """PNG of the attack curves: one axis per metric, every model on it in its own colour (so each unlearned
-        model is read against the untouched one on the same scale), a thin line per attack and a star at the
-        attacker's best. Diverged evaluations are drawn as red crosses."""
+        model is read against the untouched one on the same scale), a thin line per fine-tuning attack, a diamond
+        per variant of an attack that trains nothing (at step 0) and a star at the attacker's best. Diverged
+        evaluations are drawn as red crosses."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -175,7 +192,8 @@ class RobustnessReport:
                 colour = colours[index % len(colours)]
                 for attack in result["attacks"].values():
                     points = [p for p in attack["curve"] if metric in p]
-                    axis.plot([p["step"] for p in points], [p[metric] for p in points], color=colour, alpha=0.45, linewidth=1)
+                    style = {"linewidth": 1} if attack_kind(attack) == "fine_tune" else {"linestyle": "none", "marker": "D", "markersize": 5}
+                    axis.plot([p["step"] for p in points], [p[metric] for p in points], color=colour, alpha=0.45, **style)
                     broken = [p for p in points if p.get("diverged")]
                     axis.plot([p["step"] for p in broken], [p[metric] for p in broken], "x", color="red", markersize=8)
                 best = result["attack_best"]
@@ -222,19 +240,23 @@ class RobustnessReport:
             for stage in STAGES:
                 values = self.stage(run, stage) or {}
                 attack = values.get("attack", "every attack diverged" if stage == "attack_best" and not values else "")
+                if stage == "attack_best" and "attack" in values:
+                    attack = f"{attack} ({attack_kind(self.runs[run]['attacks'][attack])}, {point_label(values)})"
                 rows.append([run, stage, attack, values.get("step")] + [values.get(m) for m in metrics])
         return ["run", "stage", "attack", "step", *metrics], rows
 
     def curve_table(self) -> tuple[list[str], list[list[Any]]]:
-        """Every evaluation of every attack as (columns, rows): model, attack, ``model/attack``, step, the curve metrics, diverged."""
+        """Every evaluation of every attack as (columns, rows): model, attack, kind, ``model/attack``, step, variant,
+        the curve metrics, diverged."""
         metrics = self.curve_metrics()
         rows = [
-            [run, name, f"{run}/{name}", point["step"], *[point.get(m) for m in metrics], bool(point.get("diverged"))]
+            [run, name, attack_kind(attack), f"{run}/{name}", point["step"], point.get("variant"), *[point.get(m) for m in metrics],
+             bool(point.get("diverged"))]  # fmt: skip
             for run, result in self.runs.items()
             for name, attack in result["attacks"].items()
             for point in attack["curve"]
         ]
-        return ["model", "attack", "series", "step", *metrics, "diverged"], rows
+        return ["model", "attack", "kind", "series", "step", "variant", *metrics, "diverged"], rows
 
     def wandb_media(self) -> dict[str, Any]:
         """For a W&B run: the headline table, the curves as a table and as one interactive line chart per metric

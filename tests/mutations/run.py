@@ -66,12 +66,12 @@ MUTANTS = {
         "tests/test_distributed.py::test_evaluators_two_processes_match_one",
     ),
     "the attack resume key ignores evaluator settings (keyed by their data only, as before)": (
-        "hf_unlearn/attacks.py", "    if dataclasses.is_dataclass(data):  # an evaluator", "    if dataclasses.is_dataclass(data):\n"
+        "hf_unlearn/attacks/suite.py", "    if dataclasses.is_dataclass(data):  # an evaluator", "    if dataclasses.is_dataclass(data):\n"
         "        return f\"{type(data).__name__}({_data_key(getattr(data, 'dataset', None))})\"\n    if False:",
         "tests/test_attacks.py::test_the_resume_key_sees_every_evaluator_setting",
     ),
     "a suite whose attacks all diverged after a valid recovery reports no figure": (
-        "hf_unlearn/attacks.py", 'attack["diverged_at"] is not None and (attack["best"] is None or attack["best"]["step"] == 0)',
+        "hf_unlearn/attacks/suite.py", 'attack["diverged_at"] is not None and (attack["best"] is None or attack["best"]["step"] == 0)',
         'attack["diverged_at"] is not None', "tests/test_attacks.py::test_an_attack_that_recovered_before_it_diverged_counts_with_its_valid_point",
     ),
     "evaluate scores a baseline with another tokenizer": (

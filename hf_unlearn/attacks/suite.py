@@ -18,7 +18,7 @@ import copy
 import dataclasses
 import gc
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,59 +29,25 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .config import RelearnAttackConfig
-from .evaluation.evaluators import Evaluator
-from .modeling import load_causal_lm, weights_digest
-from .relearn import RelearnAttackTrainer, best_of
-from .tracking import group_name, wandb_run
-
-# Attack settings of each preset; README ("Attack suites") has the measurements that chose them,
-# made with `benchmarks/attack_calibration.py` on MUDMAN-unlearned SmolLM2 (facts): plain and clipped
-# SGD recovered nothing there, AdamW with clipping recovered up to lr 1e-4 and broke the model (retain
-# loss > 1.5x) from 3e-4 on within 20 steps, LoRA at lr 1e-3 recovered most (0.48 of split B) and
-# broke it at 3e-3. Every attack evaluates every 10 steps.
-SGD, ADAMW_CLIPPED = {"optim": "sgd"}, {"optim": "adamw_torch", "max_grad_norm": 1.0}
-LORA_ADAMW = {**ADAMW_CLIPPED, "use_peft": True, "lora_r": 16, "lora_alpha": 32}
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    # For tests, sweeps and the CPU demo: the two attacks that recovered most in calibration.
-    "quick": {
-        "lora_1e-3": {**LORA_ADAMW, "learning_rate": 1e-3, "max_steps": 30},
-        "adamw_1e-4": {**ADAMW_CLIPPED, "learning_rate": 1e-4, "max_steps": 30},
-    },
-    # What a robustness claim should rest on.
-    "standard": {
-        "sgd_3e-3_noclip": {**SGD, "learning_rate": 3e-3, "max_steps": 60},  # the MUDMAN paper's SmolLM attack
-        "sgd_3e-2_clip": {**SGD, "learning_rate": 3e-2, "max_grad_norm": 1.0, "max_steps": 60},
-        "sgd_1e-1_clip": {**SGD, "learning_rate": 1e-1, "max_grad_norm": 1.0, "max_steps": 60},
-        "adamw_3e-5": {**ADAMW_CLIPPED, "learning_rate": 3e-5, "max_steps": 60},
-        "adamw_1e-4": {**ADAMW_CLIPPED, "learning_rate": 1e-4, "max_steps": 60},
-        "adamw_3e-4": {**ADAMW_CLIPPED, "learning_rate": 3e-4, "max_steps": 60},
-        "lora_1e-3": {**LORA_ADAMW, "learning_rate": 1e-3, "max_steps": 60},
-        "retain_interleaved_adamw_1e-4": {**ADAMW_CLIPPED, "learning_rate": 1e-4, "interleave_retain": True, "max_steps": 60},
-    },
-    # The papers' own attacks, exactly (MUDMAN, arXiv 2506.12484; authors' code filyp/MUDMAN): plain
-    # SGD on every weight, no clipping, batch 16 of 100-token chunks.
-    "paper": {
-        "mudman_smollm_sgd": {**SGD, "learning_rate": 3e-3, "max_steps": 150, "per_device_train_batch_size": 16},
-        "mudman_llama_sgd": {**SGD, "learning_rate": 1e-3, "max_steps": 60, "per_device_train_batch_size": 16},
-        "mudman_wmdp_retain_interleaved": {
-            **SGD, "learning_rate": 3e-4, "max_steps": 900, "interleave_retain": True, "per_device_train_batch_size": 16,
-        },  # fmt: skip
-        # CIR's authors (filyp/unlearning, configs/main_comparison_llama_bio.yaml): SGD at 1e-5 for 100 epochs
-        # over the attack split, batch 32. (Their runner retrains only the layers up to the last CIR layer;
-        # here every weight is attacked, a stronger attack.)
-        "cir_sgd": {**SGD, "learning_rate": 1e-5, "num_train_epochs": 100, "per_device_train_batch_size": 32},
-    },
-}
-
+from ..config import RelearnAttackConfig
+from ..evaluation.evaluators import Evaluator
+from ..modeling import load_causal_lm, weights_digest
+from ..relearn import RelearnAttackTrainer, best_of, diverged
+from ..tracking import group_name, wandb_run
+from .inputs import in_context_prefix, prefixed_evaluators, prompt_prefix, usable_templates, with_prefix
+from .presets import PRESETS
+from .quantize import quantized_copy
 
 @dataclass
 class AttackSuiteResult:
     """What a suite of attacks brought back: per attack its curve and best point, and the best over all.
 
-    ``attacks``: ``{name: {"settings": str, "curve": [...], "best": {...} | None, "diverged_at": step | None}}``;
-    every curve starts with the same pre-attack point (step 0). ``best_point()`` is the attacker's best
-    over every attack, diverged evaluations never counted.
+    ``attacks``: ``{name: {"kind": str, "settings": str, "curve": [...], "best": {...} | None, "diverged_at": ...}}``;
+    every curve starts with the same pre-attack point (step 0). A fine-tuning attack's later points are
+    its evaluations by step and ``diverged_at`` the step where it broke the model; an attack that trains
+    nothing has a point per variant it tried (``"variant": "int4"``, ``"4 in context"``, a template) and
+    ``diverged_at`` names the first variant that broke the model. ``best_point()`` is the attacker's best
+    over every attack of every kind, diverged evaluations never counted.
     """
 
     metric: str
@@ -97,9 +63,7 @@ class AttackSuiteResult:
     def all_diverged(self) -> bool:
         """Every attack broke the model before it brought anything back: the suite measured nothing about robustness.
         An attack whose best valid point comes after its start (recovered at step 10, diverged at step 40) counts with it."""
-        return all(
-            attack["diverged_at"] is not None and (attack["best"] is None or attack["best"]["step"] == 0) for attack in self.attacks.values()
-        )
+        return all(attack["diverged_at"] is not None and (attack["best"] is None or is_start(attack["best"])) for attack in self.attacks.values())
 
     def best_point(self) -> dict[str, Any]:
         """The attacker's best point over all attacks: ``{"attack": name, "step": ..., <every metric>}``."""
@@ -116,6 +80,19 @@ class AttackSuiteResult:
 
 
 RESULT_FILE = "attack_result.json"
+
+
+def same_settings(saved: dict[str, Any], current: dict[str, Any], config_class: type) -> bool:
+    """A saved attack ran with ``current``'s settings. A setting the saved file lacks was added to the config
+    since: the attack ran as its default does, so it matches only at that default."""
+    defaults = {f.name: f.default for f in dataclasses.fields(config_class) if f.default is not dataclasses.MISSING}
+    defaults |= {f.name: f.default_factory() for f in dataclasses.fields(config_class) if f.default_factory is not dataclasses.MISSING}
+    return all(saved[name] == value if name in saved else value == defaults.get(name, object()) for name, value in current.items())
+
+
+def is_start(point: dict[str, Any]) -> bool:
+    """The point is the unattacked model's (step 0 of a curve, no variant)."""
+    return point["step"] == 0 and "variant" not in point
 
 
 def run_fingerprint(model: nn.Module, *datasets: Any) -> str:
@@ -238,10 +215,20 @@ class AttackSuite:
             saved = Path(config.output_dir) / RESULT_FILE
             if resume and saved.is_file():
                 result = json.loads(saved.read_text())
-                if result.pop("key") == [key, config.to_json_string()]:
-                    results[name] = result
+                saved_key, saved_settings = result.pop("key")
+                if saved_key == key and same_settings(json.loads(saved_settings), json.loads(config.to_json_string()), type(config)):
+                    results[name] = {"kind": "fine_tune", **result}  # saved before attacks had kinds: all fine-tuned
                     start = start or {k: v for k, v in result["curve"][0].items() if k != "step"}
                     continue
+            if config.kind != "fine_tune":
+                if start is None:
+                    start = self._evaluate(model, config, attack_dataset, eval_dataset, evaluators, processing_class)
+                results[name] = self._without_training(
+                    name, config, model, start, attack_dataset, eval_dataset, evaluators, processing_class,
+                    wandb_group or group_name(None, "attacks"), run_prefix,
+                )  # fmt: skip
+                self._save(saved, results[name], key, config)
+                continue
             attacked = copy.deepcopy(model)
             trainer = RelearnAttackTrainer(
                 attacked,
@@ -262,13 +249,83 @@ class AttackSuite:
                 best = best_of(curve, self.metric, self.greater_is_better)
             except ValueError:  # every point non-finite: nothing to count
                 best = None
-            results[name] = {"settings": config.describe(), "curve": curve, "best": best, "diverged_at": diverged_at}
+            results[name] = {"kind": config.kind, "settings": config.describe(), "curve": curve, "best": best, "diverged_at": diverged_at}
             del trainer, attacked  # one extra copy of the model at a time
             gc.collect()
-            if PartialState().is_main_process:
-                saved.parent.mkdir(parents=True, exist_ok=True)
-                saved.write_text(json.dumps({**results[name], "key": [key, config.to_json_string()]}))
+            self._save(saved, results[name], key, config)
         return AttackSuiteResult(self.metric, self.greater_is_better, results)
+
+    @staticmethod
+    def _save(path: Path, result: dict[str, Any], key: str, config: RelearnAttackConfig) -> None:
+        if PartialState().is_main_process:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({**result, "key": [key, config.to_json_string()]}))
+
+    @staticmethod
+    def _evaluate(
+        model: nn.Module, config: RelearnAttackConfig, attack_dataset: Dataset, eval_dataset: dict[str, Dataset],
+        evaluators: dict[str, Evaluator], processing_class: PreTrainedTokenizerBase,
+    ) -> dict[str, float]:  # fmt: skip
+        """One evaluation of ``model`` with ``config``'s evaluation settings: ``{metric: value}``."""
+        config = dataclasses.replace(config, eval_on_start=False)
+        trainer = RelearnAttackTrainer(
+            model, config, attack_dataset=attack_dataset, eval_dataset=eval_dataset, processing_class=processing_class, evaluators=evaluators
+        )
+        trainer.evaluate()
+        return {k: v for k, v in trainer.attack_curve()[-1].items() if k != "step"}
+
+    def _variants(
+        self, config: RelearnAttackConfig, model: nn.Module, attack_dataset: Dataset, eval_dataset: dict[str, Dataset],
+        evaluators: dict[str, Evaluator], tokenizer: PreTrainedTokenizerBase,
+    ) -> Iterator[tuple[str, nn.Module, dict[str, Dataset], dict[str, Evaluator]]]:  # fmt: skip
+        """What an attack that trains nothing tries: ``(variant, model, eval_dataset, evaluators)``, one at a time."""
+        if config.kind == "quantize":
+            yield f"int{config.quantize_bits}", quantized_copy(model, config.quantize_bits, config.quantize_group_size), eval_dataset, evaluators
+            return
+
+        def prefixed(prefix_ids: list[int]) -> dict[str, Dataset]:
+            return {**eval_dataset, "forget": with_prefix(eval_dataset["forget"], prefix_ids, tokenizer)}
+
+        if config.kind == "in_context":
+            # What the context holds: the model's positions, and the trainer's max_length (which would cut the text's end).
+            context = min(getattr(model.config, "max_position_embeddings", None) or 10**9, config.max_length or 10**9)
+            longest = max(len(ids) for ids in eval_dataset["forget"]["input_ids"])
+            for shots in sorted(set(config.in_context_shots)):
+                if shots > len(attack_dataset):
+                    break
+                prefix = in_context_prefix(attack_dataset, tokenizer, shots)
+                prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
+                if len(prefix_ids) + longest + 1 > context:
+                    break
+                yield f"{shots} in context", model, prefixed(prefix_ids), prefixed_evaluators(evaluators, lambda fact, prefix=prefix: prefix)
+        elif config.kind == "prompt":
+            for template in usable_templates(config.prompt_templates, tokenizer):
+                prefix_ids = tokenizer(prompt_prefix(template, tokenizer), add_special_tokens=False)["input_ids"]
+                facts = prefixed_evaluators(evaluators, lambda fact, template=template: prompt_prefix(template, tokenizer, fact["prompt"]))
+                yield template, model, prefixed(prefix_ids), facts
+
+    def _without_training(
+        self, name: str, config: RelearnAttackConfig, model: nn.Module, start: dict[str, float], attack_dataset: Dataset,
+        eval_dataset: dict[str, Dataset], evaluators: dict[str, Evaluator], tokenizer: PreTrainedTokenizerBase, wandb_group: str,
+        run_prefix: str,
+    ) -> dict[str, Any]:  # fmt: skip
+        """An attack that trains nothing: every variant evaluated once, on the whole evaluation set; its best is the
+        best variant (or the unattacked model), variants that broke the model (as ``diverged`` defines it) never counted."""
+        points = []
+        with wandb_run(config.report_to, wandb_group, f"{run_prefix}/{name}", "attack", config={"kind": config.kind, "settings": config.describe()}) as run:
+            for variant, attacked, variant_eval, variant_evaluators in self._variants(config, model, attack_dataset, eval_dataset, evaluators, tokenizer):
+                point = {"step": 0, "variant": variant, **self._evaluate(attacked, config, attack_dataset, variant_eval, variant_evaluators, tokenizer)}
+                if diverged(point, start, config.divergence_retain_ratio):
+                    point["diverged"] = True
+                points.append(point)
+                if run is not None:
+                    run.log({k: v for k, v in point.items() if isinstance(v, (int, float)) and k != "step"})
+                del attacked
+                gc.collect()
+        curve = [{"step": 0, **start}, *points]
+        best = best_of(curve, self.metric, self.greater_is_better)
+        diverged_at = next((point["variant"] for point in points if point.get("diverged")), None)
+        return {"kind": config.kind, "settings": config.describe(), "curve": curve, "best": best, "diverged_at": diverged_at}
 
     def unattacked(
         self,

@@ -1,0 +1,86 @@
+"""Attacks on the evaluated inputs, no training: what an attacker puts before the text the model is scored on.
+
+- **In-context relearning** (Shumailov et al. 2024, "UnUnlearning"): ``k`` examples of the attack
+  split, as text, before each evaluated text, so the model may use the knowledge from its context.
+- **Prompting** (e.g. reasoning-style prompts, Sleek 2025): a template before each evaluated text.
+
+Only the evaluated part is scored: a text of the forget set gets the prefix as context, with its
+labels ``-100`` (its loss is the text's alone); a fact's prompt gets the prefix in front, and the
+answer is scored as before. The attacker's best is over ``k`` or over templates, each measured on the
+whole evaluation set (never a per-example maximum, which would count lucky guesses as recovery).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from datasets import Dataset
+from transformers import PreTrainedTokenizerBase
+
+from ..evaluation.evaluators import Evaluator, FactEvaluator
+from ..losses import IGNORE_INDEX
+
+CHAT = "chat"  # the template built from the tokenizer's own chat template
+# Prompt templates: the text put before each evaluated text ({question}: about the fact's prompt, or a generic one).
+PROMPT_TEMPLATES: dict[str, str] = {
+    "reasoning": "Let's think step by step and recall everything we know about this.\n",
+    "question": "Question: {question}\nAnswer: ",
+    "paraphrase": "Here is something that is well known and true: ",
+    CHAT: "Complete the text with what you know.",  # the user's turn; the model's turn starts the evaluated text
+}
+DEFAULT_QUESTION = "What comes next?"
+
+
+def prompt_prefix(template: str, tokenizer: PreTrainedTokenizerBase, prompt: str | None = None) -> str:
+    """The text ``template`` puts before an evaluated text (``prompt``: a fact's prompt, which the question names)."""
+    if template not in PROMPT_TEMPLATES:
+        raise ValueError(f"prompt template {template!r}: choose among {', '.join(PROMPT_TEMPLATES)}")
+    if template == CHAT:
+        messages = [{"role": "user", "content": PROMPT_TEMPLATES[CHAT]}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    question = f'How does "{prompt} ..." end?' if prompt else DEFAULT_QUESTION
+    return PROMPT_TEMPLATES[template].format(question=question)
+
+
+def usable_templates(templates: list[str] | None, tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    """``templates`` (None: all), without ``chat`` for a tokenizer that has no chat template."""
+    names = list(PROMPT_TEMPLATES) if templates is None else list(templates)
+    for name in names:
+        if name not in PROMPT_TEMPLATES:
+            raise ValueError(f"prompt template {name!r}: choose among {', '.join(PROMPT_TEMPLATES)}")
+    return [name for name in names if name != CHAT or getattr(tokenizer, "chat_template", None)]
+
+
+def in_context_prefix(attack_dataset: Dataset, tokenizer: PreTrainedTokenizerBase, shots: int) -> str:
+    """The first ``shots`` examples of the attack split as text, one per line (the split is shuffled already)."""
+    texts = tokenizer.batch_decode([list(ids) for ids in attack_dataset.select(range(shots))["input_ids"]], skip_special_tokens=True)
+    return "".join(text.strip() + "\n" for text in texts)
+
+
+def with_prefix(dataset: Dataset, prefix_ids: list[int], tokenizer: PreTrainedTokenizerBase) -> Dataset:
+    """Tokenized examples (``input_ids``, optional ``labels``) with ``prefix_ids`` before them, after a leading
+    BOS if they start with one; the prefix's labels are ``-100``, so the loss is the example's alone."""
+    leading = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+
+    def prefixed(example: dict) -> dict:
+        ids, labels = example["input_ids"], example.get("labels") or example["input_ids"]
+        keep = len(leading) if leading and ids[: len(leading)] == leading else 0
+        return {
+            "input_ids": ids[:keep] + prefix_ids + ids[keep:],
+            "labels": [IGNORE_INDEX] * keep + [IGNORE_INDEX] * len(prefix_ids) + labels[keep:],
+        }
+
+    return dataset.map(prefixed, desc="prefixing")
+
+
+def prefixed_evaluators(evaluators: dict[str, Evaluator], prefix: Callable[[dict], str]) -> dict[str, Evaluator]:
+    """``evaluators`` with ``prefix(fact)`` before every fact's prompt; other evaluators are left as they are
+    (their inputs are the harness's or multiple-choice prompts, which these attacks do not rewrite)."""
+    changed = {}
+    for name, evaluator in evaluators.items():
+        if isinstance(evaluator, FactEvaluator):
+            dataset = evaluator.dataset.map(lambda fact: {"prompt": prefix(fact) + fact["prompt"]}, desc="prefixing facts")
+            changed[name] = FactEvaluator(dataset, evaluator.batch_size)
+        else:
+            changed[name] = evaluator
+    return changed

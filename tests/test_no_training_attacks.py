@@ -1,0 +1,171 @@
+"""Attacks that train nothing: quantization, in-context relearning, prompting (``hf_unlearn.attacks``)."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import FORGET_TEXTS, char_tokenizer, tensor_digest, tiny_llama
+from datasets import Dataset
+from transformers import AutoModelForCausalLM
+
+from hf_unlearn.attacks import AttackSuite
+from hf_unlearn.attacks.inputs import PROMPT_TEMPLATES, prefixed_evaluators, prompt_prefix, usable_templates, with_prefix
+from hf_unlearn.attacks.quantize import quantize_dequantize, quantized_copy
+from hf_unlearn.config import RelearnAttackConfig
+from hf_unlearn.evaluation.evaluators import FactEvaluator
+from hf_unlearn.modeling import weights_digest
+
+FACTS = Dataset.from_list([{"prompt": f"Code {i} is", "answer": f"{i * 7 % 10}"} for i in range(6)])
+
+
+def tokenized(texts, tokenizer):
+    return Dataset.from_dict({"input_ids": [tokenizer(t)["input_ids"] for t in texts]})
+
+
+REFERENCE = json.loads((Path(__file__).parent / "quantize_reference.json").read_text())
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_quantize_dequantize_matches_what_torchao_deployed(bits):
+    """Against torchao's output recorded by ``quantize_reference.py`` (torchao is not a dependency): every linear
+    weight bit for bit, and the logits of a probe to 1e-5."""
+    tokenizer = char_tokenizer()
+    model = tiny_llama(len(tokenizer), seed=3)
+    assert {n: tensor_digest(p) for n, p in model.named_parameters()} == REFERENCE["model"], "the tiny model is the one the reference quantized"
+    ours = quantized_copy(model, bits).eval()
+    recorded = REFERENCE["bits"][str(bits)]
+    assert {n: tensor_digest(m.weight) for n, m in ours.named_modules() if n in recorded["weights"]} == recorded["weights"]
+    assert len(recorded["weights"]) == 2 * 7, "every linear layer of both blocks (the head and embeddings are not quantized)"
+    with torch.no_grad():
+        logits = ours(torch.tensor([tokenizer(REFERENCE["probe"])["input_ids"]])).logits[0, -1, :8]
+    torch.testing.assert_close(logits, torch.tensor(recorded["last_logits"]), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_quantize_dequantize_is_what_torchao_deploys(bits, tmp_path):
+    """The attack's weights are the ones transformers' TorchAoConfig loads, bit for bit, and so are the logits."""
+    torchao = pytest.importorskip("torchao")  # where it is installed; elsewhere the recorded reference above
+    from torchao.quantization import Int8WeightOnlyConfig, IntxWeightOnlyConfig, MappingType, PerGroup
+    from transformers import TorchAoConfig
+
+    tokenizer = char_tokenizer()
+    model = tiny_llama(len(tokenizer), seed=3)
+    model.save_pretrained(tmp_path)
+    scheme = Int8WeightOnlyConfig() if bits == 8 else IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(32), mapping_type=MappingType.ASYMMETRIC)
+    deployed = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32, quantization_config=TorchAoConfig(scheme)).eval()
+    ours = quantized_copy(model, bits).eval()
+    compared = 0
+    for (name, module), (_, our_module) in zip(deployed.named_modules(), ours.named_modules()):
+        if isinstance(getattr(module, "weight", None), torchao.utils.TorchAOBaseTensor):
+            assert torch.equal(module.weight.dequantize(), our_module.weight), name
+            compared += 1
+    assert compared == 2 * 7, "every linear layer of both blocks (the head and embeddings are not quantized)"
+    assert torch.equal(ours.lm_head.weight, model.lm_head.weight)
+    ids = torch.tensor([tokenizer("vault 3 opens")["input_ids"]])
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids).logits, deployed(ids).logits, rtol=0, atol=1e-5)
+
+
+def test_quantize_leaves_the_model_passed_in_untouched():
+    model = tiny_llama(len(char_tokenizer()), seed=1)
+    before = weights_digest(model).hexdigest()
+    quantized = quantized_copy(model, 4)
+    assert weights_digest(model).hexdigest() == before
+    assert not torch.equal(quantized.model.layers[0].mlp.gate_proj.weight, model.model.layers[0].mlp.gate_proj.weight)
+    # 4 bits, groups of 32: at most 16 distinct values per group.
+    group = quantized.model.layers[0].mlp.gate_proj.weight[0, :32]
+    assert len(group.unique()) <= 16
+    with pytest.raises(ValueError, match="group_size=24 does not divide"):
+        quantize_dequantize(model.model.layers[0].mlp.gate_proj.weight, 4, 24)
+
+
+def test_prefixed_inputs_are_built_token_by_token_and_score_only_the_evaluated_part():
+    tokenizer = char_tokenizer()
+    data = tokenized(["abc", "hello"], tokenizer)
+    prefix_ids = tokenizer("xy\n", add_special_tokens=False)["input_ids"]
+    prefixed = with_prefix(data, prefix_ids, tokenizer)
+    assert prefixed[1]["input_ids"] == prefix_ids + data[1]["input_ids"]
+    assert prefixed[1]["labels"] == [-100] * len(prefix_ids) + data[1]["input_ids"]
+    # A fact's own labels (the answer only) are kept after the prefix.
+    fact = Dataset.from_dict({"input_ids": [[5, 6, 7]], "labels": [[-100, 6, 7]]})
+    assert with_prefix(fact, [9], tokenizer)[0] == {"input_ids": [9, 5, 6, 7], "labels": [-100, -100, 6, 7]}
+    # The loss of a prefixed text is the text's alone: the prefix is context, not scored.
+    model = tiny_llama(len(tokenizer), seed=2)
+    ids = torch.tensor([prefixed[1]["input_ids"]])
+    logits = model(ids).logits[0, :-1]
+    targets = torch.tensor(prefixed[1]["labels"][1:])
+    scored = targets != -100
+    assert int(scored.sum()) == len(data[1]["input_ids"])
+    loss = torch.nn.functional.cross_entropy(logits[scored], targets[scored])
+    assert model(ids, labels=torch.tensor([prefixed[1]["labels"]])).loss.item() == pytest.approx(loss.item(), rel=1e-6)
+    # Facts: the prefix goes before each prompt, the answer is unchanged.
+    evaluators = prefixed_evaluators({"facts": FactEvaluator(FACTS)}, lambda fact: prompt_prefix("question", tokenizer, fact["prompt"]))
+    first = evaluators["facts"].dataset[0]
+    assert first["prompt"] == 'Question: How does "Code 0 is ..." end?\nAnswer: Code 0 is' and first["answer"] == "0"
+
+
+def test_prompt_templates_skip_chat_without_a_chat_template():
+    tokenizer = char_tokenizer()
+    assert usable_templates(None, tokenizer) == [name for name in PROMPT_TEMPLATES if name != "chat"]
+    tokenizer.chat_template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
+    assert prompt_prefix("chat", tokenizer) == "<user>Complete the text with what you know.<assistant>"
+    with pytest.raises(ValueError, match="choose among"):
+        usable_templates(["shout"], tokenizer)
+
+
+def test_a_suite_mixing_kinds_names_the_attackers_best_and_each_kind(tmp_path):
+    tokenizer = char_tokenizer()
+    model = tiny_llama(len(tokenizer), seed=5, max_position_embeddings=512)
+    before = weights_digest(model).hexdigest()
+    attack = tokenized(FORGET_TEXTS[:8], tokenizer)
+    evaluation = {"forget": tokenized(FORGET_TEXTS[8:12], tokenizer), "retain": tokenized(FORGET_TEXTS[12:14], tokenizer)}
+    common = dict(per_device_train_batch_size=4, report_to="none", max_steps=2, eval_steps=1)
+    attacks = {
+        "sgd": RelearnAttackConfig(output_dir=str(tmp_path / "sgd"), learning_rate=1e-6, **common),
+        "quantize_int4": RelearnAttackConfig(output_dir=str(tmp_path / "q4"), kind="quantize", quantize_bits=4, **common),
+        "in_context": RelearnAttackConfig(output_dir=str(tmp_path / "ic"), kind="in_context", in_context_shots=[1, 2, 50], **common),
+        "prompt": RelearnAttackConfig(output_dir=str(tmp_path / "prompt"), kind="prompt", **common),
+    }
+    result = AttackSuite(attacks).run(model, attack_dataset=attack, eval_dataset=evaluation, processing_class=tokenizer)
+    assert weights_digest(model).hexdigest() == before
+    assert {name: a["kind"] for name, a in result.attacks.items()} == {"sgd": "fine_tune", "quantize_int4": "quantize", "in_context": "in_context", "prompt": "prompt"}
+    start = result.start_point
+    assert all(a["curve"][0] == {"step": 0, **start} for a in result.attacks.values()), "one unattacked point starts every curve"
+    assert [p["variant"] for p in result.attacks["quantize_int4"]["curve"][1:]] == ["int4"]
+    # 50 examples are more than the attack split holds: the attacker's best is over what it holds (and the context).
+    assert [p["variant"] for p in result.attacks["in_context"]["curve"][1:]] == ["1 in context", "2 in context"]
+    assert [p["variant"] for p in result.attacks["prompt"]["curve"][1:]] == ["reasoning", "question", "paraphrase"]
+    # In-context and prompt attacks leave the weights, hence the retain loss, as they are.
+    assert all(p["retain_loss"] == pytest.approx(start["retain_loss"]) for p in result.attacks["prompt"]["curve"])
+    every_point = [(name, p) for name, a in result.attacks.items() for p in a["curve"] if not p.get("diverged")]
+    name, lowest = min(every_point, key=lambda item: item[1]["forget_loss"])
+    best = result.best_point()
+    assert best["forget_loss"] == lowest["forget_loss"] and (best["attack"] == name or lowest == {"step": 0, **start})
+
+    # Resumed from the saved results: nothing is evaluated again.
+    again = AttackSuite(attacks).run(model, attack_dataset=attack, eval_dataset=evaluation, processing_class=tokenizer, resume=True)
+    assert again.attacks == result.attacks
+
+
+def test_config_refuses_fine_tuning_settings_on_attacks_that_train_nothing(tmp_path):
+    with pytest.raises(ValueError, match="kind"):
+        RelearnAttackConfig(output_dir=str(tmp_path), kind="quantize", use_peft=True)
+    with pytest.raises(ValueError, match="kind"):
+        RelearnAttackConfig(output_dir=str(tmp_path), kind="distill")
+    with pytest.raises(ValueError, match="quantize_bits"):
+        RelearnAttackConfig(output_dir=str(tmp_path), kind="quantize", quantize_bits=3)
+    config = RelearnAttackConfig(output_dir=str(tmp_path), kind="in_context", in_context_shots=[4, 1])
+    assert dataclasses.replace(config, eval_on_start=False).describe() == "4/1 attack examples in context, no training"
+
+
+def test_the_attack_command_takes_a_kind_for_one_attack_only(tmp_path):
+    from hf_unlearn.commands import AttackArguments, suite_from
+
+    config = RelearnAttackConfig(output_dir=str(tmp_path), kind="quantize", quantize_bits=8)
+    assert suite_from(AttackArguments(attack_suite="none"), config).attacks["attack"].kind == "quantize"
+    with pytest.raises(ValueError, match="--kind, --quantize_bits describe one attack"):
+        suite_from(AttackArguments(attack_suite="standard"), config)
+    kinds = {c.kind for c in suite_from(AttackArguments(attack_suite="standard"), RelearnAttackConfig(output_dir=str(tmp_path))).attacks.values()}
+    assert kinds == {"fine_tune", "quantize", "in_context", "prompt"}
