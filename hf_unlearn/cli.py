@@ -16,6 +16,7 @@ the commands live in ``hf_unlearn.commands``.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import json
 import os
@@ -97,7 +98,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         env_command()
         return
     if not argv or argv[0] not in COMMANDS:
-        print(__doc__.strip())
+        if argv and argv[0] not in ("-h", "--help"):
+            close = difflib.get_close_matches(argv[0], [*COMMANDS, "env"], n=1)
+            print(f"hf-unlearn: unknown command {argv[0]!r}" + (f"; did you mean {close[0]!r}?" if close else ""), file=sys.stderr)
+        print(__doc__.strip().replace("``", "`"))
         print(f"\ncommands: {', '.join(COMMANDS)}, env; `hf-unlearn <command> --help` lists a command's flags")
         sys.exit(0 if argv[:1] in (["-h"], ["--help"]) else 2)
     mask_secrets(sys.argv)

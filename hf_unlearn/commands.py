@@ -7,6 +7,7 @@ under ``accelerate launch``. ``recipes/*.py`` are thin wrappers over the same fu
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import sys
 from collections.abc import Sequence
@@ -72,8 +73,8 @@ class Parser(TrlParser):
     """``TrlParser`` whose ``--help`` works for every method and lists ``--config`` (which TrlParser reads
     before argparse sees it)."""
 
-    def __init__(self, dataclass_types: Sequence[type], description: str):
-        super().__init__(dataclass_types, description=description)
+    def __init__(self, dataclass_types: Sequence[type], description: str, command: str, usage: str | None = None):
+        super().__init__(dataclass_types, description=description, prog=f"hf-unlearn {command}", usage=usage)
         self.add_argument("--config", metavar="YAML", help=CONFIG_HELP)
         for action in self._actions:  # argparse formats help strings with %: "+0.1 %" must not break --help
             if action.help:
@@ -84,8 +85,24 @@ class Parser(TrlParser):
         return tuple(output for output in outputs if dataclasses.is_dataclass(output))  # not the --config namespace
 
 
-def parser_for(dataclass_types: Sequence[type], description: str) -> Parser:
-    return Parser(dataclass_types, description)
+def parser_for(dataclass_types: Sequence[type], description: str, command: str, usage: str | None = None) -> Parser:
+    """The parser of ``hf-unlearn <command>``."""
+    return Parser(dataclass_types, description, command, usage)
+
+
+def check_hub_access(flag: str) -> None:
+    """Before any work, for ``--push_to_hub``: the Hub answers and knows the user. Otherwise the push would fail
+    at the end (or, in transformers' Trainer, at the start), in a traceback that names neither cause nor fix."""
+    from huggingface_hub import HfApi, constants
+
+    try:
+        HfApi().whoami()
+    except Exception as error:
+        raise ValueError(
+            f"{flag}: the Hub at {constants.ENDPOINT} did not answer as the logged-in user ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}). Log in (`hf auth login`, or set HF_TOKEN), check the "
+            f"network (HF_HUB_OFFLINE must not be 1), or drop {flag}"
+        ) from error
 
 
 def load_model(model_name_or_path: str | None, dtype: str = "float32") -> tuple[str, PreTrainedModel, PreTrainedTokenizerBase]:
@@ -128,11 +145,13 @@ def unlearn_parser(argv: Sequence[str]) -> TrlParser:
         f"Unlearn a forget set with UnlearnTrainer. Methods: {', '.join(available_methods())} (--method picks one; the flags "
         f"shown are those of {config_class.__name__}, the config of '{config_class.__dataclass_fields__['method'].default}')."
     )
-    return parser_for((ModelConfig, DataArguments, config_class), description)
+    return parser_for((ModelConfig, DataArguments, config_class), description, "unlearn")
 
 
 def run_unlearn(model_config: ModelConfig, data_args: DataArguments, config: UnlearnConfig):
     """Unlearn, save the model (and its card) to ``output_dir``, evaluate, push when asked."""
+    if config.push_to_hub:
+        check_hub_access("--push_to_hub")
     _, model, tokenizer = load_model(model_config.model_name_or_path, model_config.dtype)
     scenario = code_scenario(data_args, tokenizer)
     trainer = unlearn(model, config, scenario, tokenizer, peft_config=get_peft_config(model_config))
@@ -230,7 +249,9 @@ def run_attack(model_args: ModelArguments, data_args: DataArguments, config: Rel
 def attack_command(argv: Sequence[str]) -> dict:
     parser = parser_for(
         (ModelArguments, DataArguments, RelearnAttackConfig, AttackArguments),
-        "Relearning attacks on a model: fine-tune on the forget data's attack split, measure what comes back.",
+        "Attacks on a model (fine-tuning on the forget data's attack split, and those that train nothing), measure what "
+        "comes back. The data is the flags' (or the --config's): give the data the model was unlearned on.",
+        "attack",
     )
     return run_attack(*parser.parse_args_and_config(list(argv)))
 
@@ -242,6 +263,7 @@ def sweep_command(argv: Sequence[str]) -> dict:
     parser = parser_for(
         (ModelArguments, DataArguments, SweepArguments),
         f"Tune a method for robustness (Optuna, under a disruption and a pass budget). Methods: {', '.join(available_methods())}.",
+        "sweep",
     )
     parser.set_defaults(forget_pool="tuning")  # tune on half the forget documents; report on the other half
     try:
@@ -336,6 +358,12 @@ def check_same_tokenizer(tokenizer: PreTrainedTokenizerBase, baseline: PreTraine
 def run_evaluate(args: EvaluateArguments, data_args: DataArguments, given_names: set[str] | None = None) -> RobustnessReport:
     """The attack suite on the unlearned model and on its baseline, on the data it was unlearned on (unless data
     flags say otherwise); the report and the card go to the model's folder."""
+    if args.push_to_hub:  # checked before hours of attacks, not after
+        if not args.hub_model_id:
+            raise ValueError("--push_to_hub needs --hub_model_id (org/name)")
+        check_hub_access("--push_to_hub")
+    if args.lm_eval_tasks and importlib.util.find_spec("lm_eval") is None:
+        raise ValueError("--lm_eval_tasks needs lm-evaluation-harness: pip install 'hf_unlearn[lm-eval]'")
     model_path, model, tokenizer = load_model(args.model_name_or_path, args.dtype)
     info_path = Path(model_path) / INFO_FILE
     recorded = UnlearningInfo.load(info_path.parent) if info_path.is_file() else None
@@ -378,8 +406,6 @@ def run_evaluate(args: EvaluateArguments, data_args: DataArguments, given_names:
     card = model_card(info, report, args.hub_model_id)
     card.save(output_dir / "README.md")
     if args.push_to_hub:
-        if not args.hub_model_id:
-            raise ValueError("--push_to_hub needs --hub_model_id (org/name)")
         from huggingface_hub import HfApi
 
         HfApi().upload_folder(
@@ -399,5 +425,9 @@ def evaluate_command(argv: Sequence[str]) -> RobustnessReport:
         (EvaluateArguments, DataArguments),
         "Attack an unlearned model and its baseline with an attack suite; write the robustness report and the model card. "
         "The data is the unlearning run's (its unlearning_info.json); data flags given here override it, with a warning.",
+        "evaluate",
+        usage="hf-unlearn evaluate MODEL_FOLDER [--baseline MODEL] [--attack_suite PRESET] [other flags below]",
     )
+    if not {"--model_name_or_path", "--config", "-h", "--help"} & {a.split("=")[0] for a in argv}:
+        raise ValueError("give the unlearned model's folder (or Hub id) first: hf-unlearn evaluate MODEL_FOLDER [flags]")
     return run_evaluate(*parser.parse_args_and_config(argv), given_settings(argv))

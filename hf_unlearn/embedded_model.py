@@ -86,7 +86,8 @@ def resolve_model_name_or_path(model_name_or_path: str | None) -> str:
     if model_name_or_path in (None, "", "embedded"):
         return str(default_model_path())
     path = Path(model_name_or_path).expanduser()
-    looks_like_path = model_name_or_path.startswith(("/", ".", "~")) or model_name_or_path.count("/") != 1
+    # org/name is a Hub id, unless org is a local folder (outputs/mudman_typo): then a mistyped path, not a Hub lookup.
+    looks_like_path = model_name_or_path.startswith(("/", ".", "~")) or model_name_or_path.count("/") != 1 or path.parent.is_dir()
     if path.is_dir() and not any((path / name).is_file() for name in ("config.json", "adapter_config.json")):
         raise FileNotFoundError(
             f"model_name_or_path={model_name_or_path!r} is a folder without config.json or adapter_config.json: it holds no model"

@@ -133,3 +133,15 @@ def weights_digest(model: nn.Module) -> hashlib._Hash:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return digest
+
+
+def with_lora_adapter(model: nn.Module, lora_config: Any) -> nn.Module:
+    """``peft.get_peft_model``, without the FutureWarning it triggers in transformers 5 (PEFT reads the deprecated
+    ``is_gradient_checkpointing``), once per attack or run otherwise."""
+    import warnings
+
+    from peft import get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, lora_config)

@@ -16,6 +16,7 @@ from .config import RelearnAttackConfig
 from .data.pairing import RetainStream
 from .evaluation.evaluators import Evaluator
 from .lm_trainer import CausalLMTrainer
+from .modeling import with_lora_adapter
 from .targets import resolve_target_modules
 
 _TIMING_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second", "_model_preparation_time")
@@ -108,9 +109,7 @@ class RelearnAttackTrainer(CausalLMTrainer):
         self, model: nn.Module, args: RelearnAttackConfig, processing_class: PreTrainedTokenizerBase, eval_dataset: Any
     ) -> nn.Module:
         if args.use_peft:  # the adapter trains, everything else stays frozen
-            from peft import get_peft_model
-
-            return get_peft_model(model, args.lora_config())
+            return with_lora_adapter(model, args.lora_config())
         attacked = resolve_target_modules(model, args.attack_modules) if args.attack_modules else None
         for name, param in model.named_parameters():
             param.requires_grad_(attacked is None or name in attacked)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -285,9 +286,11 @@ def run_sweep(args: SweepArguments, data_args: DataArguments, model_name_or_path
         params = share({name: suggest(trial, name, spec) for name, spec in args.search_space.items()})
         return run_trial(trial, params, args, model_path, scenario, tokenizer)
 
-    storage = optuna.storages.RDBStorage(
-        args.storage, heartbeat_interval=args.heartbeat_interval, grace_period=2 * args.heartbeat_interval
-    )
+    with warnings.catch_warnings():  # heartbeats are an experimental feature of optuna, used deliberately (resume)
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        storage = optuna.storages.RDBStorage(
+            args.storage, heartbeat_interval=args.heartbeat_interval, grace_period=2 * args.heartbeat_interval
+        )
     study = optuna.create_study(
         study_name=args.study_name, storage=storage, direction=args.direction, load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=args.seed),
@@ -384,7 +387,8 @@ def summarize(study: Any, args: SweepArguments, data_args: DataArguments, model_
         }  # fmt: skip
         (output_dir / "best.yaml").write_text(
             f"# {args.study_name}: best of {len(complete)} completed trials (trial {best.number}), objective {best.value:.4g}\n"
-            f"#   hf-unlearn unlearn --config {output_dir / 'best.yaml'}\n" + yaml.safe_dump(settings, sort_keys=False)
+            f"#   hf-unlearn unlearn --config {output_dir / 'best.yaml'} --forget_pool test   (held-out documents; 'all': every one)\n"
+            + yaml.safe_dump(settings, sort_keys=False)
         )
         plot_study(study, output_dir)
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -397,6 +401,7 @@ def plot_study(study: Any, output_dir: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import optuna
     import optuna.visualization.matplotlib as vis
 
     plots = {"trials": vis.plot_optimization_history}
@@ -404,7 +409,9 @@ def plot_study(study: Any, output_dir: Path) -> None:
         plots["importances"] = vis.plot_param_importances
     for name, plot in plots.items():
         try:
-            axis = plot(study)
+            with warnings.catch_warnings():  # optuna's matplotlib plots are marked experimental
+                warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+                axis = plot(study)
         except (ValueError, RuntimeError):  # e.g. importances of a single-valued parameter
             continue
         axis.figure.tight_layout()

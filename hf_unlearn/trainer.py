@@ -28,7 +28,7 @@ from .evaluation.report import RobustnessReport
 from .gradients import global_norm
 from .hub import REPORT_NAME, UnlearningInfo, base_model_license, base_model_name, base_model_path, method_settings, model_card
 from .lm_trainer import CausalLMTrainer
-from .modeling import lm_loss, weights_digest
+from .modeling import lm_loss, weights_digest, with_lora_adapter
 from .tracking import open_run_url
 from .registry import get_method
 
@@ -235,9 +235,7 @@ class UnlearnTrainer(CausalLMTrainer):
         self.base_model, self.base_model_path = base_model_name(model), base_model_path(model)
         check_target_modules_apply(args, adapter=self.peft_config is not None or hasattr(model, "peft_config"))
         if self.peft_config is not None:  # train an adapter; the method's reference is the adapter disabled
-            from peft import get_peft_model
-
-            model = get_peft_model(model, self.peft_config)
+            model = with_lora_adapter(model, self.peft_config)
         self.objective.check_eval_dataset(eval_dataset)
         self.procedure.setup(model, processing_class)  # picks and unfreezes the target weights
         return model

@@ -1,5 +1,6 @@
 """What users see: the installed `hf-unlearn` command, --help, the model card, W&B runs, tokens."""
 
+import importlib.util
 import json
 import os
 import struct
@@ -19,6 +20,7 @@ from hf_unlearn.pipeline import robustness_report, unlearn
 from hf_unlearn.scenarios import code_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
+importlib_find_spec = importlib.util.find_spec
 
 
 @pytest.fixture
@@ -201,7 +203,7 @@ def test_the_card_shows_the_robustness_table_with_harness_scores(tmp_path):
     info = UnlearningInfo(base_model="b", method="mudman", settings={}, forget={"source": "python_stdlib"}, retain={"source": "pydoc_prose"})
     model_card(info, report).save(tmp_path / "README.md")
     text = ModelCard.load(tmp_path / "README.md").text
-    assert "| unlearned | 9.0000 | 6.5000 | adamw_1e-4 (step 10) | 3.1000 | 0.2600 / 0.3100 |" in text
+    assert "| unlearned | 9.0000 | 6.5000 | adamw_1e-4 (fine_tune, step 10) | 3.1000 | 0.2600 / 0.3100 |" in text
     assert "wmdp_bio_acc: before / at the attacker's best" in text
     assert "3.0000 before unlearning, 3.3000 after (+0.3000 nats" in text, "disruption from the report when training logged none"
 
@@ -378,3 +380,41 @@ def test_bad_input_ends_in_its_message_not_a_traceback(tmp_path, local_files):
     assert "hf-unlearn unlearn: error: " in done.stderr and "python_stdlib" in done.stderr, "the message names the built-in sources"
     shown = subprocess.run(command, capture_output=True, text=True, timeout=600, env=os.environ | {"HF_UNLEARN_TRACEBACK": "1"})
     assert "Traceback" in shown.stderr
+
+
+def test_push_to_hub_without_the_hub_fails_before_any_work(tmp_path, local_files):
+    """It failed in transformers' Trainer with a connection traceback (rank by rank), or after an evaluation's hours."""
+    model_dir, data = local_files
+    env = os.environ | {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0", "HF_TOKEN": "hf_fake", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "hf_unlearn.cli", "unlearn", "--model_name_or_path", str(model_dir), *data, "--max_steps", "1",
+         "--output_dir", str(tmp_path / "out"), "--push_to_hub", "--hub_model_id", "you/x"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "--push_to_hub: the Hub at http://127.0.0.1:9 did not answer" in done.stderr and "HF_TOKEN" in done.stderr
+    assert not (tmp_path / "out").exists(), "nothing was trained"
+
+
+def test_mistyped_paths_commands_and_sources_are_named_at_once(tmp_path, monkeypatch, capsys):
+    from hf_unlearn.cli import main
+    from hf_unlearn.commands import EvaluateArguments, evaluate_command, run_evaluate
+    from hf_unlearn.data import DataArguments, sources
+    from hf_unlearn.embedded_model import resolve_model_name_or_path
+
+    (tmp_path / "outputs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="outputs/mudman_typo.*does not exist"):  # was a Hub lookup: 51 s of retries
+        resolve_model_name_or_path("outputs/mudman_typo")
+    assert resolve_model_name_or_path("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    monkeypatch.setattr(sources, "load_dataset", lambda *a, **k: pytest.fail("a misspelled built-in source went to the Hub"))
+    with pytest.raises(ValueError, match="Did you mean 'python_stdlib'"):
+        sources.load_text_source("python_stdlb")
+    with pytest.raises(SystemExit):
+        main(["unlearnn"])
+    assert "unknown command 'unlearnn'; did you mean 'unlearn'?" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="hf-unlearn evaluate MODEL_FOLDER"):
+        evaluate_command(["--baseline", "embedded"])
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "lm_eval" else importlib_find_spec(name, *a))
+    with pytest.raises(ValueError, match=r"--lm_eval_tasks needs .*hf_unlearn\[lm-eval\]"):  # before the models load, not mid-attack
+        run_evaluate(EvaluateArguments(model_name_or_path="outputs/none", lm_eval_tasks=["mmlu"]), DataArguments())

@@ -27,7 +27,7 @@ def test_yaml_configs_parse():
     assert data_args.forget_source == "python_stdlib" and data_args.chunk_length == 100
     assert config.method == "mudman" and config.target_modules == ["gate_proj"] and config.save_total_limit == 2
     assert config.max_steps == 7, "command-line flags override the YAML"
-    parser = parser_for((ModelArguments, DataArguments, RelearnAttackConfig, AttackArguments), "attack")
+    parser = parser_for((ModelArguments, DataArguments, RelearnAttackConfig, AttackArguments), "attack", "attack")
     config_path = str(Path(hf_unlearn.__file__).parent / "configs" / "relearn_attack_smollm2_python.yaml")  # or by path
     _, attack_data_args, attack_config, attack_args = parser.parse_args_and_config(["--config", config_path])
     assert attack_data_args == data_args, "the attack must rebuild the unlearning run's splits"
@@ -72,7 +72,8 @@ def test_unlearn_then_attack(tmp_path):
     saved = json.loads((tmp_path / "attack" / "attack_suite.json").read_text())
     assert saved["attacks"].keys() == PRESETS["quick"].keys()
     for attack in saved["attacks"].values():
-        assert [p["step"] for p in attack["curve"]] == [0, 1, 2, 3], "the command line's max_steps applies to every attack"
+        steps = [0, 1, 2, 3] if attack["kind"] == "fine_tune" else [0, 0]  # quantize_int4: one evaluation, no steps
+        assert [p["step"] for p in attack["curve"]] == steps, "the command line's max_steps applies to every fine-tuning attack"
     # The attacks start from the saved unlearned model, on the held-out split the unlearning run evaluated.
     unlearned_eval = trainer.evaluate()
     for attack in saved["attacks"].values():

@@ -16,7 +16,8 @@ MODEL_INPUT_COLUMNS = ("input_ids", "attention_mask", "labels")
 def _text_column_error(dataset: Dataset, name: str, text_field: str) -> ValueError:
     return ValueError(
         f"the {name} dataset has columns {dataset.column_names}; it needs a text column {text_field!r} "
-        f"(or set dataset_text_field to the column that holds the text) or a pre-tokenized 'input_ids' column"
+        f"(or name the column that holds the text: --text_field on the command line, dataset_text_field in a trainer's "
+        "config) or a pre-tokenized 'input_ids' column"
     )
 
 

@@ -62,11 +62,13 @@ def load_text_source(name: str, split: str = "train") -> Dataset:
                 f"could not read data file {name} ({type(cause).__name__}: {cause}); a .jsonl file needs one JSON object "
                 'per line, such as {"text": "..."}'
             ) from error
+    close = difflib.get_close_matches(name, TEXT_SOURCES, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    if close and "/" not in name:  # a misspelled built-in source: say so now, not after the Hub's retries
+        raise ValueError(f"{name!r} is not a built-in text source ({', '.join(TEXT_SOURCES)}), a local file, or a Hub dataset id.{hint}")
     try:
         return load_dataset(name, split=split)
     except Exception as error:
-        close = difflib.get_close_matches(name, TEXT_SOURCES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(
             f"{name!r} is not a built-in text source ({', '.join(TEXT_SOURCES)}), a local file, or a Hub dataset that could "
             f"be loaded ({type(error).__name__}).{hint}"

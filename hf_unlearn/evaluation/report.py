@@ -130,6 +130,8 @@ class RobustnessReport:
         ]
         for run, result in self.runs.items():
             for stage in STAGES:
+                if run == self.baseline and stage == "after_unlearning":  # the untouched model was not unlearned
+                    continue
                 values = self.stage(run, stage)
                 if values is None:
                     lines.append(f"| {run} | attack best | every attack diverged: no robustness figure |" + " |" * (len(metrics) - 1))
