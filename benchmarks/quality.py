@@ -9,7 +9,7 @@ Two scenarios on the embedded SmolLM2-135M, offline (``hf_unlearn.scenarios``):
   attacker's best (lower is more robust); disruption +``--budget_relative`` on held-out Python source.
 
 Every method is tuned by the same sweep (``hf_unlearn.sweep``): ``trials`` Optuna trials, the first at
-the method's published settings (``SEARCH_SPACE_SOURCES``), at most three settings searched about a
+the method's published settings (its registration's ``search_space_source``), at most three settings searched about a
 decade either side of them, the ``quick`` attack suite, the same pass budget of forward+backward
 passes, on a tuning split (code: the tuning half of the forget documents; facts: one A/B partition).
 Then its best settings are run on held-out data (code: the test half; facts: another partition)
@@ -56,11 +56,11 @@ from hf_unlearn.embedded_model import resolve_model_name_or_path
 from hf_unlearn.environment import environment
 from hf_unlearn.evaluation.report import finite_or_null
 from hf_unlearn.pipeline import attack, unlearn
-from hf_unlearn.sweep import SEARCH_SPACES, SweepArguments, around, build_scenario, run_sweep
+from hf_unlearn.sweep import SweepArguments, around, build_scenario, run_sweep
 
 # Bump when a change of this benchmark's code changes results that its settings do not show.
 STATE_VERSION = 1
-_MUDMAN = SEARCH_SPACES["mudman"]
+_MUDMAN = get_method("mudman").search_space
 # name: (method, fixed settings, search space). The ablations reuse MUDMAN's space, less what they switch off.
 # The attacks of a trial: quick's two fine-tuning attacks, those the studies began with. quick's 4-bit attack
 # came later: added to a study in progress, it would change the objective between its trials. The held-out
@@ -73,18 +73,18 @@ METHODS = {
     # (measured): 0.1 gives about MUDMAN's published step. No published value.
     "mudman_no_normalization": ("mudman", {"normalize_unlearning_grad": False}, {**_MUDMAN, "unlearning_rate": around(0.1)}),
     "mudman_no_meta_learning": ("mudman", {"meta_learning": False}, {k: v for k, v in _MUDMAN.items() if k != "adv_lr"}),
-    "tar": ("tar", {}, SEARCH_SPACES["tar"]),
-    "graddiff": ("graddiff", {}, SEARCH_SPACES["graddiff"]),
-    "npo": ("npo", {}, SEARCH_SPACES["npo"]),
-    "cir": ("cir", {}, SEARCH_SPACES["cir"]),
-    "simnpo": ("simnpo", {}, SEARCH_SPACES["simnpo"]),
-    "rmu": ("rmu", {}, SEARCH_SPACES["rmu"]),
-    "circuit_breakers": ("circuit_breakers", {}, SEARCH_SPACES["circuit_breakers"]),
+    "tar": ("tar", {}, get_method("tar").search_space),
+    "graddiff": ("graddiff", {}, get_method("graddiff").search_space),
+    "npo": ("npo", {}, get_method("npo").search_space),
+    "cir": ("cir", {}, get_method("cir").search_space),
+    "simnpo": ("simnpo", {}, get_method("simnpo").search_space),
+    "rmu": ("rmu", {}, get_method("rmu").search_space),
+    "circuit_breakers": ("circuit_breakers", {}, get_method("circuit_breakers").search_space),
     # Combinations no other library offers: NPO's objective with MUDMAN's components.
-    "npo_masking": ("npo", {"disruption_masking": True, "retain_momentum": 0.9}, SEARCH_SPACES["npo"]),
+    "npo_masking": ("npo", {"disruption_masking": True, "retain_momentum": 0.9}, get_method("npo").search_space),
     "npo_meta_masked_normalized": (
         "npo", {"meta_learning": True, "disruption_masking": True, "normalize_unlearning_grad": True, "retain_momentum": 0.9},
-        {"learning_rate": SEARCH_SPACES["npo"]["learning_rate"], "npo_beta": SEARCH_SPACES["npo"]["npo_beta"], "adv_lr": _MUDMAN["adv_lr"]},
+        {"learning_rate": get_method("npo").search_space["learning_rate"], "npo_beta": get_method("npo").search_space["npo_beta"], "adv_lr": _MUDMAN["adv_lr"]},
     ),  # fmt: skip
 }
 CORE = ["mudman", "mudman_no_masking", "mudman_no_normalization", "mudman_no_meta_learning", "tar", "graddiff", "npo", "cir"]

@@ -22,14 +22,6 @@ _EXPORTS = {
     "available_losses": "losses",
     "get_loss": "losses",
     "register_loss": "losses",
-    "CIRConfig": "methods",
-    "CircuitBreakersConfig": "methods",
-    "GradDiffConfig": "methods",
-    "MUDMANConfig": "methods",
-    "NPOConfig": "methods",
-    "RMUConfig": "methods",
-    "SimNPOConfig": "methods",
-    "TARConfig": "methods",
     "Objective": "objective",
     "available_methods": "registry",
     "get_method": "registry",
@@ -37,19 +29,25 @@ _EXPORTS = {
     "RelearnAttackTrainer": "relearn",
     "UnlearnTrainer": "trainer",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_EXPORTS)  # and the registered methods' configs (``__dir__``)
+
+
+def _method_configs() -> dict[str, type]:
+    """Every registered method's config class by name (``MUDMANConfig``, ...): exported without being listed."""
+    registry = importlib.import_module(".registry", __name__)
+    return {registry.get_method(method).config.__name__: registry.get_method(method).config for method in registry.available_methods()}
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'hf_unlearn' has no attribute {name!r}")
-    if _EXPORTS[name] == "registry":
-        importlib.import_module(".methods", __name__)  # importing the methods registers them
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    if name.endswith("Config") and not name.startswith("_") and name in (configs := _method_configs()):
+        return configs[name]
+    raise AttributeError(f"module 'hf_unlearn' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | set(_method_configs()))
 
 
 if TYPE_CHECKING:
@@ -58,16 +56,15 @@ if TYPE_CHECKING:
     from .config import RelearnAttackConfig, UnlearnConfig  # noqa: F401
     from .embedded_model import default_model_path  # noqa: F401
     from .losses import available_losses, get_loss, register_loss  # noqa: F401
-    from .methods import (
-        CIRConfig,  # noqa: F401
-        CircuitBreakersConfig,  # noqa: F401
-        GradDiffConfig,  # noqa: F401
-        MUDMANConfig,  # noqa: F401
-        NPOConfig,  # noqa: F401
-        RMUConfig,  # noqa: F401
-        SimNPOConfig,  # noqa: F401
-        TARConfig,  # noqa: F401
-    )
+    # For type checkers only; at run time every registered method's config is exported (``_method_configs``).
+    from .methods.cir import CIRConfig  # noqa: F401
+    from .methods.circuit_breakers import CircuitBreakersConfig  # noqa: F401
+    from .methods.graddiff import GradDiffConfig  # noqa: F401
+    from .methods.mudman import MUDMANConfig  # noqa: F401
+    from .methods.npo import NPOConfig  # noqa: F401
+    from .methods.rmu import RMUConfig  # noqa: F401
+    from .methods.simnpo import SimNPOConfig  # noqa: F401
+    from .methods.tar import TARConfig  # noqa: F401
     from .objective import Objective  # noqa: F401
     from .registry import available_methods, get_method, register_method  # noqa: F401
     from .relearn import RelearnAttackTrainer  # noqa: F401

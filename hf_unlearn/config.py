@@ -99,7 +99,7 @@ class FullUpdateArguments:
     and let plain SGD apply it (``components.procedures.MetaUnlearningLoop``, CIR)."""
 
     learning_rate: float = field(
-        default=1.0, metadata={"help": "Multiplier on the update the method builds; keep 1.0 and tune its own rates."}
+        default=1.0, metadata={"help": "Must stay 1.0: SGD applies the update the method builds as it is; its own rates set the size."}
     )
     optim: str = field(default="sgd", metadata={"help": "Optimizer; methods that build their update need 'sgd'."})
     lr_scheduler_type: str = field(default="constant", metadata={"help": "Scheduler type; these methods need 'constant'."})

@@ -23,8 +23,9 @@ def global_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(norms))
 
 
-def normalize(grads: Sequence[torch.Tensor], norm: torch.Tensor | None = None) -> list[torch.Tensor]:
-    """Scale ``grads`` jointly so that their global L2 norm is ``sqrt(N)``, N the number of elements.
+def normalize_(grads: Sequence[torch.Tensor], norm: torch.Tensor | None = None, sign: float = 1.0) -> Sequence[torch.Tensor]:
+    """Scale ``grads`` jointly, in place, so that their global L2 norm is ``sqrt(N)``, N the number of elements
+    (times ``sign``); returns them.
 
     The ``sqrt(N)`` target makes the root-mean-square element equal to 1 whatever the target modules,
     so one unlearning rate transfers between experiments with different target modules (MUDMAN).
@@ -32,11 +33,9 @@ def normalize(grads: Sequence[torch.Tensor], norm: torch.Tensor | None = None) -
     the caller has it already.
     """
     norm = global_norm(grads) if norm is None else norm
-    numel = sum(g.numel() for g in grads)
-    if norm == 0:
-        return [torch.zeros_like(g) for g in grads]
-    scale = numel**0.5 / norm
-    return [(g.float() * scale).to(g.dtype) for g in grads]
+    scale = sign * sum(g.numel() for g in grads) ** 0.5 / norm
+    torch._foreach_mul_(list(grads), scale if norm > 0 else 0.0)
+    return grads
 
 
 def disruption_mask(unlearning_grad: torch.Tensor, retain_grad: torch.Tensor) -> torch.Tensor:
@@ -51,9 +50,11 @@ def disruption_mask(unlearning_grad: torch.Tensor, retain_grad: torch.Tensor) ->
     return torch.sign(unlearning_grad) == torch.sign(retain_grad)
 
 
-def ema_(accumulator: torch.Tensor, value: torch.Tensor, momentum: float) -> torch.Tensor:
-    """In place ``accumulator = momentum * accumulator + (1 - momentum) * value``; returns it."""
-    return accumulator.mul_(momentum).add_(value, alpha=1.0 - momentum)
+def ema_(accumulators: Sequence[torch.Tensor], values: Sequence[torch.Tensor], momentum: float) -> Sequence[torch.Tensor]:
+    """In place, for every tensor at once: ``accumulator = momentum * accumulator + (1 - momentum) * value``."""
+    torch._foreach_mul_(list(accumulators), momentum)
+    torch._foreach_add_(list(accumulators), list(values), alpha=1.0 - momentum)
+    return accumulators
 
 
 def top_fraction_mask(scores: Sequence[torch.Tensor], fraction: float) -> list[torch.Tensor]:

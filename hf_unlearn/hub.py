@@ -20,32 +20,11 @@ from .config import FullUpdateArguments
 from .data.sources import HUB_IDS
 from .embedded_model import EMBEDDED_HUB_ID, EMBEDDED_LICENSE, EMBEDDED_MODEL_NAME, cache_root
 from .environment import package_versions
+from .registry import Citation, get_method
 from .evaluation.report import RobustnessReport, attack_kind, point_label
 
 INFO_FILE = "unlearning_info.json"
 REPORT_NAME = "robustness_report"
-
-_MUDMAN = ("sondej2025mudman", "Robust LLM Unlearning with MUDMAN: Meta-Unlearning with Disruption Masking And Normalization",
-           "Filip Sondej and Yushi Yang and Miko{\\l}aj Kniejski and Marcel Windys", "2506.12484")  # fmt: skip
-_CIR = ("sondej2025cir", "Collapse of Irrelevant Representations (CIR) Ensures Robust and Non-Disruptive LLM Unlearning",
-        "Filip Sondej and Yushi Yang", "2509.11816")  # fmt: skip
-CITATIONS: dict[str, tuple[str, str, str, str]] = {
-    "mudman": _MUDMAN,
-    "cir": _CIR,
-    "tar": ("tamirisa2024tar", "Tamper-Resistant Safeguards for Open-Weight LLMs", "Rishub Tamirisa and others", "2408.00761"),
-    "graddiff": ("liu2022continual", "Continual Learning and Private Unlearning", "Bo Liu and Qiang Liu and Peter Stone", "2203.12817"),
-    "npo": ("zhang2024npo", "Negative Preference Optimization: From Catastrophic Collapse to Effective Unlearning",
-            "Ruiqi Zhang and Licong Lin and Yu Bai and Song Mei", "2404.05868"),  # fmt: skip
-    "simnpo": ("fan2024simnpo", "Simplicity Prevails: Rethinking Negative Preference Optimization for LLM Unlearning",
-               "Chongyu Fan and others", "2410.07163"),  # fmt: skip
-    "rmu": ("li2024wmdp", "The WMDP Benchmark: Measuring and Reducing Malicious Use With Unlearning", "Nathaniel Li and others", "2403.03218"),
-    "circuit_breakers": ("zou2024circuit", "Improving Alignment and Robustness with Circuit Breakers", "Andy Zou and others", "2406.04313"),
-}
-
-
-def bibtex(key: str, title: str, authors: str, arxiv: str) -> str:
-    return f"@article{{{key},\n  title={{{title}}},\n  author={{{authors}}},\n  journal={{arXiv preprint arXiv:{arxiv}}}\n}}"
-
 
 @dataclass
 class UnlearningInfo:
@@ -216,9 +195,18 @@ def model_card(info: UnlearningInfo, report: RobustnessReport | None = None, mod
     )
     versions = package_versions(("hf_unlearn", "transformers", "torch", "peft", "trl", "accelerate", "datasets"))
     sections.append("## Framework versions\n\n" + "\n".join(f"- {name}: {version}" for name, version in versions.items() if version))
-    if info.method in CITATIONS:  # the method's own paper only
-        sections.append(f"## Citation\n\n```bibtex\n{bibtex(*CITATIONS[info.method])}\n```")
+    citation = registered_citation(info.method)
+    if citation is not None:  # the method's own paper only
+        sections.append(f"## Citation\n\n```bibtex\n{citation.bibtex()}\n```")
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n")
+
+
+def registered_citation(method: str) -> Citation | None:
+    """The paper ``method``'s registration cites (None for a method the registry does not know: an old card's)."""
+    try:
+        return get_method(method).citation
+    except ValueError:
+        return None
 
 
 def _data_table(info: UnlearningInfo) -> str:

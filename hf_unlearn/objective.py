@@ -35,11 +35,6 @@ class Objective:
     def __init__(self, args: Any):
         self.args = args
 
-    @classmethod
-    def unused_fields(cls, args: Any) -> dict[str, str]:
-        """``{field: why}`` for settings ``args`` holds but this objective does not read under them."""
-        return {}
-
     def target_modules(self, model: nn.Module) -> list[str]:
         """Which weights train (``target_modules`` syntax)."""
         return self.args.target_modules

@@ -1,5 +1,8 @@
-"""The registry of unlearning methods: a name maps to (config class, objective, update procedure).
+"""The registry of unlearning methods: a name maps to everything the method owns.
 
+``register_method`` carries a method's config class, objective and update procedure, and also its
+citation (for model cards) and its search space with the source of its published values (for
+sweeps): a new method is one file, and the CLI, the sweep, the card and the tests read it from here.
 A leaf module: method files register into it and configs look themselves up in it, so neither
 imports the other.
 """
@@ -10,18 +13,43 @@ import dataclasses
 import difflib
 import functools
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
 @dataclass(frozen=True)
+class Citation:
+    """A method's paper, as its model card cites it."""
+
+    key: str
+    title: str
+    authors: str
+    arxiv: str
+
+    def bibtex(self) -> str:
+        return f"@article{{{self.key},\n  title={{{self.title}}},\n  author={{{self.authors}}},\n  journal={{arXiv preprint arXiv:{self.arxiv}}}\n}}"
+
+
+def around(published: float, decades: float = 1.0) -> dict[str, Any]:
+    """A search range ``decades`` either side of ``published`` (log scale), which a sweep tries first."""
+    return {"low": published / 10**decades, "high": published * 10**decades, "log": True, "published": published}
+
+
+@dataclass(frozen=True)
 class MethodSpec:
-    """What ``method=name`` means: its config class, what it optimises and how a step is taken."""
+    """What ``method=name`` means: its config class, what it optimises, how a step is taken, what to cite,
+    and how a sweep tunes it."""
 
     name: str
     config: type  # an UnlearnConfig subclass
     objective: type  # an hf_unlearn.objective.Objective subclass
     procedure: type  # an hf_unlearn.components.procedures.UpdateProcedure subclass
+    citation: Citation | None = None
+    # At most three settings, each about a decade either side of its published value (``around``), which a
+    # sweep's first trial takes; ``search_space_source`` names the paper or config file of those values.
+    search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
+    search_space_source: str = ""
+    sweep_fixed: dict[str, Any] = field(default_factory=dict)  # settings every sweep trial gets unless overridden
 
     def check_args(self, args: Any) -> None:
         """Refuse settings this method cannot honour, or does not read, naming the field and the fix."""
@@ -36,13 +64,29 @@ class MethodSpec:
 _METHODS: dict[str, MethodSpec] = {}
 
 
-def register_method(name: str, *, config: type, procedure: type):
-    """Class decorator for an objective: ``method=name`` trains it with ``procedure``, configured by ``config``."""
+def register_method(
+    name: str,
+    *,
+    config: type,
+    procedure: type,
+    citation: Citation | None = None,
+    search_space: dict[str, dict[str, Any]] | None = None,
+    search_space_source: str = "",
+    sweep_fixed: dict[str, Any] | None = None,
+):
+    """Class decorator for an objective: ``method=name`` trains it with ``procedure``, configured by ``config``;
+    the card cites ``citation``; ``hf-unlearn sweep --method name`` searches ``search_space``."""
 
     def decorator(objective: type) -> type:
         if name in _METHODS:
             raise ValueError(f"a method named {name!r} is already registered")
-        _METHODS[name] = MethodSpec(name, config, objective, procedure)
+        fields = {f.name for f in dataclasses.fields(config)}
+        unknown = sorted((set(search_space or {}) | set(sweep_fixed or {})) - fields)
+        if unknown:
+            raise ValueError(f"method {name!r}: its search space or sweep settings name {unknown}, which {config.__name__} does not have")
+        if len(search_space or {}) > 3:
+            raise ValueError(f"method {name!r}: search at most 3 settings (a sweep's few trials cannot tune more), got {sorted(search_space)}")
+        _METHODS[name] = MethodSpec(name, config, objective, procedure, citation, dict(search_space or {}), search_space_source, dict(sweep_fixed or {}))
         objective.method_name = name
         _refuse_foreign_settings(config, name)
         return objective

@@ -2,8 +2,8 @@
 
 The MUDMAN paper's procedure, with an attack suite in place of its single attack. Each trial:
 
-1. samples the method's settings (``search_space``; ``SEARCH_SPACES`` holds one per method, from the
-   papers' ranges) on top of the ``fixed`` ones;
+1. samples the method's settings (``search_space``; by default the one its registration carries, about a
+   decade either side of its published values, which the first trial takes) on top of the ``fixed`` ones;
 2. unlearns the scenario's forget set for ``pass_budget`` forward+backward passes (counted as
    ``forward_backward_passes``, so methods compare at equal compute), evaluating every
    ``eval_steps``; a trial whose disruption (general-text loss above its start, in nats or
@@ -39,44 +39,11 @@ from .data import DataArguments
 from .data.facts import world_capitals
 from .embedded_model import resolve_model_name_or_path
 from .pipeline import attack, unlearn
-from .registry import available_methods, get_method
+from .registry import around, available_methods, get_method  # noqa: F401  (around: the search-space helper, re-exported)
 from .scenarios import Scenario, code_scenario, facts_scenario
 from .tracking import finish_open_run, reports_to_wandb
 
 
-def around(published: float, decades: float = 1.0) -> dict[str, Any]:
-    """A log-scale range ``decades`` either side of ``published``, which the study tries first."""
-    return {"low": published / 10**decades, "high": published * 10**decades, "log": True, "published": published}
-
-
-# Per method: at most three settings searched, each about a decade either side of its published value,
-# which is the study's first trial (``study.enqueue_trial``); every other setting stays at its config's
-# default. Where each published value comes from (and how it was converted to our units):
-SEARCH_SPACE_SOURCES = {
-    "mudman": "filyp/MUDMAN src/MUDMAN.py defaults (arXiv 2506.12484): adv_lr 1e-3, retaining_rate 1e-3, fork_every_n_loops 32, "
-    "retain_momentum 0.9; its unlearning step of global norm 0.1 is an RMS of 2e-5 per element on SmolLM2's gate_proj (2.65e7 weights)",
-    "tar": "the MUDMAN paper's TAR baseline (filyp/MUDMAN configs/ablations_and_loss2,smol,python.yaml): adv_decay 1, retain_momentum 0; "
-    "it searched the rates over [1e-7, 0.3] and the representation weight over [1e-12, 1] with no published choice: TARConfig's defaults",
-    "graddiff": "TOFU (Maini et al. 2024, arXiv 2401.06121): AdamW, learning rate 1e-5, forget and retain terms weighted equally",
-    "npo": "NPO (Zhang et al. 2024, arXiv 2404.05868) on TOFU: AdamW, learning rate 1e-5, beta 0.1; retain term weighted 1",
-    "simnpo": "SimNPO (Fan et al. 2024, arXiv 2410.07163) on TOFU: learning rate 1e-5, beta 2.5",
-    "rmu": "RMU (Li et al. 2024, WMDP, arXiv 2403.03218) on Zephyr-7B: learning rate 5e-5, steering coefficient 6.5, alpha 1200",
-    "circuit_breakers": "Circuit Breakers (Zou et al. 2024, arXiv 2406.04313): learning rate 1e-4, alpha 10",
-    "cir": "filyp/unlearning configs/main_comparison_llama_bio.yaml (CIR on Llama-3.1-8B): update norm 0.2 ('previous best'), "
-    "retaining rate 3e-4",
-}
-SEARCH_SPACES: dict[str, dict[str, dict[str, Any]]] = {
-    "mudman": {"unlearning_rate": around(2e-5), "adv_lr": around(1e-3), "retaining_rate": around(1e-3)},
-    "tar": {"unlearning_rate": around(1e-3), "retain_representation_weight": around(1e-2), "adv_lr": around(1e-3)},
-    "graddiff": {"learning_rate": around(1e-5), "retaining_rate": around(1.0)},
-    "npo": {"learning_rate": around(1e-5), "npo_beta": around(0.1), "retaining_rate": around(1.0)},
-    "simnpo": {"learning_rate": around(1e-5), "simnpo_beta": around(2.5), "retaining_rate": around(1.0)},
-    "rmu": {"learning_rate": around(5e-5), "steering_coef": around(6.5), "retaining_rate": around(1200.0)},
-    "circuit_breakers": {"learning_rate": around(1e-4), "cb_alpha": around(10.0)},
-    "cir": {"step_norm": around(0.2), "retaining_rate": around(3e-4)},
-}
-# Settings every trial of a method gets unless overridden: the sweep's own pruning replaces CIR's budget stop.
-FIXED_DEFAULTS: dict[str, dict[str, Any]] = {"cir": {"disruption_budget": None, "eval_strategy": "steps"}}
 SCENARIOS = ("code", "facts")
 
 
@@ -84,13 +51,13 @@ SCENARIOS = ("code", "facts")
 class SweepArguments:
     """The search (``recipes/sweep.py``, ``hf-unlearn sweep``): what is tuned, under which budgets, against which attacks."""
 
-    method: str = field(default="mudman", metadata={"help": f"Method to tune: {', '.join(SEARCH_SPACES)}."})
+    method: str = field(default="mudman", metadata={"help": "Method to tune (any registered method: hf-unlearn unlearn --help lists them)."})
     scenario: str = field(default="code", metadata={"help": "code (forget / retain text, DataArguments) or facts (Deeb & Roger)."})
     search_space: dict | str | None = field(
         default=None,
         metadata={
             "help": "Settings to search, {field: {low, high, log} or {choices: [...]}} (YAML or JSON); default: the "
-            "method's SEARCH_SPACES entry."
+            "method's registered search space."
         },
     )
     fixed: dict | str | None = field(default=None, metadata={"help": "Settings every trial gets, {field: value}."})
@@ -132,10 +99,10 @@ class SweepArguments:
         for name in ("n_trials", "pass_budget", "eval_steps", "top_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} is invalid: it must be >= 1")
-        self.search_space = _mapping("search_space", self.search_space) or SEARCH_SPACES.get(self.method)
+        self.search_space = _mapping("search_space", self.search_space) or get_method(self.method).search_space
         if not self.search_space:
             raise ValueError(f"search_space is empty: method {self.method!r} has no default search space, give one")
-        self.fixed = {**FIXED_DEFAULTS.get(self.method, {}), **(_mapping("fixed", self.fixed) or {})}
+        self.fixed = {**get_method(self.method).sweep_fixed, **(_mapping("fixed", self.fixed) or {})}
         config_fields = {f for f in get_method(self.method).config.__dataclass_fields__}
         for name in [*self.search_space, *self.fixed]:
             if name not in config_fields:

@@ -20,6 +20,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 from transformers.utils import logging
 
 from . import methods  # noqa: F401  (importing the package registers every method)
+from .components.procedures import StepContext
 from .config import UnlearnConfig
 from .data.pairing import RetainStream
 from .distributed import check_process_count, mean_over_processes
@@ -126,7 +127,7 @@ class UnlearnTrainer(CausalLMTrainer):
                 "adversary and cross-process averaging); FSDP and DeepSpeed shard them, which is not supported yet. "
                 "Run with DDP (accelerate launch without fsdp/deepspeed)."
             )
-        for callback in self.procedure.callbacks(self):
+        for callback in self.procedure.callbacks():
             self.add_callback(callback)
         self.retain_stream = RetainStream(
             retain, self.data_collator, args.retain_batch_size or args.per_device_train_batch_size, args.seed, args.world_size,
@@ -251,7 +252,9 @@ class UnlearnTrainer(CausalLMTrainer):
     ) -> torch.Tensor:
         model.train()
         batch = self._prepare_inputs({"forget": inputs, "retain": self._next_retain_batch()})
-        loss = self.procedure.training_step(self, model, batch).detach().to(self.args.device)
+        loss, metrics = self.procedure.training_step(self.step_context(), model, batch)
+        self.record_metrics(**metrics)
+        loss = loss.detach().to(self.args.device)
         # Every process holds the same averaged update, so every process stops here together.
         grads = [p.grad for p in self.target_parameters().values() if p.grad is not None]
         if not math.isfinite(loss.item()) or (grads and not torch.isfinite(global_norm(grads))):
@@ -272,8 +275,16 @@ class UnlearnTrainer(CausalLMTrainer):
         """A paired batch: the method's loss. A plain LM batch (evaluation): mean cross-entropy."""
         if "forget" not in inputs:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        loss = self.procedure.compute_loss(self, model, inputs)
+        loss = self.procedure.compute_loss(self.step_context(), model, inputs)
         return (loss, {}) if return_outputs else loss
+
+    def step_context(self) -> StepContext:
+        """What the procedure needs of this loop for the current step (it never sees the trainer itself)."""
+        return StepContext(
+            accelerator=self.accelerator, global_step=self.state.global_step, max_steps=self.state.max_steps,
+            epoch=self.state.epoch or 0.0, gradient_accumulation_steps=getattr(self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps),
+            device=self.args.device, autocast=self.compute_loss_context_manager,
+        )  # fmt: skip
 
     def target_parameters(self) -> dict[str, nn.Parameter]:
         """The weights the method trains, by name."""

@@ -348,9 +348,9 @@ def test_one_cir_epoch_matches_the_authors_algorithm(tokenizer, retain_dataset, 
     trainer = cir_trainer(model, tokenizer, forget, retain_dataset, tmp_path, max_steps=4, seed=0, projection="sequential", retaining_rate=0.5)
     batches, method_step = [], trainer.procedure.training_step
 
-    def recording_step(trainer_, model_, inputs):
+    def recording_step(step, model_, inputs):
         batches.append(copy.deepcopy(inputs))
-        return method_step(trainer_, model_, inputs)
+        return method_step(step, model_, inputs)
 
     trainer.procedure.training_step = recording_step
     trainer.train()  # 16 sentences / 8: two steps per epoch, epoch 0 collects, epoch 1 updates

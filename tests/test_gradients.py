@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from hf_unlearn.gradients import disruption_mask, ema_, global_norm, normalize
+from hf_unlearn.gradients import disruption_mask, ema_, global_norm, normalize_
 
 
 def test_global_norm_spans_all_tensors():
@@ -16,23 +16,25 @@ def test_global_norm_is_fp32_for_bf16_inputs():
     assert global_norm(grads).dtype == torch.float32
 
 
-def test_normalize_scales_to_sqrt_numel():
+def test_normalize_scales_to_sqrt_numel_in_place():
     grads = [torch.tensor([3.0, 0.0]), torch.tensor([[0.0], [4.0]])]  # norm 5, 4 elements
-    out = normalize(grads)
+    out = normalize_(grads)
     # scale sqrt(4) / 5 = 0.4
-    assert torch.allclose(out[0], torch.tensor([1.2, 0.0]))
-    assert torch.allclose(out[1], torch.tensor([[0.0], [1.6]]))
-    assert global_norm(out).item() == pytest.approx(math.sqrt(4))
+    assert out is grads and torch.allclose(grads[0], torch.tensor([1.2, 0.0]))
+    assert torch.allclose(grads[1], torch.tensor([[0.0], [1.6]]))
+    assert global_norm(grads).item() == pytest.approx(math.sqrt(4))
 
 
-def test_normalize_uses_given_norm():
-    out = normalize([torch.tensor([1.0, 1.0])], norm=torch.tensor(4.0))
-    assert torch.allclose(out[0], torch.tensor([2**0.5 / 4, 2**0.5 / 4]))
+def test_normalize_uses_given_norm_and_sign():
+    grads = [torch.tensor([1.0, 1.0])]
+    normalize_(grads, norm=torch.tensor(4.0), sign=-1.0)
+    assert torch.allclose(grads[0], torch.tensor([-(2**0.5) / 4, -(2**0.5) / 4]))
 
 
 def test_normalize_all_zero_stays_zero():
-    out = normalize([torch.zeros(3), torch.zeros(2, 2)])
-    assert all(torch.equal(o, torch.zeros_like(o)) for o in out)
+    grads = [torch.zeros(3), torch.zeros(2, 2)]
+    normalize_(grads)
+    assert all(torch.equal(g, torch.zeros_like(g)) for g in grads)
 
 
 def test_disruption_mask_hand_case():
@@ -48,7 +50,7 @@ def test_disruption_mask_rejects_shape_mismatch():
 
 
 def test_ema_in_place():
-    acc = torch.tensor([1.0, 2.0])
-    out = ema_(acc, torch.tensor([3.0, -2.0]), momentum=0.75)
+    acc = [torch.tensor([1.0, 2.0])]
+    out = ema_(acc, [torch.tensor([3.0, -2.0])], momentum=0.75)
     assert out is acc
-    assert torch.allclose(acc, torch.tensor([0.75 * 1 + 0.25 * 3, 0.75 * 2 - 0.25 * 2]))
+    assert torch.allclose(acc[0], torch.tensor([0.75 * 1 + 0.25 * 3, 0.75 * 2 - 0.25 * 2]))

@@ -2,13 +2,19 @@
 
 import copy
 import math
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_llama, unlearn_config
+import yaml
+from conftest import tiny_llama, unlearn_config, write_local_files
 from peft import LoraConfig
 
+import hf_unlearn
 from hf_unlearn import (
     CIRConfig,
     CircuitBreakersConfig,
@@ -20,6 +26,7 @@ from hf_unlearn import (
     TARConfig,
     UnlearnConfig,
     UnlearnTrainer,
+    available_methods,
 )
 from hf_unlearn.gradients import top_fraction_mask
 from hf_unlearn.losses import (
@@ -227,7 +234,7 @@ def test_wagle_mask_selects_weights_and_only_those_change(model, tokenizer, forg
 
 
 def test_unknown_method_lists_the_available_ones(tmp_path):
-    with pytest.raises(ValueError, match="available methods: cir, circuit_breakers, graddiff, mudman, npo, rmu, simnpo, tar"):
+    with pytest.raises(ValueError, match="available methods: " + ", ".join(available_methods())):
         UnlearnConfig(output_dir=str(tmp_path), method="rmu2")
 
 
@@ -302,3 +309,27 @@ def test_the_readme_example_method(tokenizer, forget_dataset, retain_dataset, tm
     logged = [entry for entry in trainer.state.log_history if "mask_kept_fraction" in entry]
     assert 0 < logged[0]["mask_kept_fraction"] < 1, "Disruption Masking ran"
     assert isinstance(trainer.objective, namespace["MaskedNPO"]) and trainer.procedure.reference.original is not None
+
+    # The same text as a file of hf_unlearn/methods/ (in a copy of the package) is all the command line needs:
+    # a sweep searches the space its registration carries, and the card cites its paper.
+    package = tmp_path / "package"
+    shutil.copytree(Path(hf_unlearn.__file__).parent, package / "hf_unlearn", ignore=shutil.ignore_patterns("__pycache__"))
+    (package / "hf_unlearn" / "methods" / "masked_npo.py").write_text(code)
+    model_dir, data = write_local_files(tmp_path)
+    data_flags = ["--forget_source", data.forget_source, "--retain_source", data.retain_source, "--chunk_length", "16"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(package), "OMP_NUM_THREADS": "1"}
+
+    def hf_unlearn_command(*arguments: str) -> None:
+        done = subprocess.run([sys.executable, "-m", "hf_unlearn.cli", *arguments], capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    hf_unlearn_command("sweep", "--method", "masked_npo", "--model_name_or_path", str(model_dir), *data_flags, "--n_trials", "1",
+                       "--pass_budget", "4", "--eval_steps", "2", "--batch_size", "4", "--attack_steps", "2", "--disruption_budget", "10",
+                       "--output_dir", str(tmp_path / "sweep"))  # fmt: skip
+    best = yaml.safe_load((tmp_path / "sweep" / "best.yaml").read_text())
+    registered = registry.get_method("masked_npo")
+    assert {name: best[name] for name in registered.search_space} == {n: r["published"] for n, r in registered.search_space.items()}
+    hf_unlearn_command("unlearn", "--method", "masked_npo", "--model_name_or_path", str(model_dir), *data_flags, "--max_steps", "1",
+                       "--per_device_train_batch_size", "4", "--output_dir", str(tmp_path / "unlearned"), "--report_to", "none")  # fmt: skip
+    card = (tmp_path / "unlearned" / "README.md").read_text()
+    assert registered.citation.bibtex() in card and "masked_npo" in card

@@ -83,9 +83,9 @@ def run_trainer(model, tokenizer, forget_dataset, retain_dataset, tmp_path, **ov
     batches = []
     method_step = trainer.procedure.training_step
 
-    def recording_step(trainer_, model_, inputs):
+    def recording_step(step, model_, inputs):
         batches.append(copy.deepcopy(inputs))
-        return method_step(trainer_, model_, inputs)
+        return method_step(step, model_, inputs)
 
     trainer.procedure.training_step = recording_step
     trainer.train()

@@ -46,7 +46,12 @@ def test_an_exploding_rate_stops_training_and_saves_nothing(memorised, tmp_path)
 def test_a_nan_loss_stops_training(model, tokenizer, forget_dataset, retain_dataset, tmp_path, monkeypatch):
     trainer = trainer_for(model, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path, max_steps=3))
     step = trainer.procedure.training_step
-    monkeypatch.setattr(trainer.procedure, "training_step", lambda *a: step(*a) * float("nan"))
+
+    def nan_loss(*args):
+        loss, metrics = step(*args)
+        return loss * float("nan"), metrics
+
+    monkeypatch.setattr(trainer.procedure, "training_step", nan_loss)
     with pytest.raises(UnlearningDivergedError, match="step 0: the 'mudman' update is NaN/inf"):
         trainer.train()
 
@@ -236,9 +241,9 @@ def test_a_nan_gradient_with_a_finite_loss_stops_training_unapplied(model, token
     step = trainer.procedure.training_step
 
     def nan_gradient(*args):
-        loss = step(*args)
+        loss, metrics = step(*args)
         next(iter(trainer.target_parameters().values())).grad.view(-1)[0] = float("nan")
-        return loss
+        return loss, metrics
 
     monkeypatch.setattr(trainer.procedure, "training_step", nan_gradient)
     with pytest.raises(UnlearningDivergedError, match="step 0: the 'mudman' update is NaN/inf"):

@@ -31,14 +31,15 @@ component off it is the plain weighted sum of the objective's two losses.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import MISSING, fields
+from contextlib import AbstractContextManager
+from dataclasses import MISSING, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from ..distributed import token_mean_over_processes
-from ..gradients import global_norm
+from ..gradients import global_norm, normalize_
 from ..losses import IGNORE_INDEX, cross_entropy
 from ..modeling import LMOutputs, lm_outputs
 from ..objective import Objective
@@ -48,9 +49,23 @@ from .transforms import Adversary, DisruptionMask, Reference, RetainMomentum, Wa
 
 if TYPE_CHECKING:
     from ..registry import MethodSpec
-    from ..trainer import UnlearnTrainer
 
 OutputsLoss = Callable[[LMOutputs], torch.Tensor]
+Metrics = dict[str, "torch.Tensor | float"]
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a procedure needs of the training loop for one step. The trainer builds it and records the metrics
+    the procedure returns: procedures never see (or import) the trainer."""
+
+    accelerator: Any  # accelerate's Accelerator: unwrapping the model, reductions across processes
+    global_step: int
+    max_steps: int
+    epoch: float
+    gradient_accumulation_steps: int  # micro-batches accumulated into this step
+    device: torch.device
+    autocast: Callable[[], AbstractContextManager]  # the trainer's compute_loss_context_manager (bf16 autocast)
 
 
 def is_peft_model(model: nn.Module) -> bool:
@@ -86,7 +101,7 @@ class UpdateProcedure:
         """Refuse settings the procedure cannot honour, and any setting nobody reads set away from its default."""
         check_component_args(args)
         defaults = field_defaults(type(args))
-        for field_name, why in {**cls.unused_fields(args), **spec.objective.unused_fields(args)}.items():
+        for field_name, why in cls.unused_fields(args).items():
             if getattr(args, field_name) != defaults[field_name]:
                 raise ValueError(
                     f"{field_name}={getattr(args, field_name)!r} is not used by method {spec.name!r} ({why}): remove it, "
@@ -113,13 +128,14 @@ class UpdateProcedure:
             param.requires_grad_(name in targets)
         self.target_names = targets
 
-    def callbacks(self, trainer: UnlearnTrainer) -> list:
+    def callbacks(self) -> list:
         return self.objective.callbacks()
 
-    def training_step(self, trainer: UnlearnTrainer, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+    def training_step(self, step: StepContext, model: nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, Metrics]:
+        """Write the step's update into the target weights' ``.grad``; return the loss and the metrics to log."""
         raise NotImplementedError
 
-    def compute_loss(self, trainer: UnlearnTrainer, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+    def compute_loss(self, step: StepContext, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
@@ -133,7 +149,7 @@ class UpdateProcedure:
 
     def losses_and_grads(
         self,
-        trainer: UnlearnTrainer,
+        step: StepContext,
         model: nn.Module,
         batch: dict[str, torch.Tensor],
         base: Sequence[nn.Parameter],
@@ -148,7 +164,7 @@ class UpdateProcedure:
         all processes, so any number of processes computes what one would on the global batch.
         """
         leaves = [w.detach().to(p.dtype).requires_grad_() for w, p in zip(weights, base)]
-        with trainer.compute_loss_context_manager():
+        with step.autocast():
             outputs = lm_outputs(model, batch, dict(zip(self.target_names, leaves)), hidden_states)
             losses = [fn(outputs) for fn in loss_fns]
         del outputs  # the logits (vocabulary-wide) are not needed by the backward pass: free them before it
@@ -157,7 +173,7 @@ class UpdateProcedure:
         # One all-reduce for the losses and all gradients of this pass.
         num_tokens = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
         flat = [loss.detach() for loss in losses] + [g for grad in grads for g in grad]
-        flat = token_mean_over_processes(flat, num_tokens, trainer.accelerator)
+        flat = token_mean_over_processes(flat, num_tokens, step.accelerator)
         values, flat_grads, n = flat[: len(losses)], flat[len(losses) :], len(leaves)
         return values, [flat_grads[i * n : (i + 1) * n] for i in range(len(losses))]
 
@@ -223,10 +239,10 @@ class OptimizerUpdate(UpdateProcedure):
     def forget_is_neg_cross_entropy(self) -> bool:
         return type(self.objective).forget_loss is Objective.forget_loss and self.args.unlearning_loss == "neg_cross_entropy"
 
-    def compute_loss(self, trainer: UnlearnTrainer, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+    def compute_loss(self, step: StepContext, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
         """The method's objective at the current weights: retain_weight * retain + forget_weight * forget."""
-        retain_weight, forget_weight = self.objective.loss_weights(trainer.state.global_step, trainer.state.max_steps)
-        model = trainer.accelerator.unwrap_model(model)
+        retain_weight, forget_weight = self.objective.loss_weights(step.global_step, step.max_steps)
+        model = step.accelerator.unwrap_model(model)
         self._initialize([model.get_parameter(name) for name in self.target_names])
         total = 0.0
         for part, weight, make in (("retain", retain_weight, self.retain_objective), ("forget", forget_weight, self.forget_objective)):
@@ -238,16 +254,16 @@ class OptimizerUpdate(UpdateProcedure):
 
     # --- one step (module docstring) ----------------------------------------------------------------
 
-    def training_step(self, trainer: UnlearnTrainer, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+    def training_step(self, step: StepContext, model: nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, Metrics]:
         # Forward passes go to the unwrapped model: gradients are averaged across processes here,
         # once per gradient, instead of by DDP hooks that expect exactly one backward per forward.
-        model = trainer.accelerator.unwrap_model(model)
+        model = step.accelerator.unwrap_model(model)
         base = [model.get_parameter(name) for name in self.target_names]
         self._initialize(base)
-        retain_weight, forget_weight = self.objective.loss_weights(trainer.state.global_step, trainer.state.max_steps)
+        retain_weight, forget_weight = self.objective.loss_weights(step.global_step, step.max_steps)
         forget, retain = inputs["forget"], inputs["retain"]
         if self.wagle is not None and self.wagle.mask is None:
-            self._initialize_wagle(trainer, model, base, forget, retain)
+            self._initialize_wagle(step, model, base, forget, retain)
 
         # 1. Fork the adversary.
         if self.adversary is not None:
@@ -257,7 +273,7 @@ class OptimizerUpdate(UpdateProcedure):
         retain_loss, direction = None, None
         if retain_weight or self.masking is not None:
             objective = self.retain_objective(retain, self.reference_outputs(model, retain, "retain"))
-            (retain_loss,), (retain_grad,) = self.losses_and_grads(trainer, model, retain, base, base, [objective], self.hidden_states)
+            (retain_loss,), (retain_grad,) = self.losses_and_grads(step, model, retain, base, base, [objective], self.hidden_states)
             direction = self.retain(retain_grad)
             del retain_grad  # with momentum, the EMA holds the direction: the gradient's memory is free again
         # The weights after the retain step (MUDMAN's loop takes it first): where the forget gradient is taken
@@ -275,14 +291,14 @@ class OptimizerUpdate(UpdateProcedure):
         forget_ce: OutputsLoss = lambda out: cross_entropy(out.logits, forget["labels"])  # noqa: E731
         forget_loss, sign = None, 1.0
         if self.forget_is_neg_cross_entropy:  # g_u = -g_a exactly: one backward pass fewer
-            (forget_loss,), (adversary_grad,) = self.losses_and_grads(trainer, model, forget, base, attacked, [forget_ce], self.hidden_states)
+            (forget_loss,), (adversary_grad,) = self.losses_and_grads(step, model, forget, base, attacked, [forget_ce], self.hidden_states)
             unlearning_loss, unlearning_grad, sign = -forget_loss, adversary_grad, -1.0  # g_a's buffers, negated below
         elif self.adversary is not None:
             (forget_loss, unlearning_loss), (adversary_grad, unlearning_grad) = self.losses_and_grads(
-                trainer, model, forget, base, attacked, [forget_ce, objective], self.hidden_states
+                step, model, forget, base, attacked, [forget_ce, objective], self.hidden_states
             )
         else:  # no adversary to train: the forget cross-entropy is not needed
-            (unlearning_loss,), (unlearning_grad,) = self.losses_and_grads(trainer, model, forget, base, attacked, [objective], self.hidden_states)
+            (unlearning_loss,), (unlearning_grad,) = self.losses_and_grads(step, model, forget, base, attacked, [objective], self.hidden_states)
         if self.adversary is not None:
             self.adversary.step(adversary_grad, anchor)
         # From here on the update is built in place in the gradient's own (fp32) buffers: no full-size copies.
@@ -291,8 +307,7 @@ class OptimizerUpdate(UpdateProcedure):
         # 4. Normalize, before masking, over all target weights together (with g_u = -g_a, the sign folds in).
         unlearning_grad_norm = global_norm(unlearning_grad)
         if self.normalize:
-            scale = sign * sum(g.numel() for g in unlearning_grad) ** 0.5 / unlearning_grad_norm
-            torch._foreach_mul_(unlearning_grad, scale if unlearning_grad_norm > 0 else 0.0)
+            normalize_(unlearning_grad, unlearning_grad_norm, sign)
         elif sign < 0:
             torch._foreach_neg_(unlearning_grad)
 
@@ -306,12 +321,10 @@ class OptimizerUpdate(UpdateProcedure):
             grad = g.mul_(forget_weight) if direction is None else g.mul_(forget_weight).add_(direction[i], alpha=retain_weight)
             if self.wagle is not None:
                 grad.mul_(self.wagle.mask[i])
-            if self.writes_full_update:
-                if self.args.learning_rate != 1:
-                    grad.div_(self.args.learning_rate)
+            if self.writes_full_update:  # applied as it is: SGD at learning rate 1 (check_full_update_args)
                 p.grad = grad.to(p.dtype)
             else:  # accumulate over micro-batches like backward() would
-                grad = grad.div_(trainer.current_gradient_accumulation_steps).to(p.dtype)
+                grad = grad.div_(step.gradient_accumulation_steps).to(p.dtype)
                 p.grad = grad if p.grad is None else p.grad + grad
 
         self.loops_done += 1
@@ -320,8 +333,7 @@ class OptimizerUpdate(UpdateProcedure):
             metrics["retain_loss"] = retain_loss
         if forget_loss is not None:
             metrics["adversary_forget_loss" if self.adversary is not None else "forget_loss"] = forget_loss
-        trainer.record_metrics(**metrics)
-        return unlearning_loss
+        return unlearning_loss, metrics
 
     def _initialize(self, base: Sequence[nn.Parameter]) -> None:
         if self.reference is not None:
@@ -345,11 +357,11 @@ class OptimizerUpdate(UpdateProcedure):
             if component is not None:
                 setattr(component, attribute, state[key])
 
-    def _initialize_wagle(self, trainer, model, base, forget, retain) -> None:
+    def _initialize_wagle(self, step: StepContext, model: nn.Module, base: Sequence[nn.Parameter], forget: dict, retain: dict) -> None:
         retain_objective = self.retain_objective(retain, self.reference_outputs(model, retain, "retain"))
         forget_objective = self.forget_objective(forget, self.reference_outputs(model, forget, "forget"))
-        _, (retain_grad,) = self.losses_and_grads(trainer, model, retain, base, base, [retain_objective], self.hidden_states)
-        _, (forget_grad,) = self.losses_and_grads(trainer, model, forget, base, base, [forget_objective], self.hidden_states)
+        _, (retain_grad,) = self.losses_and_grads(step, model, retain, base, base, [retain_objective], self.hidden_states)
+        _, (forget_grad,) = self.losses_and_grads(step, model, forget, base, base, [forget_objective], self.hidden_states)
         self.wagle.initialize(base, retain_grad, forget_grad)
 
 
@@ -373,7 +385,7 @@ def check_full_update_args(args: Any, method: str) -> None:
         "optim": (str(getattr(args.optim, "value", args.optim)) != "sgd", "set optim='sgd': the method writes its full update into param.grad, which another optimizer would transform"),
         "optim_args": (bool(args.optim_args), "remove optim_args: SGD momentum or dampening would change the update"),
         "weight_decay": (args.weight_decay != 0, "set weight_decay=0: decay would move frozen-by-mask weights too"),
-        "learning_rate": (args.learning_rate <= 0, "set learning_rate=1.0: it multiplies the whole update"),
+        "learning_rate": (args.learning_rate != 1, "set learning_rate=1.0: SGD applies the update the method builds as it is (the method's own rates, e.g. unlearning_rate or step_norm, set its size)"),
         "lr_scheduler_type": (str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)) != "constant", "set lr_scheduler_type='constant': a schedule would scale the update but not the retain step or the adversary built inside it, which is no longer the method"),
         "warmup_steps": (args.warmup_steps > 0, "set warmup_steps=0: warm-up is a schedule (see lr_scheduler_type)"),
     }  # fmt: skip

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..gradients import disruption_mask, top_fraction_mask
+from ..gradients import disruption_mask, ema_, top_fraction_mask
 from ..losses import representation_distance
 from ..modeling import LMOutputs, lm_outputs
 
@@ -48,8 +48,7 @@ class RetainMomentum:
             return grads
         if self.ema is None:
             self.ema = [torch.zeros_like(g) for g in grads]
-        torch._foreach_mul_(self.ema, self.momentum)  # ema_ on every tensor at once
-        torch._foreach_add_(self.ema, grads, alpha=1.0 - self.momentum)
+        ema_(self.ema, grads, self.momentum)
         return self.ema
 
 

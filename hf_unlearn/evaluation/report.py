@@ -6,14 +6,29 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from transformers import Trainer
 
-    from ..attacks import AttackSuiteResult
-
 STAGES = ("before", "after_unlearning", "attack_best")
+
+
+class SuiteResult(Protocol):
+    """What the report reads of an attack suite's result (``hf_unlearn.attacks.AttackSuiteResult``, a layer above:
+    the report names only what it needs)."""
+
+    metric: str
+    greater_is_better: bool
+    attacks: dict[str, dict[str, Any]]
+
+    @property
+    def start_point(self) -> dict[str, float]: ...
+
+    @property
+    def all_diverged(self) -> bool: ...
+
+    def best_point(self) -> dict[str, Any]: ...
 
 
 def point_label(point: dict[str, Any]) -> str:
@@ -67,7 +82,7 @@ class RobustnessReport:
     def from_suites(
         cls,
         title: str,
-        results: dict[str, AttackSuiteResult],
+        results: dict[str, SuiteResult],
         baseline: str = "no_unlearning",
         details: dict[str, Any] | None = None,
     ) -> RobustnessReport:

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,7 +40,7 @@ from transformers import TrainerCallback
 from transformers.pytorch_utils import Conv1D
 
 from ..callbacks import DisruptionBudgetCallback
-from ..components.procedures import UpdateProcedure, check_full_update_args
+from ..components.procedures import Metrics, StepContext, UpdateProcedure, check_full_update_args
 from ..components.transforms import Reference, to_device
 from ..config import FullUpdateArguments, UnlearnConfig
 from ..distributed import gather_rows, mean_over_processes, sum_over_processes, token_mean_over_processes
@@ -48,11 +48,8 @@ from ..gradients import global_norm, orthonormal_basis, principal_directions, re
 from ..losses import IGNORE_INDEX, available_losses, get_loss, mlp_breaking_loss, relative_representation_distance
 from ..modeling import decoder_layers, lm_outputs, module_output, stop_after
 from ..objective import Objective
-from ..registry import MethodSpec, register_method
+from ..registry import Citation, MethodSpec, around, register_method
 from ..targets import layer_index, resolve_target_modules
-
-if TYPE_CHECKING:
-    from ..trainer import UnlearnTrainer
 
 MLP_BREAKING = "mlp_breaking"
 PROJECTIONS = ("sequential", "orthogonal")
@@ -212,7 +209,9 @@ class CIRUpdate(UpdateProcedure):
             raise ValueError(f"loss_layers={self.args.loss_layers}: found MLPs {sorted(mlps)}; the model has fewer layers")
         return mlps
 
-    def _forget_objective(self, trainer, model, batch, selected) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    def _forget_objective(
+        self, step: StepContext, model: nn.Module, batch: dict[str, torch.Tensor], selected: torch.Tensor
+    ) -> tuple[torch.Tensor, dict, torch.Tensor]:
         """The forget loss at the current weights (MLP breaking over the ``selected`` tokens, or a registry
         loss over the labels), the target layers' (inputs, outputs), and how many tokens the loss averages over."""
         targets = {name.removesuffix(".weight"): model.get_submodule(name.removesuffix(".weight")) for name in self.target_names}
@@ -225,7 +224,7 @@ class CIRUpdate(UpdateProcedure):
             originals = [original[n][1][selected] for n in mlps]
             # The normaliser is a mean over every process's tokens, as one process would compute it.
             num_tokens = selected.sum()
-            mean_norms = token_mean_over_processes([o.float().norm(dim=-1).mean() for o in originals], num_tokens, trainer.accelerator)
+            mean_norms = token_mean_over_processes([o.float().norm(dim=-1).mean() for o in originals], num_tokens, step.accelerator)
         with capture_io({**targets, **mlps}) as captured, stop:
             outputs = lm_outputs(model, batch)
         if mlps:
@@ -235,35 +234,35 @@ class CIRUpdate(UpdateProcedure):
             num_tokens = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
         return loss, {name: captured[name] for name in targets}, num_tokens
 
-    def compute_loss(self, trainer: UnlearnTrainer, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
-        model = trainer.accelerator.unwrap_model(model)
+    def compute_loss(self, step: StepContext, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+        model = step.accelerator.unwrap_model(model)
         self.reference.initialize([model.get_parameter(n) for n in self.target_names])
-        return self._forget_objective(trainer, model, inputs["forget"], self._token_masks(inputs["forget"])[0])[0]
+        return self._forget_objective(step, model, inputs["forget"], self._token_masks(inputs["forget"])[0])[0]
 
-    def training_step(self, trainer: UnlearnTrainer, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+    def training_step(self, step: StepContext, model: nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, Metrics]:
         args = self.args
-        model = trainer.accelerator.unwrap_model(model)
+        model = step.accelerator.unwrap_model(model)
         base = [model.get_parameter(name) for name in self.target_names]
         self.reference.initialize(base)
         forget, retain = inputs["forget"], inputs["retain"]
         loss_mask, selected = self._token_masks(forget)
         # The first step of an epoch turns the previous epoch's statistics into bases. Doing it here, not
         # at the epoch's end, also covers a run resumed from a checkpoint taken at an epoch's last step.
-        epoch = int(trainer.state.epoch)  # the current epoch's index during its steps
+        epoch = int(step.epoch)  # the current epoch's index during its steps
         if self.act_stats and self.stats_epoch is not None and epoch > self.stats_epoch:
-            self.end_epoch(trainer)
+            self.end_epoch(step)
         self.stats_epoch = epoch
 
         # 1. Forget loss, each target layer's inputs x_t and output gradients g_t on the selected tokens.
-        with trainer.compute_loss_context_manager():
-            loss, io, loss_tokens = self._forget_objective(trainer, model, forget, loss_mask)
+        with step.autocast():
+            loss, io, loss_tokens = self._forget_objective(step, model, forget, loss_mask)
         output_grads = torch.autograd.grad(loss, [out for _, out in io.values()])
         self.passes += 2
         acts = {name: x.detach()[selected].float() for name, (x, _) in io.items()}
         # Gradients of the mean loss over every process's tokens (the authors' gradients of a batch's mean
         # loss when one process holds it): rows that do not depend on how the batch is split, so neither
         # do the statistics and the bases.
-        share = loss_tokens / sum_over_processes(loss_tokens, trainer.accelerator)
+        share = loss_tokens / sum_over_processes(loss_tokens, step.accelerator)
         grads = {name: g[selected].float() * share for name, g in zip(io, output_grads)}
 
         # 2. Raw statistics for the next epoch's bases.
@@ -271,11 +270,10 @@ class CIRUpdate(UpdateProcedure):
             self.act_stats.setdefault(name, []).append(acts[name].cpu())
             self.grad_stats.setdefault(name, []).append(grads[name].cpu())
 
-        (loss_value,) = token_mean_over_processes([loss.detach()], loss_tokens, trainer.accelerator)
+        (loss_value,) = token_mean_over_processes([loss.detach()], loss_tokens, step.accelerator)
         metrics = {"unlearning_loss": loss_value}
         if self.act_bases is None:  # epoch 0: statistics only, the weights stay as they are
-            trainer.record_metrics(**metrics)
-            return loss_value
+            return loss_value, metrics
 
         # 3. Collapse, rebuild, normalise to step_norm.
         sequential = args.projection == "sequential"
@@ -284,19 +282,20 @@ class CIRUpdate(UpdateProcedure):
             grad = rebuild_weight_grad(acts[name], grads[name], self.act_bases[name], self.grad_bases[name], sequential)
             module = model.get_submodule(name)
             weight_grads.append(grad.T if isinstance(module, Conv1D) else grad)  # Conv1D stores (in, out)
-        weight_grads = mean_over_processes(weight_grads, trainer.accelerator)  # sums over tokens: any scale will do
+        weight_grads = mean_over_processes(weight_grads, step.accelerator)  # sums over tokens: any scale will do
         norm = global_norm(weight_grads)
         update = [g * (args.step_norm / norm) if norm > 0 else torch.zeros_like(g) for g in weight_grads]
 
         # Retain step, taken after the unlearning step: its gradient at base - update.
-        retain_loss, retain_grad = self._retain_gradient(trainer, model, retain, base, update)
-        for p, u, g in zip(base, update, retain_grad):
-            p.grad = ((u + args.retaining_rate * g.float()) / args.learning_rate).to(p.dtype)
+        retain_loss, retain_grad = self._retain_gradient(step, model, retain, base, update)
+        for p, u, g in zip(base, update, retain_grad):  # applied as it is: SGD at learning rate 1 (check_full_update_args)
+            p.grad = (u + args.retaining_rate * g.float()).to(p.dtype)
         self.loops_done += 1
-        trainer.record_metrics(**metrics, retain_loss=retain_loss, unlearning_grad_norm=norm)
-        return loss_value
+        return loss_value, {**metrics, "retain_loss": retain_loss, "unlearning_grad_norm": norm}
 
-    def _retain_gradient(self, trainer, model, retain, base, update) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def _retain_gradient(
+        self, step: StepContext, model: nn.Module, retain: dict[str, torch.Tensor], base: list[nn.Parameter], update: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The relative distance of ``hidden_states[retain_layer]`` to the original's on ``retain``, and its
         gradient at the weights after the unlearning step, averaged over every process's tokens."""
         block = decoder_layers(model)[self.args.retain_layer - 1]  # hidden_states[k] is block k-1's output
@@ -305,14 +304,14 @@ class CIRUpdate(UpdateProcedure):
             original = module_output(model, retain, block, dict(zip(self.target_names, self.reference.original)))
             # The denominator is a mean over every process's tokens, as one process would compute it.
             local_norm = (original.float().norm(dim=-1) * mask).sum() / mask.sum()
-            (mean_norm,) = token_mean_over_processes([local_norm], mask.sum(), trainer.accelerator)
+            (mean_norm,) = token_mean_over_processes([local_norm], mask.sum(), step.accelerator)
         leaves = [(p.detach().float() - u).to(p.dtype).requires_grad_() for p, u in zip(base, update)]
-        with trainer.compute_loss_context_manager():
+        with step.autocast():
             current = module_output(model, retain, block, dict(zip(self.target_names, leaves)))
             loss = relative_representation_distance(current, original, mask, mean_norm)
         grads = torch.autograd.grad(loss, leaves)
         self.passes += 3
-        loss, *grads = token_mean_over_processes([loss.detach(), *grads], mask.sum(), trainer.accelerator)
+        loss, *grads = token_mean_over_processes([loss.detach(), *grads], mask.sum(), step.accelerator)
         return loss, grads
 
     # --- epochs ----------------------------------------------------------------------------------
@@ -321,22 +320,34 @@ class CIRUpdate(UpdateProcedure):
         directions = principal_directions(data, num_components, self.args.pca_niter, self.args.seed)
         return directions if self.args.projection == "sequential" else orthonormal_basis(directions)
 
-    def end_epoch(self, trainer: UnlearnTrainer) -> None:
+    def end_epoch(self, step: StepContext) -> None:
         """Recompute every module's bases from this epoch's raw statistics (all processes' tokens)."""
         if not self.act_stats:
             return
         self.act_bases, self.grad_bases = {}, {}
         for name in self.act_stats:
             # Step by step, so the rows come in the order one process would have them: identical bases.
-            acts = torch.cat([gather_rows(chunk, trainer.accelerator) for chunk in self.act_stats[name]])
-            grads = torch.cat([gather_rows(chunk, trainer.accelerator) for chunk in self.grad_stats[name]])
-            self.act_bases[name] = self._directions(acts, self.args.act_components).to(trainer.args.device)
-            self.grad_bases[name] = self._directions(grads, self.args.grad_components).to(trainer.args.device)
+            acts = torch.cat([gather_rows(chunk, step.accelerator) for chunk in self.act_stats[name]])
+            grads = torch.cat([gather_rows(chunk, step.accelerator) for chunk in self.grad_stats[name]])
+            self.act_bases[name] = self._directions(acts, self.args.act_components).to(step.device)
+            self.grad_bases[name] = self._directions(grads, self.args.grad_components).to(step.device)
         self.act_stats, self.grad_stats = {}, {}
         self.epochs_done += 1
 
 
-@register_method("cir", config=CIRConfig, procedure=CIRUpdate)
+@register_method(
+    "cir", config=CIRConfig, procedure=CIRUpdate,
+    citation=Citation(
+        "sondej2025cir", "Collapse of Irrelevant Representations (CIR) Ensures Robust and Non-Disruptive LLM Unlearning",
+        "Filip Sondej and Yushi Yang", "2509.11816",
+    ),
+    search_space={"step_norm": around(0.2), "retaining_rate": around(3e-4)},
+    search_space_source=(
+        "filyp/unlearning configs/main_comparison_llama_bio.yaml (CIR on Llama-3.1-8B): update norm 0.2 ('previous best'), "
+        "retaining rate 3e-4"
+    ),
+    sweep_fixed={"disruption_budget": None, "eval_strategy": "steps"},  # the sweep's own pruning replaces CIR's budget stop
+)
 class CIR(Objective):
     """What CIR trains and checks; its losses (MLP breaking, the relative retain distance) act on module
     outputs inside the collapsed update, ``CIRUpdate``."""

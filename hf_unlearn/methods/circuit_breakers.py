@@ -28,7 +28,7 @@ from ..config import UnlearnConfig
 from ..losses import representation_distance, rerouting_loss
 from ..modeling import LMOutputs
 from ..objective import Objective
-from ..registry import register_method
+from ..registry import Citation, around, register_method
 
 
 @dataclass
@@ -42,7 +42,14 @@ class CircuitBreakersConfig(TransformArguments, OptimizerArguments, UnlearnConfi
     learning_rate: float = field(default=1e-4, metadata={"help": "The optimizer's learning rate (paper, LoRA)."})
 
 
-@register_method("circuit_breakers", config=CircuitBreakersConfig, procedure=OptimizerUpdate)
+@register_method(
+    "circuit_breakers", config=CircuitBreakersConfig, procedure=OptimizerUpdate,
+    citation=Citation("zou2024circuit", "Improving Alignment and Robustness with Circuit Breakers", "Andy Zou and others", "2406.04313"),
+    search_space={"learning_rate": around(1e-4), "cb_alpha": around(10.0)},
+    search_space_source=(
+        "Circuit Breakers (Zou et al. 2024, arXiv 2406.04313): learning rate 1e-4, alpha 10"
+    ),
+)
 class CircuitBreakers(Objective):
     uses_reference = frozenset({"forget", "retain"})
     uses_hidden_states = True

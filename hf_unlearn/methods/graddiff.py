@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ..components import ComponentArguments, OptimizerArguments, OptimizerUpdate
 from ..config import UnlearnConfig
 from ..objective import Objective
-from ..registry import register_method
+from ..registry import Citation, around, register_method
 
 
 @dataclass
@@ -22,6 +22,13 @@ class GradDiffConfig(ComponentArguments, OptimizerArguments, UnlearnConfig):
     method: str = field(default="graddiff", metadata={"help": "Unlearning method (registry name)."})
 
 
-@register_method("graddiff", config=GradDiffConfig, procedure=OptimizerUpdate)
+@register_method(
+    "graddiff", config=GradDiffConfig, procedure=OptimizerUpdate,
+    citation=Citation("liu2022continual", "Continual Learning and Private Unlearning", "Bo Liu and Qiang Liu and Peter Stone", "2203.12817"),
+    search_space={"learning_rate": around(1e-5), "retaining_rate": around(1.0)},
+    search_space_source=(
+        "TOFU (Maini et al. 2024, arXiv 2401.06121): AdamW, learning rate 1e-5, forget and retain terms weighted equally"
+    ),
+)
 class GradDiff(Objective):
     """``unlearning_loss`` (``neg_cross_entropy``) on forget batches, cross-entropy on retain batches."""

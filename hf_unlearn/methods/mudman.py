@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from ..components import ComponentArguments, MetaUnlearningLoop
 from ..config import FullUpdateArguments, UnlearnConfig
 from ..objective import Objective
-from ..registry import register_method
+from ..registry import Citation, around, register_method
 
 
 @dataclass
@@ -35,6 +35,17 @@ class MUDMANConfig(ComponentArguments, FullUpdateArguments, UnlearnConfig):
     normalize_unlearning_grad: bool = field(default=True, metadata={"help": "Normalize the unlearning gradient to norm sqrt(N)."})
 
 
-@register_method("mudman", config=MUDMANConfig, procedure=MetaUnlearningLoop)
+@register_method(
+    "mudman", config=MUDMANConfig, procedure=MetaUnlearningLoop,
+    citation=Citation(
+        "sondej2025mudman", "Robust LLM Unlearning with MUDMAN: Meta-Unlearning with Disruption Masking And Normalization",
+        "Filip Sondej and Yushi Yang and Miko{\\l}aj Kniejski and Marcel Windys", "2506.12484",
+    ),
+    search_space={"unlearning_rate": around(2e-5), "adv_lr": around(1e-3), "retaining_rate": around(1e-3)},
+    search_space_source=(
+        "filyp/MUDMAN src/MUDMAN.py defaults (arXiv 2506.12484): adv_lr 1e-3, retaining_rate 1e-3, fork_every_n_loops 32, "
+        "retain_momentum 0.9; its unlearning step of global norm 0.1 is an RMS of 2e-5 per element on SmolLM2's gate_proj (2.65e7 weights)"
+    ),
+)
 class MUDMAN(Objective):
     """``unlearning_loss`` on forget batches, cross-entropy on retain batches (the ``Objective`` defaults)."""

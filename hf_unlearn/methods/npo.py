@@ -17,7 +17,7 @@ from ..config import UnlearnConfig
 from ..losses import npo_loss, sequence_logprobs
 from ..modeling import LMOutputs
 from ..objective import Objective
-from ..registry import register_method
+from ..registry import Citation, around, register_method
 
 
 @dataclass
@@ -31,7 +31,17 @@ class NPOConfig(RateArguments, RepresentationAnchorArguments, TransformArguments
         super().__post_init__()
 
 
-@register_method("npo", config=NPOConfig, procedure=OptimizerUpdate)
+@register_method(
+    "npo", config=NPOConfig, procedure=OptimizerUpdate,
+    citation=Citation(
+        "zhang2024npo", "Negative Preference Optimization: From Catastrophic Collapse to Effective Unlearning",
+        "Ruiqi Zhang and Licong Lin and Yu Bai and Song Mei", "2404.05868",
+    ),
+    search_space={"learning_rate": around(1e-5), "npo_beta": around(0.1), "retaining_rate": around(1.0)},
+    search_space_source=(
+        "NPO (Zhang et al. 2024, arXiv 2404.05868) on TOFU: AdamW, learning rate 1e-5, beta 0.1; retain term weighted 1"
+    ),
+)
 class NPO(Objective):
     uses_reference = frozenset({"forget"})
 

@@ -19,7 +19,7 @@ from ..config import UnlearnConfig
 from ..losses import activation_mse, steering_loss
 from ..modeling import LMOutputs
 from ..objective import Objective
-from ..registry import register_method
+from ..registry import Citation, around, register_method
 from ..targets import layer_modules
 
 
@@ -47,7 +47,14 @@ def control_vector(width: int, steering_coef: float, seed: int) -> torch.Tensor:
     return steering_coef * direction / direction.norm()
 
 
-@register_method("rmu", config=RMUConfig, procedure=OptimizerUpdate)
+@register_method(
+    "rmu", config=RMUConfig, procedure=OptimizerUpdate,
+    citation=Citation("li2024wmdp", "The WMDP Benchmark: Measuring and Reducing Malicious Use With Unlearning", "Nathaniel Li and others", "2403.03218"),
+    search_space={"learning_rate": around(5e-5), "steering_coef": around(6.5), "retaining_rate": around(1200.0)},
+    search_space_source=(
+        "RMU (Li et al. 2024, WMDP, arXiv 2403.03218) on Zephyr-7B: learning rate 5e-5, steering coefficient 6.5, alpha 1200"
+    ),
+)
 class RMU(Objective):
     uses_reference = frozenset({"retain"})
     uses_hidden_states = True

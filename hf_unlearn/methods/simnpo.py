@@ -15,7 +15,7 @@ from ..config import UnlearnConfig
 from ..losses import sequence_logprobs, simnpo_loss
 from ..modeling import LMOutputs
 from ..objective import Objective
-from ..registry import register_method
+from ..registry import Citation, around, register_method
 
 
 @dataclass
@@ -30,7 +30,17 @@ class SimNPOConfig(RateArguments, RepresentationAnchorArguments, TransformArgume
         super().__post_init__()
 
 
-@register_method("simnpo", config=SimNPOConfig, procedure=OptimizerUpdate)
+@register_method(
+    "simnpo", config=SimNPOConfig, procedure=OptimizerUpdate,
+    citation=Citation(
+        "fan2024simnpo", "Simplicity Prevails: Rethinking Negative Preference Optimization for LLM Unlearning", "Chongyu Fan and others",
+        "2410.07163",
+    ),
+    search_space={"learning_rate": around(1e-5), "simnpo_beta": around(2.5), "retaining_rate": around(1.0)},
+    search_space_source=(
+        "SimNPO (Fan et al. 2024, arXiv 2410.07163) on TOFU: learning rate 1e-5, beta 2.5"
+    ),
+)
 class SimNPO(Objective):
     def forget_loss(self, outputs: LMOutputs, batch: dict[str, torch.Tensor], reference: LMOutputs | None) -> torch.Tensor:
         logprobs, lengths = sequence_logprobs(outputs.logits, batch["labels"])

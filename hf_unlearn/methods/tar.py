@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..components import MetaUnlearningLoop
 from ..objective import Objective
-from ..registry import register_method
+from ..registry import Citation, around, register_method
 from .mudman import MUDMANConfig
 
 
@@ -33,6 +33,14 @@ class TARConfig(MUDMANConfig):
     )
 
 
-@register_method("tar", config=TARConfig, procedure=MetaUnlearningLoop)
+@register_method(
+    "tar", config=TARConfig, procedure=MetaUnlearningLoop,
+    citation=Citation("tamirisa2024tar", "Tamper-Resistant Safeguards for Open-Weight LLMs", "Rishub Tamirisa and others", "2408.00761"),
+    search_space={"unlearning_rate": around(1e-3), "retain_representation_weight": around(1e-2), "adv_lr": around(1e-3)},
+    search_space_source=(
+        "the MUDMAN paper's TAR baseline (filyp/MUDMAN configs/ablations_and_loss2,smol,python.yaml): adv_decay 1, retain_momentum 0; "
+        "it searched the rates over [1e-7, 0.3] and the representation weight over [1e-12, 1] with no published choice: TARConfig's defaults"
+    ),
+)
 class TAR(Objective):
     """The ``Objective`` defaults; TAR's representation term is the procedure's anchor (``retain_representation_weight``)."""
