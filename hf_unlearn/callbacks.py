@@ -6,9 +6,12 @@ from pathlib import Path
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from .evaluation.disruption import DisruptionBudget
+
 
 class DisruptionBudgetCallback(TrainerCallback):
-    """Stop unlearning once a general-capability loss exceeds its starting value by ``budget`` (relative).
+    """Stop unlearning once a general-capability loss exceeds its starting value by ``budget`` (relative, or in
+    nats with ``unit="nats"``; ``hf_unlearn.evaluation.disruption``).
 
     ``metric`` (default ``eval_retain_loss``) is read at every evaluation; the first evaluation
     (``eval_on_start``, or the first eval) is the start. While within budget, the trained weights
@@ -19,10 +22,8 @@ class DisruptionBudgetCallback(TrainerCallback):
     budget) is saved in every checkpoint, so a resumed run keeps measuring from the original start.
     """
 
-    def __init__(self, budget: float, metric: str = "eval_retain_loss"):
-        if budget <= 0:
-            raise ValueError(f"budget={budget!r} is invalid: it must be > 0 (a relative increase, 0.001 = +0.1 %)")
-        self.budget, self.metric = budget, metric
+    def __init__(self, budget: float, metric: str = "eval_retain_loss", unit: str = "relative"):
+        self.budget, self.metric = DisruptionBudget(budget, unit), metric
         self.start: float | None = None
         self.within_budget: dict | None = None  # {"step", "value", "weights"}
         self.exceeded_at: dict | None = None  # {"step", "value"}
@@ -33,7 +34,7 @@ class DisruptionBudgetCallback(TrainerCallback):
         value = metrics[self.metric]
         if self.start is None:
             self.start = value
-        if value <= self.start * (1 + self.budget):
+        if not self.budget.exceeded(self.start, value):
             trained = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
             self.within_budget = {"step": state.global_step, "value": value, "weights": trained}
             return

@@ -27,7 +27,7 @@ from .embedded_model import resolve_model_name_or_path
 from .evaluation.evaluators import HarnessEvaluator
 from .evaluation.report import RobustnessReport, finite_or_null
 from .hub import INFO_FILE, REPORT_NAME, UnlearningInfo, base_model_name, model_card
-from .modeling import weights_digest
+from .modeling import peft_without_deprecation_warning, weights_digest
 from .pipeline import attack, robustness_report, unlearn
 from .registry import available_methods, get_method
 from .scenarios import code_scenario
@@ -115,7 +115,8 @@ def load_model(model_name_or_path: str | None, dtype: str = "float32") -> tuple[
     if (Path(path) / "adapter_config.json").is_file():
         from peft import AutoPeftModelForCausalLM
 
-        model = AutoPeftModelForCausalLM.from_pretrained(path, dtype=dtype).merge_and_unload()
+        with peft_without_deprecation_warning():
+            model = AutoPeftModelForCausalLM.from_pretrained(path, dtype=dtype).merge_and_unload()
     else:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     return path, model, AutoTokenizer.from_pretrained(path)

@@ -21,6 +21,7 @@ from .data.sources import HUB_IDS
 from .embedded_model import EMBEDDED_HUB_ID, EMBEDDED_LICENSE, EMBEDDED_MODEL_NAME, cache_root
 from .environment import package_versions
 from .registry import Citation, get_method
+from .evaluation.disruption import describe as disruption_change
 from .evaluation.report import RobustnessReport, attack_kind, point_label
 
 INFO_FILE = "unlearning_info.json"
@@ -172,10 +173,7 @@ def model_card(info: UnlearningInfo, report: RobustnessReport | None = None, mod
     if disruption:
         before, after = disruption.get("retain_loss_before"), disruption.get("retain_loss_after")
         if before is not None and after is not None:
-            sections.append(
-                f"## Disruption\n\nHeld-out retain loss {before:.4f} before unlearning, {after:.4f} after "
-                f"({after - before:+.4f} nats, {100 * (after - before) / before:+.2f} %)."
-            )
+            sections.append(f"## Disruption\n\nHeld-out retain loss {before:.4f} before unlearning, {after:.4f} after ({disruption_change(before, after)}).")
     sections.append("## Robustness\n\n" + (_robustness(report) if report is not None else (
         "Not measured yet. Run `hf-unlearn evaluate <this model's folder>` to attack it and the model it was unlearned from with the relearning "
         "attack suite (on the data it was unlearned on, recorded in `unlearning_info.json`) and add the table here."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -135,13 +136,18 @@ def weights_digest(model: nn.Module) -> hashlib._Hash:
     return digest
 
 
-def with_lora_adapter(model: nn.Module, lora_config: Any) -> nn.Module:
-    """``peft.get_peft_model``, without the FutureWarning it triggers in transformers 5 (PEFT reads the deprecated
-    ``is_gradient_checkpointing``), once per attack or run otherwise."""
-    import warnings
-
-    from peft import get_peft_model
-
+@contextmanager
+def peft_without_deprecation_warning() -> Iterator[None]:
+    """PEFT reads transformers 5's deprecated ``is_gradient_checkpointing`` when it wraps a model: a FutureWarning
+    per adapter, about code that is not ours."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
+def with_lora_adapter(model: nn.Module, lora_config: Any) -> nn.Module:
+    """``peft.get_peft_model`` (``peft_without_deprecation_warning``)."""
+    from peft import get_peft_model
+
+    with peft_without_deprecation_warning():
         return get_peft_model(model, lora_config)

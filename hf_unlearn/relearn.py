@@ -14,6 +14,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 
 from .config import RelearnAttackConfig
 from .data.pairing import RetainStream
+from .evaluation.disruption import METRIC, broke_the_model
 from .evaluation.evaluators import Evaluator
 from .lm_trainer import CausalLMTrainer
 from .modeling import with_lora_adapter
@@ -28,9 +29,7 @@ def diverged(point: dict[str, float], start: dict[str, float], retain_ratio: flo
     values = [v for k, v in point.items() if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)]
     if not all(math.isfinite(v) for v in values):
         return True
-    if "retain_loss" in point and "retain_loss" in start:
-        return point["retain_loss"] > retain_ratio * start["retain_loss"]
-    return False
+    return METRIC in point and METRIC in start and broke_the_model(start[METRIC], point[METRIC], retain_ratio)
 
 
 class _StopWhenDiverged(TrainerCallback):

@@ -38,6 +38,7 @@ from .attacks import PRESETS, AttackSuite
 from .data import DataArguments
 from .data.facts import world_capitals
 from .embedded_model import resolve_model_name_or_path
+from .evaluation.disruption import DisruptionBudget
 from .pipeline import attack, unlearn
 from .registry import around, available_methods, get_method  # noqa: F401  (around: the search-space helper, re-exported)
 from .scenarios import Scenario, code_scenario, facts_scenario
@@ -90,8 +91,7 @@ class SweepArguments:
             raise ValueError(f"method={self.method!r} is invalid: use one of {', '.join(available_methods())}")
         if self.scenario not in SCENARIOS:
             raise ValueError(f"scenario={self.scenario!r} is invalid: use one of {', '.join(SCENARIOS)}")
-        if self.disruption_unit not in ("nats", "relative"):
-            raise ValueError(f"disruption_unit={self.disruption_unit!r} is invalid: use 'nats' or 'relative'")
+        DisruptionBudget(self.disruption_budget, self.disruption_unit)  # refuses a unit or amount it cannot use
         if self.attack_suite not in PRESETS:
             raise ValueError(f"attack_suite={self.attack_suite!r} is invalid: use one of {', '.join(PRESETS)}")
         if self.attacks is not None and not set(self.attacks) <= set(PRESETS[self.attack_suite]):
@@ -166,11 +166,12 @@ class BudgetPruning(TrainerCallback):
             return
         value = metrics["eval_retain_loss"]
         self.start = value if self.start is None else self.start
-        self.disruption = value - self.start if self.args.disruption_unit == "nats" else (value - self.start) / self.start
+        budget = DisruptionBudget(self.args.disruption_budget, self.args.disruption_unit)
+        self.disruption = budget.rise(self.start, value)
         if self.metric in metrics:
             self.trial.report(metrics[self.metric], step)
-        if not math.isfinite(value) or self.disruption > self.args.disruption_budget:
-            raise optuna.TrialPruned(f"disruption {self.disruption:.4g} {self.args.disruption_unit} > {self.args.disruption_budget}")
+        if budget.exceeded(self.start, value):
+            raise optuna.TrialPruned(f"disruption {self.disruption:.4g} {self.args.disruption_unit} > {budget}")
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         self.check(metrics or {}, state.global_step)

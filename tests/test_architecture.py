@@ -1,4 +1,4 @@
-"""The package's shape: no import cycles, and every import points down the layers (DESIGN §2).
+"""The package's shape: no import cycles, and every import points down the layers (docs/design.md §2).
 
 recipes / benchmarks -> pipeline -> trainers -> methods -> procedures, transforms, objective ->
 losses / gradients. Every import counts, those under ``if TYPE_CHECKING:`` (annotations) included:
@@ -13,10 +13,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hf_unlearn"
 # Lower layers never import higher ones. A module belongs to the first prefix that matches it.
 LAYERS = [
     ("hf_unlearn.losses", "hf_unlearn.gradients", "hf_unlearn.registry", "hf_unlearn.targets", "hf_unlearn.distributed",
-     "hf_unlearn.embedded_model", "hf_unlearn.callbacks", "hf_unlearn.tracking", "hf_unlearn.environment"),
+     "hf_unlearn.embedded_model", "hf_unlearn.tracking", "hf_unlearn.environment"),
     ("hf_unlearn.modeling", "hf_unlearn.data"),
     ("hf_unlearn.objective", "hf_unlearn.evaluation", "hf_unlearn.config"),
-    ("hf_unlearn.components", "hf_unlearn.hub"),
+    ("hf_unlearn.components", "hf_unlearn.hub", "hf_unlearn.callbacks"),
     ("hf_unlearn.methods",),
     ("hf_unlearn.lm_trainer", "hf_unlearn.trainer", "hf_unlearn.relearn"),
     ("hf_unlearn.attacks", "hf_unlearn.scenarios"),

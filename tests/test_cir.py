@@ -236,7 +236,7 @@ def test_cir_with_a_registry_loss(model, tokenizer, forget_dataset, retain_datas
 
 
 def reference_cir_epochs(model, batches_per_epoch, cfg):
-    """CIR as its authors run it (filyp/unlearning, DESIGN §4), written with plain autograd and hooks:
+    """CIR as its authors run it (filyp/unlearning, docs/design.md §4), written with plain autograd and hooks:
     every real token in the loss, statistics on each sentence's tokens but the last, sequential
     projection (normalised mean first, then the principal components), the update normalised to
     the step norm, then a retain step on mean ||h - h0|| / mean ||h0||."""

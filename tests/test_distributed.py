@@ -1,4 +1,4 @@
-"""Two CPU processes (gloo) give the same results as one process (DESIGN §8)."""
+"""Two CPU processes (gloo) give the same results as one process (docs/design.md §8)."""
 
 import os
 import subprocess

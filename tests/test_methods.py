@@ -320,7 +320,7 @@ def test_the_readme_example_method(tokenizer, forget_dataset, retain_dataset, tm
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(package), "OMP_NUM_THREADS": "1"}
 
     def hf_unlearn_command(*arguments: str) -> None:
-        done = subprocess.run([sys.executable, "-m", "hf_unlearn.cli", *arguments], capture_output=True, text=True, env=env, timeout=600)
+        done = subprocess.run([sys.executable, "-m", "hf_unlearn.cli", *arguments], capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
         assert done.returncode == 0, done.stderr[-3000:]
 
     hf_unlearn_command("sweep", "--method", "masked_npo", "--model_name_or_path", str(model_dir), *data_flags, "--n_trials", "1",

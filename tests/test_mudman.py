@@ -1,4 +1,4 @@
-"""MUDMAN through UnlearnTrainer against a plain reference loop written from DESIGN §3."""
+"""MUDMAN through UnlearnTrainer against a plain reference loop written from docs/design.md §3."""
 
 import copy
 
@@ -25,7 +25,7 @@ def reference_neg_entropy(logits, labels):
 
 
 def reference_mudman(model, batches, cfg, unlearning_loss):
-    """DESIGN §3 step by step, with the weights swapped in place and plain autograd."""
+    """docs/design.md §3 step by step, with the weights swapped in place and plain autograd."""
     params = [model.get_parameter(n) for n in TARGETS]
     base = [p.detach().clone() for p in params]
     retain_acc = [torch.zeros_like(p) for p in params]

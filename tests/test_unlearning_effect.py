@@ -8,7 +8,7 @@ from conftest import unlearn_config
 from hf_unlearn import UnlearnTrainer
 from hf_unlearn.modeling import lm_loss
 
-RETAIN_BUDGET = 0.05  # nats, DESIGN §1
+RETAIN_BUDGET = 0.05  # nats, docs/design.md §1
 
 
 def losses(model, batches):

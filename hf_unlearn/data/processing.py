@@ -156,7 +156,7 @@ def unlearning_splits(
     text_field: str = "text",
     seed: int = 42,
 ) -> DatasetDict:
-    """The robustness protocol's splits (DESIGN §6) from two text datasets, as fixed-length chunks.
+    """The robustness protocol's splits (docs/design.md §6) from two text datasets, as fixed-length chunks.
 
     Forget *documents* (rows: files, articles) are split 50/25/25 into ``forget_unlearn`` (what the
     method sees), ``forget_attack`` (what the relearning attack fine-tunes on) and ``forget_eval``

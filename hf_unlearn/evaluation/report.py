@@ -8,6 +8,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from . import disruption
+from .disruption import METRIC
+
 if TYPE_CHECKING:
     from transformers import Trainer
 
@@ -51,11 +54,6 @@ def finite_or_null(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [finite_or_null(v) for v in value]
     return value
-
-
-def disruption(retain_before: float, retain_after: float) -> dict[str, float]:
-    """Retain-loss change, absolute (nats) and relative to the starting loss."""
-    return {"absolute": retain_after - retain_before, "relative": (retain_after - retain_before) / retain_before}
 
 
 @dataclass
@@ -124,7 +122,7 @@ class RobustnessReport:
                     if metric != "attack":
                         flat[f"robustness/{run}/{stage}/{metric}"] = value
             if "retain_loss" in self.before:
-                change = disruption(self.before["retain_loss"], self.runs[run]["after_unlearning"]["retain_loss"])
+                change = disruption.change(self.before[METRIC], self.runs[run]["after_unlearning"][METRIC])
                 flat[f"robustness/{run}/disruption/retain_loss_change"] = change["absolute"]
                 flat[f"robustness/{run}/disruption/retain_loss_change_relative"] = change["relative"]
         return flat
@@ -159,7 +157,7 @@ class RobustnessReport:
         lines.append("")
         for run, result in self.runs.items():
             if "retain_loss" in self.before:
-                change = disruption(self.before["retain_loss"], result["after_unlearning"]["retain_loss"])
+                change = disruption.change(self.before[METRIC], result["after_unlearning"][METRIC])
                 lines.append(
                     f"- {run}: retain loss change after unlearning {change['absolute']:+.4f} nats "
                     f"({100 * change['relative']:+.2f} %)"
