@@ -1,6 +1,6 @@
 """Benchmark: robustness of unlearned facts at equal disruption (CIR vs GradDiff vs NPO, and others).
 
-Protocol (Deeb & Roger; DESIGN §6): the world capitals the model knows are all unlearned, each as
+Protocol (Deeb & Roger; docs/design.md §6): the world capitals the model knows are all unlearned, each as
 three fact-stating sentences ("The capital of X is Y.", "Y is the capital of X.", "X's capital
 city is Y.", as CIR's authors train); the relearning attacks fine-tune on split A's sentences;
 accuracy is measured on split B, never attacked. Every method unlearns epoch by epoch until its
