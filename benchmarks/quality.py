@@ -62,9 +62,10 @@ from hf_unlearn.sweep import SweepArguments, around, build_scenario, run_sweep
 STATE_VERSION = 1
 _MUDMAN = get_method("mudman").search_space
 # name: (method, fixed settings, search space). The ablations reuse MUDMAN's space, less what they switch off.
-# The attacks of a trial: quick's two fine-tuning attacks, those the studies began with. quick's 4-bit attack
-# came later: added to a study in progress, it would change the objective between its trials. The held-out
-# evaluations run every attack of their suite, those that train nothing included.
+# The attacks of a trial: quick's two fine-tuning attacks, those the studies began with (the sweep recognises
+# studies recorded before suites were, as having run these). quick's 4-bit attack came later: added to a study
+# in progress, it would change the objective between its trials. The held-out evaluations run every attack of
+# their suite, those that train nothing included.
 TUNING_ATTACKS = ["lora_1e-3", "adamw_1e-4"]
 METHODS = {
     "mudman": ("mudman", {}, _MUDMAN),
@@ -168,21 +169,6 @@ def sweep_arguments(args: argparse.Namespace, scale: dict, name: str, scenario: 
     )  # fmt: skip
 
 
-def migrate_study(sweep_args: SweepArguments) -> None:
-    """Studies begun before sweeps recorded their attack suite (and before ``quick`` gained its 4-bit attack) ran
-    ``TUNING_ATTACKS`` of ``quick``, unchanged since: record that, so they resume under the check that now sees it."""
-    import optuna
-
-    if not Path(sweep_args.output_dir, "study.db").is_file():
-        return
-    study = optuna.load_study(study_name=sweep_args.study_name, storage=sweep_args.storage)
-    settings = study.user_attrs.get("settings")
-    if settings and "suite" not in settings["sweep"]:
-        settings["sweep"]["attacks"] = TUNING_ATTACKS
-        settings["sweep"]["suite"] = {name: PRESETS["quick"][name] for name in TUNING_ATTACKS}
-        study.set_user_attr("settings", json.loads(json.dumps(settings)))
-
-
 def data_arguments(scale: dict, pool: str, split_seed: int) -> DataArguments:
     return DataArguments(chunk_length=scale["tokens"], max_eval_examples=scale["eval_examples"], forget_pool=pool, split_seed=split_seed,
                          max_forget_documents=120)  # fmt: skip
@@ -279,7 +265,6 @@ def run(args: argparse.Namespace) -> None:
                 continue
             best = None
             if name != "no_unlearning":
-                migrate_study(sweep_arguments(args, scale, name, scenario))
                 best = run_sweep(sweep_arguments(args, scale, name, scenario), data_arguments(scale, "tuning", args.seed), args.model)
             for fact_set in missing:
                 evaluate(args, scale, name, scenario, best, fact_set)

@@ -23,10 +23,10 @@ from trl import ModelConfig, TrlParser, get_peft_config
 from .attacks import PRESETS, AttackSuite
 from .config import RelearnAttackConfig, UnlearnConfig
 from .data import DataArguments
-from .embedded_model import resolve_model_name_or_path
+from .embedded_model import EMBEDDED_HUB_ID, resolve_model_name_or_path
 from .evaluation.evaluators import HarnessEvaluator
 from .evaluation.report import RobustnessReport, finite_or_null
-from .hub import INFO_FILE, REPORT_NAME, UnlearningInfo, base_model_name, model_card
+from .hub import INFO_FILE, REPORT_NAME, UnlearningInfo, base_model_name, is_hub_id, model_card
 from .modeling import peft_without_deprecation_warning, weights_digest
 from .pipeline import attack, robustness_report, unlearn
 from .registry import available_methods, get_method
@@ -344,6 +344,20 @@ def evaluation_data(
     return DataArguments(**{**recorded, **given}), differing
 
 
+def recorded_baseline(recorded: UnlearningInfo | None, info_path: Path) -> str:
+    """The model the run started from, where this machine can load it: the folder or Hub id it was loaded from, the
+    embedded SmolLM2, or the recorded Hub id; otherwise an error asking for ``--baseline``."""
+    if recorded is None:
+        return "embedded"
+    for candidate in (recorded.base_model_path, recorded.base_model):
+        if candidate == "embedded" or (candidate and (Path(candidate).is_dir() or is_hub_id(candidate))):
+            return "embedded" if candidate == EMBEDDED_HUB_ID and recorded.base_model_path in (None, "embedded") else candidate
+    raise ValueError(
+        f"{info_path} names {recorded.base_model_path or recorded.base_model!r} as the model it was unlearned from, which is not "
+        "on this machine: give --baseline (that model's folder or Hub id)"
+    )
+
+
 def check_same_tokenizer(tokenizer: PreTrainedTokenizerBase, baseline: PreTrainedTokenizerBase, model_path: str, baseline_path: str) -> None:
     """Refuse a baseline with another tokenizer: both models are scored on the unlearned model's tokens, so their losses
     would not be comparable (a card claimed -99.37 % disruption) or the baseline would index past its vocabulary."""
@@ -368,7 +382,7 @@ def run_evaluate(args: EvaluateArguments, data_args: DataArguments, given_names:
     model_path, model, tokenizer = load_model(args.model_name_or_path, args.dtype)
     info_path = Path(model_path) / INFO_FILE
     recorded = UnlearningInfo.load(info_path.parent) if info_path.is_file() else None
-    args.baseline = args.baseline or (recorded.base_model_path if recorded else None) or "embedded"
+    args.baseline = args.baseline or recorded_baseline(recorded, info_path)
     baseline_path, baseline, baseline_tokenizer = load_model(args.baseline, args.dtype)
     check_same_tokenizer(tokenizer, baseline_tokenizer, model_path, baseline_path)
     output_dir = Path(args.output_dir or model_path)

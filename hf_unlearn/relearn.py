@@ -107,6 +107,8 @@ class RelearnAttackTrainer(CausalLMTrainer):
     def prepare_model(
         self, model: nn.Module, args: RelearnAttackConfig, processing_class: PreTrainedTokenizerBase, eval_dataset: Any
     ) -> nn.Module:
+        if args.kind != "fine_tune":  # only evaluated: the model is left as it is
+            return model
         if args.use_peft:  # the adapter trains, everything else stays frozen
             return with_lora_adapter(model, args.lora_config())
         attacked = resolve_target_modules(model, args.attack_modules) if args.attack_modules else None

@@ -286,7 +286,8 @@ def run_sweep(args: SweepArguments, data_args: DataArguments, model_name_or_path
 
 
 # Settings that do not change a trial's result: a study resumes under other values of these.
-NOT_RESULT_SETTINGS = ("n_trials", "top_k", "heartbeat_interval", "report_to", "output_dir", "storage")
+# (``attacks`` selects from the preset; what counts is the resolved ``suite``, recorded instead.)
+NOT_RESULT_SETTINGS = ("n_trials", "top_k", "heartbeat_interval", "report_to", "output_dir", "storage", "attacks")
 
 
 def study_settings(args: SweepArguments, data_args: DataArguments, model_name_or_path: str | None) -> dict[str, Any]:
@@ -321,6 +322,10 @@ def check_same_study(study: Any, settings: dict[str, Any], args: SweepArguments)
             f"study {args.study_name!r} in {args.storage} has trials but no recorded settings (written by an older hf_unlearn): "
             "give another --study_name or --output_dir"
         )
+    if "suite" not in stored["sweep"]:
+        # Recorded before studies recorded their suite, when every preset attack fine-tuned: those are what it ran.
+        preset = PRESETS[stored["sweep"]["attack_suite"]]
+        stored = {**stored, "sweep": {**stored["sweep"], "suite": {k: v for k, v in preset.items() if v.get("kind", "fine_tune") == "fine_tune"}}}
     before, now = _flatten(stored), _flatten(settings)
     changed = [f"{key}: {before.get(key)!r} -> {now.get(key)!r}" for key in sorted(before.keys() | now.keys()) if before.get(key) != now.get(key)]
     if changed:

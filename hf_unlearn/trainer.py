@@ -209,10 +209,13 @@ class UnlearnTrainer(CausalLMTrainer):
         report = RobustnessReport.load(report) if report.is_file() else None
         weights = weights_digest(self.accelerator.unwrap_model(self.model)).hexdigest()
         if report is not None and report.details.get("model_weights") != weights:
-            # Written for the weights this run replaced: kept, it would be pushed beside a model it does not describe.
-            for stale in output_dir.glob(f"{REPORT_NAME}.*"):
-                stale.unlink()
-            logger.warning(f"removed {output_dir / REPORT_NAME}.* (it measured the weights this run replaced); run hf-unlearn evaluate again")
+            if self.peft_config is None:
+                # Written for the weights this run replaced: kept, it would be pushed beside a model it does not describe.
+                for stale in output_dir.glob(f"{REPORT_NAME}.*"):
+                    stale.unlink()
+                logger.warning(f"removed {output_dir / REPORT_NAME}.* (it measured the weights this run replaced); run hf-unlearn evaluate again")
+            else:  # an adapter: evaluate measured the merged weights, which this digest cannot be compared with
+                logger.warning(f"{output_dir / REPORT_NAME}.json cannot be checked against an adapter: left out of the card (hf-unlearn evaluate puts it back)")
             report = None
         model_card(info, report, self.args.hub_model_id or model_name).save(output_dir / "README.md")
 

@@ -418,3 +418,22 @@ def test_mistyped_paths_commands_and_sources_are_named_at_once(tmp_path, monkeyp
     monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "lm_eval" else importlib_find_spec(name, *a))
     with pytest.raises(ValueError, match=r"--lm_eval_tasks needs .*hf_unlearn\[lm-eval\]"):  # before the models load, not mid-attack
         run_evaluate(EvaluateArguments(model_name_or_path="outputs/none", lm_eval_tasks=["mmlu"]), DataArguments())
+
+
+def test_evaluate_baseline_defaults_to_the_recorded_model_where_this_machine_has_it(tmp_path):
+    from hf_unlearn.commands import recorded_baseline
+    from hf_unlearn.embedded_model import EMBEDDED_HUB_ID
+
+    def info(base_model, path):
+        return UnlearningInfo(base_model=base_model, method="npo", settings={}, forget={}, retain={}, base_model_path=path)
+
+    where = tmp_path / "unlearning_info.json"
+    assert recorded_baseline(None, where) == "embedded"
+    assert recorded_baseline(info(EMBEDDED_HUB_ID, "embedded"), where) == "embedded"
+    assert recorded_baseline(info(EMBEDDED_HUB_ID, None), where) == "embedded", "written before base_model_path existed"
+    assert recorded_baseline(info(str(tmp_path), str(tmp_path)), where) == str(tmp_path)
+    assert recorded_baseline(info("org/model", "org/model"), where) == "org/model"
+    # Unlearned elsewhere from a folder this machine lacks: its Hub id if it has one, else ask.
+    assert recorded_baseline(info("org/model", "/elsewhere/model"), where) == "org/model"
+    with pytest.raises(ValueError, match="/elsewhere/model.*give --baseline"):
+        recorded_baseline(info("/elsewhere/model", "/elsewhere/model"), where)

@@ -14,6 +14,7 @@ from hf_unlearn.attacks import AttackSuite
 from hf_unlearn.attacks.inputs import PROMPT_TEMPLATES, prefixed_evaluators, prompt_prefix, usable_templates, with_prefix
 from hf_unlearn.attacks.quantize import quantize_dequantize, quantized_copy
 from hf_unlearn.config import RelearnAttackConfig
+from hf_unlearn.data.facts import tokenize_facts
 from hf_unlearn.evaluation.evaluators import FactEvaluator
 from hf_unlearn.modeling import weights_digest
 
@@ -169,3 +170,39 @@ def test_the_attack_command_takes_a_kind_for_one_attack_only(tmp_path):
         suite_from(AttackArguments(attack_suite="standard"), config)
     kinds = {c.kind for c in suite_from(AttackArguments(attack_suite="standard"), RelearnAttackConfig(output_dir=str(tmp_path))).attacks.values()}
     assert kinds == {"fine_tune", "quantize", "in_context", "prompt"}
+
+
+def test_in_context_reads_a_text_attack_split_and_facts_get_the_prefix(tmp_path, monkeypatch):
+    """The facts scenario attacks on fact-stating sentences (a text column), not tokens: in_context crashed on them."""
+    tokenizer = char_tokenizer()
+    model = tiny_llama(len(tokenizer), seed=6, max_position_embeddings=512)
+    model.requires_grad_(False)
+    sentences = Dataset.from_dict({"text": [f"The code of vault {i} is {i * 7 % 10}." for i in range(6)]})
+    facts = Dataset.from_list([{"prompt": f"Code {i} is", "answer": f"{i * 7 % 10}"} for i in range(3)])
+    evaluation = {"forget": tokenize_facts(facts, tokenizer)}
+    config = RelearnAttackConfig(output_dir=str(tmp_path), kind="in_context", in_context_shots=[1, 3], report_to="none",
+                                 per_device_eval_batch_size=4, metric_for_best_model="eval_facts_accuracy", greater_is_better=True)  # fmt: skip
+    seen, original = [], FactEvaluator.__call__
+    monkeypatch.setattr(FactEvaluator, "__call__", lambda self, m, t: (seen.append(list(self.dataset["prompt"])), original(self, m, t))[1])
+    result = AttackSuite({"in_context": config}).run(
+        model, attack_dataset=sentences, eval_dataset=evaluation, evaluators={"facts": FactEvaluator(facts)}, processing_class=tokenizer
+    )
+    assert [p["variant"] for p in result.attacks["in_context"]["curve"][1:]] == ["1 in context", "3 in context"]
+    assert seen[-1][0] == "The code of vault 0 is 0.\nThe code of vault 1 is 7.\nThe code of vault 2 is 4.\nCode 0 is"
+    assert not any(p.requires_grad for p in model.parameters()), "the model's flags are left as they are"
+
+
+def test_every_fine_tuning_attack_diverged_is_still_said_when_others_trained_nothing():
+    from hf_unlearn.attacks import AttackSuiteResult
+
+    start = {"step": 0, "forget_loss": 5.0, "retain_loss": 3.0}
+    broken = {"kind": "fine_tune", "settings": "", "curve": [start, {"step": 10, "forget_loss": 1.0, "retain_loss": 9.0, "diverged": True}],
+              "best": start, "diverged_at": 10}  # fmt: skip
+    prompt = {"kind": "prompt", "settings": "", "curve": [start, {"step": 0, "variant": "reasoning", "forget_loss": 4.9, "retain_loss": 3.0}],
+              "best": {"step": 0, "variant": "reasoning", "forget_loss": 4.9, "retain_loss": 3.0}, "diverged_at": None}  # fmt: skip
+    assert AttackSuiteResult("forget_loss", False, {"sgd": broken, "prompt": prompt}).all_diverged
+
+
+def test_presets_take_fine_tuning_settings_for_their_fine_tuning_attacks(tmp_path):
+    suite = AttackSuite.preset("standard", output_dir=str(tmp_path), use_peft=True)
+    assert all(c.use_peft == (c.kind == "fine_tune") for c in suite.attacks.values())

@@ -1,6 +1,7 @@
 """The quality benchmark's state: a kill loses only the work in progress, and state from other settings is refused."""
 
 import importlib.util
+from dataclasses import replace
 import json
 import subprocess
 import sys
@@ -84,8 +85,9 @@ def test_a_study_without_a_finished_trial_is_a_row_and_more_trials_re_evaluate(t
 
 
 def test_studies_begun_before_sweeps_recorded_their_suite_still_resume(tmp_path):
-    """The committed studies predate the suite in the study settings (and quick's 4-bit attack): they are migrated
-    to what their trials ran, and an evaluation run before its suite gained attacks is redone."""
+    """The committed studies predate the suite in the study settings (and quick's 4-bit attack): they resume with
+    the attacks they ran, and are refused with the 4-bit attack added; an evaluation run before its suite gained
+    attacks is redone."""
     from hf_unlearn.sweep import check_same_study, study_settings
 
     args = quality.parse_args(["--output_dir", str(tmp_path)])
@@ -94,13 +96,13 @@ def test_studies_begun_before_sweeps_recorded_their_suite_still_resume(tmp_path)
     data_args = quality.data_arguments(scale, "tuning", args.seed)
     Path(sweep_args.output_dir).mkdir(parents=True)
     old = study_settings(sweep_args, data_args, args.model)
-    del old["sweep"]["suite"], old["sweep"]["attacks"]
+    del old["sweep"]["suite"]
     study = optuna.create_study(study_name=sweep_args.study_name, storage=sweep_args.storage)
     study.set_user_attr("settings", old)
-    with pytest.raises(ValueError, match="sweep.suite"):
-        check_same_study(study, study_settings(sweep_args, data_args, args.model), sweep_args)
-    quality.migrate_study(sweep_args)
-    check_same_study(optuna.load_study(study_name=sweep_args.study_name, storage=sweep_args.storage), study_settings(sweep_args, data_args, args.model), sweep_args)
+    check_same_study(study, study_settings(sweep_args, data_args, args.model), sweep_args)
+    every_quick_attack = replace(sweep_args, attacks=None)
+    with pytest.raises(ValueError, match="sweep.suite.quantize_int4"):
+        check_same_study(study, study_settings(every_quick_attack, data_args, args.model), every_quick_attack)
 
     evaluation = quality.evaluation_path(args, "code", "mudman")
     quality.write_json(evaluation, {"attacks": {"attacks": {name: {} for name in PRESETS["standard"] if name != "prompt"}}})

@@ -37,7 +37,10 @@ def prompt_prefix(template: str, tokenizer: PreTrainedTokenizerBase, prompt: str
         raise ValueError(f"prompt template {template!r}: choose among {', '.join(PROMPT_TEMPLATES)}")
     if template == CHAT:
         messages = [{"role": "user", "content": PROMPT_TEMPLATES[CHAT]}]
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        bos = tokenizer.bos_token or ""
+        # The evaluated text gets its own BOS when the tokenizer adds one: a template's would make two.
+        return text[len(bos) :] if bos and text.startswith(bos) else text
     question = f'How does "{prompt} ..." end?' if prompt else DEFAULT_QUESTION
     return PROMPT_TEMPLATES[template].format(question=question)
 
@@ -51,10 +54,22 @@ def usable_templates(templates: list[str] | None, tokenizer: PreTrainedTokenizer
     return [name for name in names if name != CHAT or getattr(tokenizer, "chat_template", None)]
 
 
-def in_context_prefix(attack_dataset: Dataset, tokenizer: PreTrainedTokenizerBase, shots: int) -> str:
-    """The first ``shots`` examples of the attack split as text, one per line (the split is shuffled already)."""
-    texts = tokenizer.batch_decode([list(ids) for ids in attack_dataset.select(range(shots))["input_ids"]], skip_special_tokens=True)
+def in_context_prefix(attack_dataset: Dataset, tokenizer: PreTrainedTokenizerBase, shots: int, text_field: str = "text") -> str:
+    """The first ``shots`` examples of the attack split as text, one per line (the split is shuffled already): its
+    text column, or its decoded tokens when it is tokenized (facts as prompt + answer)."""
+    examples = attack_dataset.select(range(shots))
+    if text_field in examples.column_names:
+        texts = list(examples[text_field])
+    else:
+        texts = tokenizer.batch_decode([list(ids) for ids in examples["input_ids"]], skip_special_tokens=True)
     return "".join(text.strip() + "\n" for text in texts)
+
+
+def tokenized(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, text_field: str = "text") -> Dataset:
+    """``dataset`` with ``input_ids`` (a text dataset is tokenized as the trainers would; a tokenized one is kept)."""
+    if "input_ids" in dataset.column_names:
+        return dataset
+    return dataset.map(lambda example: {"input_ids": tokenizer(example[text_field])["input_ids"]}, desc="tokenizing")
 
 
 def with_prefix(dataset: Dataset, prefix_ids: list[int], tokenizer: PreTrainedTokenizerBase) -> Dataset:

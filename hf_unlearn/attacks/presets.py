@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# Attack settings of each preset; README ("Attack suites") has the measurements that chose them,
+# Attack settings of each preset; docs/results.md ("How the presets were chosen") has the measurements that chose them,
 # made with `benchmarks/attack_calibration.py` on MUDMAN-unlearned SmolLM2 (facts): plain and clipped
 # SGD recovered nothing there, AdamW with clipping recovered up to lr 1e-4 and broke the model (retain
 # loss > 1.5x) from 3e-4 on within 20 steps, LoRA at lr 1e-3 recovered most (0.48 of split B) and

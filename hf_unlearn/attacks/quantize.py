@@ -65,8 +65,10 @@ def quantized_copy(model: nn.Module, bits: int, group_size: int | None = None) -
     ``model`` itself is left as it is."""
     quantized = copy.deepcopy(model)
     head = quantized.get_output_embeddings() if hasattr(quantized, "get_output_embeddings") else None
+    layers = [module for module in quantized.modules() if isinstance(module, nn.Linear) and module is not head]
+    if not layers:  # GPT-2's Conv1D layers, for one: torchao's weight-only schemes leave them as they are too
+        raise ValueError(f"{type(model).__name__} has no nn.Linear layer besides its output head: the quantize attack has nothing to quantize")
     with torch.no_grad():
-        for module in quantized.modules():
-            if isinstance(module, nn.Linear) and module is not head:
-                module.weight.copy_(quantize_dequantize(module.weight, bits, group_size if group_size is not None else SCHEMES[bits]))
+        for module in layers:
+            module.weight.copy_(quantize_dequantize(module.weight, bits, group_size if group_size is not None else SCHEMES[bits]))
     return quantized

@@ -28,15 +28,18 @@ from datasets import Dataset
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging
 
 from ..config import RelearnAttackConfig
 from ..evaluation.evaluators import Evaluator
 from ..modeling import load_causal_lm, weights_digest
 from ..relearn import RelearnAttackTrainer, best_of, diverged
 from ..tracking import group_name, wandb_run
-from .inputs import in_context_prefix, prefixed_evaluators, prompt_prefix, usable_templates, with_prefix
+from .inputs import in_context_prefix, prefixed_evaluators, prompt_prefix, tokenized, usable_templates, with_prefix
 from .presets import PRESETS
 from .quantize import quantized_copy
+
+logger = logging.get_logger(__name__)
 
 @dataclass
 class AttackSuiteResult:
@@ -63,7 +66,10 @@ class AttackSuiteResult:
     def all_diverged(self) -> bool:
         """Every attack broke the model before it brought anything back: the suite measured nothing about robustness.
         An attack whose best valid point comes after its start (recovered at step 10, diverged at step 40) counts with it."""
-        return all(attack["diverged_at"] is not None and (attack["best"] is None or is_start(attack["best"])) for attack in self.attacks.values())
+        # Over the fine-tuning attacks: those that train nothing often cannot break a model (in-context text leaves the
+        # weights as they are), so they would hide a suite whose every relearning attack measured nothing.
+        attacks = [a for a in self.attacks.values() if a.get("kind", "fine_tune") == "fine_tune"] or list(self.attacks.values())
+        return all(attack["diverged_at"] is not None and (attack["best"] is None or is_start(attack["best"])) for attack in attacks)
 
     def best_point(self) -> dict[str, Any]:
         """The attacker's best point over all attacks: ``{"attack": name, "step": ..., <every metric>}``."""
@@ -154,9 +160,14 @@ class AttackSuite:
         if unknown:
             raise ValueError(f"preset {name!r} has no attack {unknown}; its attacks: {', '.join(PRESETS[name])}")
         common.setdefault("report_to", "none")
+        fine_tuning_only = {"use_peft", "interleave_retain"}  # for every attack that trains; those that do not ignore them
         return cls(
             {
-                attack: RelearnAttackConfig(**{**settings, **common, "output_dir": str(Path(output_dir) / attack)})
+                attack: RelearnAttackConfig(**{
+                    **settings,
+                    **{k: v for k, v in common.items() if settings.get("kind", "fine_tune") == "fine_tune" or k not in fine_tuning_only},
+                    "output_dir": str(Path(output_dir) / attack),
+                })  # fmt: skip
                 for attack, settings in PRESETS[name].items()
                 if names is None or attack in names
             }
@@ -207,6 +218,7 @@ class AttackSuite:
         model, processing_class = load_causal_lm(model, processing_class)
         evaluators = evaluators or {}
         key = run_fingerprint(model, attack_dataset, eval_dataset, evaluators, retain_dataset)
+        wandb_group = wandb_group or group_name(None, "attacks")  # once: every attack of the suite in one group
         results: dict[str, dict[str, Any]] = {}
         start = None
         progress = tqdm(self.attacks.items(), desc="attack suite", unit="attack", disable=not PartialState().is_main_process)
@@ -221,12 +233,10 @@ class AttackSuite:
                     start = start or {k: v for k, v in result["curve"][0].items() if k != "step"}
                     continue
             if config.kind != "fine_tune":
-                if start is None:
-                    start = self._evaluate(model, config, attack_dataset, eval_dataset, evaluators, processing_class)
                 results[name] = self._without_training(
-                    name, config, model, start, attack_dataset, eval_dataset, evaluators, processing_class,
-                    wandb_group or group_name(None, "attacks"), run_prefix,
-                )  # fmt: skip
+                    name, config, model, start, attack_dataset, eval_dataset, evaluators, processing_class, wandb_group, run_prefix
+                )
+                start = start or {k: v for k, v in results[name]["curve"][0].items() if k != "step"}
                 self._save(saved, results[name], key, config)
                 continue
             attacked = copy.deepcopy(model)
@@ -240,7 +250,7 @@ class AttackSuite:
                 evaluators=evaluators,
                 start_point=start,
             )
-            with wandb_run(config.report_to, wandb_group or group_name(None, "attacks"), f"{run_prefix}/{name}", "attack"):
+            with wandb_run(config.report_to, wandb_group, f"{run_prefix}/{name}", "attack"):
                 trainer.train()
             curve = trainer.attack_curve()
             start = start or {k: v for k, v in curve[0].items() if k != "step"}
@@ -283,29 +293,33 @@ class AttackSuite:
             yield f"int{config.quantize_bits}", quantized_copy(model, config.quantize_bits, config.quantize_group_size), eval_dataset, evaluators
             return
 
+        forget = tokenized(eval_dataset["forget"], tokenizer, config.dataset_text_field)
+        # What the context holds: the model's positions, and the trainer's max_length (which would cut the text's end).
+        context = min(getattr(model.config, "max_position_embeddings", None) or 10**9, config.max_length or 10**9)
+        longest = max(len(ids) for ids in forget["input_ids"]) + 1
+
         def prefixed(prefix_ids: list[int]) -> dict[str, Dataset]:
-            return {**eval_dataset, "forget": with_prefix(eval_dataset["forget"], prefix_ids, tokenizer)}
+            return {**eval_dataset, "forget": with_prefix(forget, prefix_ids, tokenizer)}
 
         if config.kind == "in_context":
-            # What the context holds: the model's positions, and the trainer's max_length (which would cut the text's end).
-            context = min(getattr(model.config, "max_position_embeddings", None) or 10**9, config.max_length or 10**9)
-            longest = max(len(ids) for ids in eval_dataset["forget"]["input_ids"])
             for shots in sorted(set(config.in_context_shots)):
                 if shots > len(attack_dataset):
                     break
-                prefix = in_context_prefix(attack_dataset, tokenizer, shots)
+                prefix = in_context_prefix(attack_dataset, tokenizer, shots, config.dataset_text_field)
                 prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
-                if len(prefix_ids) + longest + 1 > context:
+                if len(prefix_ids) + longest > context:
                     break
                 yield f"{shots} in context", model, prefixed(prefix_ids), prefixed_evaluators(evaluators, lambda fact, prefix=prefix: prefix)
         elif config.kind == "prompt":
             for template in usable_templates(config.prompt_templates, tokenizer):
                 prefix_ids = tokenizer(prompt_prefix(template, tokenizer), add_special_tokens=False)["input_ids"]
+                if len(prefix_ids) + longest > context:
+                    continue
                 facts = prefixed_evaluators(evaluators, lambda fact, template=template: prompt_prefix(template, tokenizer, fact["prompt"]))
                 yield template, model, prefixed(prefix_ids), facts
 
     def _without_training(
-        self, name: str, config: RelearnAttackConfig, model: nn.Module, start: dict[str, float], attack_dataset: Dataset,
+        self, name: str, config: RelearnAttackConfig, model: nn.Module, start: dict[str, float] | None, attack_dataset: Dataset,
         eval_dataset: dict[str, Dataset], evaluators: dict[str, Evaluator], tokenizer: PreTrainedTokenizerBase, wandb_group: str,
         run_prefix: str,
     ) -> dict[str, Any]:  # fmt: skip
@@ -313,6 +327,8 @@ class AttackSuite:
         best variant (or the unattacked model), variants that broke the model (as ``diverged`` defines it) never counted."""
         points = []
         with wandb_run(config.report_to, wandb_group, f"{run_prefix}/{name}", "attack", config={"kind": config.kind, "settings": config.describe()}) as run:
+            if start is None:  # the first attack of the suite: the unattacked model, evaluated once for all of them
+                start = self._evaluate(model, config, attack_dataset, eval_dataset, evaluators, tokenizer)
             for variant, attacked, variant_eval, variant_evaluators in self._variants(config, model, attack_dataset, eval_dataset, evaluators, tokenizer):
                 point = {"step": 0, "variant": variant, **self._evaluate(attacked, config, attack_dataset, variant_eval, variant_evaluators, tokenizer)}
                 if diverged(point, start, config.divergence_retain_ratio):
@@ -325,7 +341,11 @@ class AttackSuite:
         curve = [{"step": 0, **start}, *points]
         best = best_of(curve, self.metric, self.greater_is_better)
         diverged_at = next((point["variant"] for point in points if point.get("diverged")), None)
-        return {"kind": config.kind, "settings": config.describe(), "curve": curve, "best": best, "diverged_at": diverged_at}
+        settings = config.describe()
+        if not points:  # nothing fit (the split, the context) or applied: say so, rather than "recovered nothing"
+            logger.warning(f"attack {name!r} tried no variant ({settings}): the model's context or the data left none")
+            settings += " (no variant fit: nothing measured)"
+        return {"kind": config.kind, "settings": settings, "curve": curve, "best": best, "diverged_at": diverged_at}
 
     def unattacked(
         self,

@@ -10,3 +10,12 @@ import pkgutil
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
+
+
+def __getattr__(name: str):
+    """``hf_unlearn.methods.MUDMANConfig`` and the like: any name a method module defines."""
+    for module in pkgutil.iter_modules(__path__):
+        defined = importlib.import_module(f"{__name__}.{module.name}")
+        if hasattr(defined, name):
+            return getattr(defined, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
