@@ -360,13 +360,8 @@ class AttackSuite:
         known), where no attack can raise the attacker's best and running the suite costs hours."""
         model, processing_class = load_causal_lm(model, processing_class)
         # Any attack's evaluation settings will do; no LoRA (it would wrap the model in place) and no retain stream.
-        config = dataclasses.replace(next(iter(self.attacks.values())), eval_on_start=False, use_peft=False, interleave_retain=False)
-        trainer = RelearnAttackTrainer(
-            model, config, attack_dataset=attack_dataset, eval_dataset=eval_dataset,
-            processing_class=processing_class, evaluators=evaluators or {},
-        )  # fmt: skip
-        trainer.evaluate()
-        curve = trainer.attack_curve()
+        config = dataclasses.replace(next(iter(self.attacks.values())), use_peft=False, interleave_retain=False)
+        curve = [{"step": 0, **self._evaluate(model, config, attack_dataset, eval_dataset, evaluators or {}, processing_class)}]
         return AttackSuiteResult(
             self.metric, self.greater_is_better, {"unattacked": {"settings": "not attacked", "curve": curve, "best": curve[0], "diverged_at": None}}
         )
