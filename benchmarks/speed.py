@@ -53,8 +53,8 @@ from hf_unlearn import (
 )
 from hf_unlearn.data import DataArguments, LMCollator, build_unlearning_data
 from hf_unlearn.environment import package_versions
+from hf_unlearn.forward import lm_outputs, module_output, stop_after
 from hf_unlearn.losses import cross_entropy
-from hf_unlearn.modeling import lm_outputs, module_output, stop_after
 from hf_unlearn.targets import resolve_target_modules
 
 TARGETS = {"gate_proj": ["gate_proj"], "all_mlp": ["gate_proj", "up_proj", "down_proj"], "all_linear": ["all_linear"]}

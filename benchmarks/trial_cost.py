@@ -27,9 +27,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_unlearn.data import LMCollator
-from hf_unlearn.embedded_model import default_model_path
 from hf_unlearn.environment import environment
-from hf_unlearn.modeling import lm_loss
+from hf_unlearn.forward import lm_loss
+from hf_unlearn.models import default_model_path
 from hf_unlearn.scenarios import code_scenario
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -15,10 +15,10 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "AttackSuite": "attacks",
     "AttackSuiteResult": "attacks",
+    "RelearnAttackConfig": "attacks",
+    "RelearnAttackTrainer": "attacks",
     "DisruptionBudgetCallback": "callbacks",
-    "RelearnAttackConfig": "config",
-    "UnlearnConfig": "config",
-    "default_model_path": "embedded_model",
+    "default_model_path": "models",
     "available_losses": "losses",
     "get_loss": "losses",
     "register_loss": "losses",
@@ -26,8 +26,8 @@ _EXPORTS = {
     "available_methods": "registry",
     "get_method": "registry",
     "register_method": "registry",
-    "RelearnAttackTrainer": "relearn",
-    "UnlearnTrainer": "trainer",
+    "UnlearnConfig": "unlearn_config",
+    "UnlearnTrainer": "unlearn_trainer",
 }
 __all__ = sorted(_EXPORTS)  # and the registered methods' configs (``__dir__``)
 
@@ -51,11 +51,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .attacks import AttackSuite, AttackSuiteResult  # noqa: F401
+    from .attacks import AttackSuite, AttackSuiteResult, RelearnAttackConfig, RelearnAttackTrainer  # noqa: F401
     from .callbacks import DisruptionBudgetCallback  # noqa: F401
-    from .config import RelearnAttackConfig, UnlearnConfig  # noqa: F401
-    from .embedded_model import default_model_path  # noqa: F401
     from .losses import available_losses, get_loss, register_loss  # noqa: F401
+
     # For type checkers only; at run time every registered method's config is exported (``_method_configs``).
     from .methods.cir import CIRConfig  # noqa: F401
     from .methods.circuit_breakers import CircuitBreakersConfig  # noqa: F401
@@ -65,7 +64,8 @@ if TYPE_CHECKING:
     from .methods.rmu import RMUConfig  # noqa: F401
     from .methods.simnpo import SimNPOConfig  # noqa: F401
     from .methods.tar import TARConfig  # noqa: F401
+    from .models import default_model_path  # noqa: F401
     from .objective import Objective  # noqa: F401
     from .registry import available_methods, get_method, register_method  # noqa: F401
-    from .relearn import RelearnAttackTrainer  # noqa: F401
-    from .trainer import UnlearnTrainer  # noqa: F401
+    from .unlearn_config import UnlearnConfig  # noqa: F401
+    from .unlearn_trainer import UnlearnTrainer  # noqa: F401

@@ -1,9 +1,9 @@
 """``hf-unlearn``: the recipes as one installed command, in the manner of the ``trl`` CLI.
 
-    hf-unlearn unlearn  --config mudman_smollm2_python [--method npo ...]
-    hf-unlearn attack   --model_name_or_path outputs/mudman_smollm2_python [--attack_suite standard]
+    hf-unlearn unlearn  --config mudman_smollm2_code [--method npo ...]
+    hf-unlearn attack   --model_name_or_path outputs/mudman_smollm2_code [--attack_suite standard]
     hf-unlearn sweep    --method mudman --n_trials 20
-    hf-unlearn evaluate outputs/mudman_smollm2_python --baseline embedded [--push_to_hub]
+    hf-unlearn evaluate outputs/mudman_smollm2_code --baseline embedded [--push_to_hub]
     hf-unlearn env      # versions and devices, for bug reports
     hf-unlearn --version
 

@@ -17,26 +17,27 @@ from typing import Any
 
 import torch
 import yaml
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 from trl import ModelConfig, TrlParser, get_peft_config
 
 from .attacks import PRESETS, AttackSuite
-from .config import RelearnAttackConfig, UnlearnConfig
+from .attacks.relearn_config import RelearnAttackConfig
 from .data import DataArguments
-from .embedded_model import EMBEDDED_HUB_ID, resolve_model_name_or_path
 from .evaluation.evaluators import HarnessEvaluator
 from .evaluation.report import RobustnessReport, finite_or_null
-from .hub import INFO_FILE, REPORT_NAME, UnlearningInfo, base_model_name, is_hub_id, model_card
-from .modeling import peft_without_deprecation_warning, weights_digest
+from .forward import weights_digest
+from .model_card import INFO_FILE, REPORT_NAME, UnlearningInfo, base_model_name, is_hub_id, model_card
+from .models import EMBEDDED_HUB_ID, load_model
 from .pipeline import attack, robustness_report, unlearn
 from .registry import available_methods, get_method
 from .scenarios import code_scenario
 from .sweep import SweepArguments, run_sweep
 from .tracking import group_name
+from .unlearn_config import UnlearnConfig
 
 CONFIG_HELP = (
-    "A YAML file of any of the flags below, or the name of a config shipped with hf_unlearn (mudman_smollm2_python, "
-    "relearn_attack_smollm2_python); command-line flags override it."
+    "A YAML file of any of the flags below, or the name of a config shipped with hf_unlearn (mudman_smollm2_code, "
+    "relearn_attack_smollm2_code); command-line flags override it."
 )
 
 
@@ -44,7 +45,7 @@ SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
 def config_path(value: str) -> str:
-    """A ``--config`` value: a YAML file, or the name of a config shipped with the package (``mudman_smollm2_python``)."""
+    """A ``--config`` value: a YAML file, or the name of a config shipped with the package (``mudman_smollm2_code``)."""
     if Path(value).is_file():
         return value
     shipped = SHIPPED_CONFIGS / (value if value.endswith((".yaml", ".yml")) else f"{value}.yaml")
@@ -103,23 +104,6 @@ def check_hub_access(flag: str) -> None:
             f"{str(error).splitlines()[0] if str(error) else ''}). Log in (`hf auth login`, or set HF_TOKEN), check the "
             f"network (HF_HUB_OFFLINE must not be 1), or drop {flag}"
         ) from error
-
-
-def load_model(model_name_or_path: str | None, dtype: str = "float32") -> tuple[str, PreTrainedModel, PreTrainedTokenizerBase]:
-    """The model's resolved path (None: the embedded SmolLM2), the model in ``dtype``, its tokenizer.
-
-    A LoRA adapter (what ``unlearn --use_peft`` saves) is loaded on its base model and merged into it:
-    the weights a user would deploy, which the attacks then fine-tune like any model."""
-    path = resolve_model_name_or_path(model_name_or_path)
-    dtype = dtype if dtype == "auto" else getattr(torch, dtype)
-    if (Path(path) / "adapter_config.json").is_file():
-        from peft import AutoPeftModelForCausalLM
-
-        with peft_without_deprecation_warning():
-            model = AutoPeftModelForCausalLM.from_pretrained(path, dtype=dtype).merge_and_unload()
-    else:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    return path, model, AutoTokenizer.from_pretrained(path)
 
 
 # --- unlearn ----------------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
+from .forward import LMOutputs
 from .losses import cross_entropy, get_loss
-from .modeling import LMOutputs
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback

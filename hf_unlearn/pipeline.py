@@ -14,13 +14,13 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 from .attacks import AttackSuite
-from .config import UnlearnConfig
 from .evaluation.evaluators import Evaluator
 from .evaluation.report import RobustnessReport
-from .hub import method_settings
+from .model_card import method_settings
 from .scenarios import Scenario
 from .tracking import group_name, wandb_run
-from .trainer import UnlearnTrainer
+from .unlearn_config import UnlearnConfig
+from .unlearn_trainer import UnlearnTrainer
 
 
 def robustness_report(

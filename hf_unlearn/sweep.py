@@ -32,18 +32,17 @@ from typing import Any
 
 import torch
 import yaml
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, TrainingArguments
+from transformers import TrainerCallback, TrainingArguments
 
 from .attacks import PRESETS, AttackSuite
 from .data import DataArguments
 from .data.facts import world_capitals
-from .embedded_model import resolve_model_name_or_path
 from .evaluation.disruption import DisruptionBudget
+from .models import load_model
 from .pipeline import attack, unlearn
 from .registry import around, available_methods, get_method  # noqa: F401  (around: the search-space helper, re-exported)
 from .scenarios import Scenario, code_scenario, facts_scenario
 from .tracking import finish_open_run, reports_to_wandb
-
 
 SCENARIOS = ("code", "facts")
 
@@ -199,7 +198,7 @@ def run_trial(
     pruning = BudgetPruning(trial, args, metric)
     started = time.time()
     try:
-        trainer = unlearn(AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32), config, scenario, tokenizer, callbacks=[pruning])
+        trainer = unlearn(load_model(model_path)[1], config, scenario, tokenizer, callbacks=[pruning])
         trial.set_user_attr("steps", trainer.state.global_step)
         trial.set_user_attr("passes", trainer.procedure.passes)
         trial.set_user_attr("disruption", pruning.disruption)
@@ -227,9 +226,8 @@ def run_sweep(args: SweepArguments, data_args: DataArguments, model_name_or_path
 
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    model_path = resolve_model_name_or_path(model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    scenario = build_scenario(args, data_args, AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32), tokenizer)
+    model_path, model, tokenizer = load_model(model_name_or_path)
+    scenario = build_scenario(args, data_args, model, tokenizer)
     # Under several processes the main one drives the study and sends each trial's settings to the others,
     # which train with it (the trainers average across processes) and follow its pruning decisions.
     distributed = TrainingArguments(output_dir=args.output_dir, report_to="none").world_size > 1

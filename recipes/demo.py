@@ -2,7 +2,7 @@
 
 Two scenarios, each ending in a RobustnessReport (JSON, markdown, PNG of the attack curves):
 
-- ``python`` (default): forget Python source of the standard library (the MUDMAN paper's Python
+- ``code`` (default): forget Python source of the standard library (the MUDMAN paper's Python
   experiment, offline), keep English prose of the standard library's pydoc help topics. The
   forget modules are split 50/25/25 into unlearn / attack / eval *by module* and then cut into
   100-token chunks, so the attack fine-tunes on files that are never evaluated and the held-out
@@ -26,25 +26,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
+from transformers import HfArgumentParser
 
-from hf_unlearn import AttackSuite, MUDMANConfig, default_model_path
+from hf_unlearn import AttackSuite, MUDMANConfig
 from hf_unlearn.attacks import PRESETS
 from hf_unlearn.data import DataArguments
 from hf_unlearn.data.facts import world_capitals
 from hf_unlearn.evaluation import RobustnessReport
-from hf_unlearn.hub import REPORT_NAME
-from hf_unlearn.modeling import weights_digest
+from hf_unlearn.forward import weights_digest
+from hf_unlearn.model_card import REPORT_NAME
+from hf_unlearn.models import load_model
 from hf_unlearn.pipeline import robustness_report, unlearn
 from hf_unlearn.scenarios import code_scenario, facts_scenario
 
-# The python scenario's data: a sample of 60 standard-library modules is plenty for the steps it runs.
+# The code scenario's data: a sample of 60 standard-library modules is plenty for the steps it runs.
 DEMO_DATA_DEFAULTS = {"max_forget_documents": 60, "max_eval_examples": 32}
 
 
 @dataclass
 class DemoArguments:
-    scenario: str = field(default="python", metadata={"help": "python (code vs prose) or facts (world capitals)."})
+    scenario: str = field(default="code", metadata={"help": "code (Python source vs prose) or facts (world capitals)."})
     output_dir: str = field(default="outputs/demo", metadata={"help": "Reports and runs go to <output_dir>/<scenario>."})
     batch_size: int = field(default=4, metadata={"help": "Examples per step, unlearning and attacks alike."})
     unlearn_steps: int = field(default=30, metadata={"help": "MUDMAN loops."})
@@ -60,8 +61,8 @@ class DemoArguments:
     resume: bool = field(default=True, metadata={"help": "Read back finished attacks (same weights, data and settings) instead of rerunning them."})
 
     def __post_init__(self):
-        if self.scenario not in ("python", "facts"):
-            raise ValueError(f"scenario={self.scenario!r} is invalid: use 'python' or 'facts'")
+        if self.scenario not in ("code", "facts"):
+            raise ValueError(f"scenario={self.scenario!r} is invalid: use 'code' or 'facts'")
         if self.attack_suite not in PRESETS:
             raise ValueError(f"attack_suite={self.attack_suite!r} is invalid: use one of {', '.join(PRESETS)}")
 
@@ -70,10 +71,8 @@ def main(data_args: DataArguments, args: DemoArguments) -> RobustnessReport:
     torch.manual_seed(args.seed)
     started = time.time()
     timings = {}
-    model_path = default_model_path()
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    untouched = AutoModelForCausalLM.from_pretrained(model_path)
-    if args.scenario == "python":
+    model_path, untouched, tokenizer = load_model("embedded")
+    if args.scenario == "code":
         data_args.max_unlearn_examples = args.batch_size * args.unlearn_steps  # MUDMAN never sees a chunk twice
         data = code_scenario(data_args, tokenizer)
     else:
@@ -84,7 +83,7 @@ def main(data_args: DataArguments, args: DemoArguments) -> RobustnessReport:
 
     print("\n== 1/2 MUDMAN unlearning ==", flush=True)
     phase = time.time()
-    model = AutoModelForCausalLM.from_pretrained(model_path)
+    model = load_model(model_path)[1]
     config = MUDMANConfig(
         output_dir=str(Path(args.output_dir) / args.scenario / "unlearn"),
         max_steps=args.unlearn_steps,
@@ -108,7 +107,7 @@ def main(data_args: DataArguments, args: DemoArguments) -> RobustnessReport:
         per_device_train_batch_size=args.batch_size, eval_steps=args.eval_every, metric_for_best_model=data.best_metric,
         seed=args.seed, **overrides,
     )  # fmt: skip
-    title = {"python": "MUDMAN on SmolLM2-135M: forget Python source", "facts": "MUDMAN on SmolLM2-135M: forget world capitals"}
+    title = {"code": "MUDMAN on SmolLM2-135M: forget Python source", "facts": "MUDMAN on SmolLM2-135M: forget world capitals"}
     details = {"model": str(model_path), "model_weights": weights_digest(trainer.model).hexdigest(), "demo": asdict(args),
                "timings_s": timings, "data": asdict(data_args), **data.details}  # fmt: skip
     report = robustness_report(

@@ -1,7 +1,7 @@
 """Relearning attacks on an unlearned model: an attack suite fine-tunes on the forget data's attack split.
 
-    python recipes/relearn_attack.py --config relearn_attack_smollm2_python \
-        --model_name_or_path outputs/mudman_smollm2_python [--attack_suite standard] [--baseline_model embedded]
+    python recipes/relearn_attack.py --config relearn_attack_smollm2_code \
+        --model_name_or_path outputs/mudman_smollm2_code [--attack_suite standard] [--baseline_model embedded]
 
 The same as ``hf-unlearn attack`` (``hf_unlearn.cli``). Use the same data section as the unlearning
 run: the splits are rebuilt deterministically, so the attacks train on documents the unlearning

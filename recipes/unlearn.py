@@ -1,7 +1,7 @@
 """Unlearn a forget set with UnlearnTrainer; the method and every knob come from the config.
 
-    python recipes/unlearn.py --config mudman_smollm2_python
-    accelerate launch --num_processes 2 recipes/unlearn.py --config mudman_smollm2_python
+    python recipes/unlearn.py --config mudman_smollm2_code
+    accelerate launch --num_processes 2 recipes/unlearn.py --config mudman_smollm2_code
     python recipes/unlearn.py --method npo --npo_beta 0.2 --max_steps 50
 
 The same as ``hf-unlearn unlearn`` (``hf_unlearn.cli``). Command-line flags override the YAML

@@ -114,7 +114,7 @@ def memorised():
     (model, tokenizer, forget dataset, retain dataset, (forget batch, retain batch))."""
     from datasets import Dataset
 
-    from hf_unlearn.modeling import lm_loss
+    from hf_unlearn.forward import lm_loss
 
     tokenizer = char_tokenizer()
     forget, retain = Dataset.from_dict({"text": FORGET_TEXTS}), Dataset.from_dict({"text": RETAIN_TEXTS})

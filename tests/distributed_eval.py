@@ -14,9 +14,8 @@ from conftest import FORGET_TEXTS, RETAIN_TEXTS, char_tokenizer, full_batch, tin
 from datasets import Dataset
 
 from hf_unlearn import RelearnAttackConfig, RelearnAttackTrainer
-from hf_unlearn.modeling import lm_loss
-
 from hf_unlearn.evaluation import fact_accuracy, mcq_accuracy, mcq_letter_logits
+from hf_unlearn.forward import lm_loss
 
 # Odd sizes: the processes get unequal shares.
 QUESTIONS = Dataset.from_list(

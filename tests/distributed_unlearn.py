@@ -21,7 +21,7 @@ from datasets import Dataset
 from transformers import Trainer, TrainerCallback
 
 from hf_unlearn import CIRConfig, UnlearnTrainer
-from hf_unlearn.trainer import method_state_name
+from hf_unlearn.unlearn_trainer import method_state_name
 
 SETTINGS = {
     # 4 loops across a re-fork, with adversary decay

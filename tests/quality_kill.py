@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import quality  # noqa: E402
 
-from hf_unlearn.relearn import RelearnAttackTrainer  # noqa: E402
+from hf_unlearn.attacks.relearn_trainer import RelearnAttackTrainer  # noqa: E402
 
 train = RelearnAttackTrainer.train
 attacks_started = 0

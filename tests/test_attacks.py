@@ -11,10 +11,10 @@ from datasets import Dataset
 
 from hf_unlearn import AttackSuite, RelearnAttackConfig, RelearnAttackTrainer
 from hf_unlearn.attacks import PRESETS, RESULT_FILE
+from hf_unlearn.attacks.relearn_trainer import best_of, diverged
 from hf_unlearn.data import DataArguments, build_unlearning_data
 from hf_unlearn.evaluation import RobustnessReport
 from hf_unlearn.pipeline import robustness_report
-from hf_unlearn.relearn import best_of, diverged
 
 
 def config(tmp_path, name, **overrides):

@@ -12,7 +12,7 @@ from hf_unlearn.data import LMCollator, fact_sentences, facts
 from hf_unlearn.gradients import collapse, orthonormal_basis, principal_directions, rebuild_weight_grad
 from hf_unlearn.losses import mlp_breaking_loss, relative_representation_distance
 from hf_unlearn.methods.cir import cir_token_masks
-from hf_unlearn.trainer import METHOD_STATE_NAME
+from hf_unlearn.unlearn_trainer import METHOD_STATE_NAME
 
 # --- pure functions ------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from huggingface_hub import ModelCard
 
 from hf_unlearn import AttackSuite, MUDMANConfig, available_methods
 from hf_unlearn.cli import unlearn_parser
-from hf_unlearn.hub import UnlearningInfo, model_card
+from hf_unlearn.model_card import UnlearningInfo, model_card
 from hf_unlearn.pipeline import robustness_report, unlearn
 from hf_unlearn.scenarios import code_scenario
 
@@ -169,7 +169,7 @@ def test_installed_command_unlearns_then_evaluates(tmp_path, local_files):
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import hf_unlearn; print(hf_unlearn.__file__)"],
                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)  # fmt: skip
     assert where.stdout.strip().startswith(str(site)), where.stdout + where.stderr
-    shipped = subprocess.run([str(venv / "bin" / "python"), "-c", "from hf_unlearn.commands import config_path; print(config_path('mudman_smollm2_python'))"],
+    shipped = subprocess.run([str(venv / "bin" / "python"), "-c", "from hf_unlearn.commands import config_path; print(config_path('mudman_smollm2_code'))"],
                              capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)  # fmt: skip
     assert shipped.stdout.strip().startswith(str(site)), "the shipped configs are installed with the package: " + shipped.stderr[-2000:]
 
@@ -345,7 +345,7 @@ def test_the_card_metadata_holds_the_robustness_results_and_only_hub_base_models
 
 def test_the_card_carries_the_base_models_license_and_the_wandb_run(tmp_path, local_files, tokenizer):
     """The card had no license (the unlearned weights keep the base model's) and no link to the training logs."""
-    from hf_unlearn.hub import base_model_license
+    from hf_unlearn.model_card import base_model_license
 
     model_dir, data = local_files
     ModelCard("---\nlicense: mit\n---\n# tiny\n").save(model_dir / "README.md")
@@ -365,7 +365,7 @@ def test_the_card_carries_the_base_models_license_and_the_wandb_run(tmp_path, lo
 def test_configs_build_whatever_is_imported_first():
     """With lazy imports, `UnlearnConfig(...)` found an empty method registry unless the methods were imported first."""
     check = "\ntry:\n    UnlearnConfig(output_dir='x')\nexcept ValueError as error:\n    assert 'build hf_unlearn.MUDMANConfig' in str(error), error"
-    for code in ("from hf_unlearn import UnlearnConfig" + check, "from hf_unlearn.config import UnlearnConfig" + check,
+    for code in ("from hf_unlearn import UnlearnConfig" + check, "from hf_unlearn.unlearn_config import UnlearnConfig" + check,
                  "from hf_unlearn.registry import available_methods; assert 'mudman' in available_methods()"):  # fmt: skip
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"{code}: {done.stderr[-2000:]}"
@@ -400,7 +400,7 @@ def test_mistyped_paths_commands_and_sources_are_named_at_once(tmp_path, monkeyp
     from hf_unlearn.cli import main
     from hf_unlearn.commands import EvaluateArguments, evaluate_command, run_evaluate
     from hf_unlearn.data import DataArguments, sources
-    from hf_unlearn.embedded_model import resolve_model_name_or_path
+    from hf_unlearn.models import resolve_model_name_or_path
 
     (tmp_path / "outputs").mkdir()
     monkeypatch.chdir(tmp_path)
@@ -422,7 +422,7 @@ def test_mistyped_paths_commands_and_sources_are_named_at_once(tmp_path, monkeyp
 
 def test_evaluate_baseline_defaults_to_the_recorded_model_where_this_machine_has_it(tmp_path):
     from hf_unlearn.commands import recorded_baseline
-    from hf_unlearn.embedded_model import EMBEDDED_HUB_ID
+    from hf_unlearn.models import EMBEDDED_HUB_ID
 
     def info(base_model, path):
         return UnlearningInfo(base_model=base_model, method="npo", settings={}, forget={}, retain={}, base_model_path=path)

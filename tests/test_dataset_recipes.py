@@ -7,7 +7,7 @@ import yaml
 from datasets import ClassLabel, Dataset, Features, List, Value
 
 from hf_unlearn.data import facts, facts_protocol_splits, us_state_capitals, world_capitals
-from hf_unlearn.data.hub import code_search_net_python, mmlu, pile_bio, wikitext, wmdp, wmdp_corpus
+from hf_unlearn.data.recipes import code_search_net_python, mmlu, pile_bio, wikitext, wmdp, wmdp_corpus
 from hf_unlearn.data.schema import DatasetSchemaError
 
 MCQ_FEATURES = Features({"answer": Value("int64"), "question": Value("string"), "choices": List(Value("string"))})

@@ -218,7 +218,7 @@ def test_the_wmdp_prompt_is_the_harness_template():
     import lm_eval
     import yaml
 
-    from hf_unlearn.data.hub import WMDP_PROMPT_SUBJECTS
+    from hf_unlearn.data.recipes import WMDP_PROMPT_SUBJECTS
 
     tasks = Path(lm_eval.__file__).parent / "tasks" / "wmdp"
     template = yaml.safe_load((tasks / "_default_template_yaml").read_text())

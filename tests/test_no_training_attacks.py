@@ -13,10 +13,10 @@ from transformers import AutoModelForCausalLM
 from hf_unlearn.attacks import AttackSuite
 from hf_unlearn.attacks.inputs import PROMPT_TEMPLATES, prefixed_evaluators, prompt_prefix, usable_templates, with_prefix
 from hf_unlearn.attacks.quantize import quantize_dequantize, quantized_copy
-from hf_unlearn.config import RelearnAttackConfig
+from hf_unlearn.attacks.relearn_config import RelearnAttackConfig
 from hf_unlearn.data.facts import tokenize_facts
 from hf_unlearn.evaluation.evaluators import FactEvaluator
-from hf_unlearn.modeling import weights_digest
+from hf_unlearn.forward import weights_digest
 
 FACTS = Dataset.from_list([{"prompt": f"Code {i} is", "answer": f"{i * 7 % 10}"} for i in range(6)])
 

@@ -96,7 +96,7 @@ def test_the_readme_commands_run_as_written(tmp_path):
             "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wandb"), "WANDB_SILENT": "true",
             "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": "hf_fake", "HF_HUB_OFFLINE": "0",
         }  # fmt: skip
-        unlearned, hub_files = work / "outputs" / "mudman_smollm2_python", lambda: hub.files("you/smollm2-no-python")
+        unlearned, hub_files = work / "outputs" / "mudman_smollm2_code", lambda: hub.files("you/smollm2-no-python")
         for command in commands:
             run = small(command, data, tasks, free_port())
             done = subprocess.run(run, shell=True, cwd=work, env=env, capture_output=True, text=True, timeout=900)
@@ -111,7 +111,7 @@ def check_outputs(command: str, stdout: str, unlearned: Path, hub_files, forget_
     work = unlearned.parents[1]
     if command.startswith(("hf-unlearn unlearn --config mudman", "hf-unlearn unlearn --num_processes", "ACCELERATE_USE_CPU")):
         assert {"model.safetensors", "unlearning_info.json", "README.md"} <= {p.name for p in unlearned.iterdir()}
-        assert "hf-unlearn evaluate outputs/mudman_smollm2_python\n" in stdout + "\n", "unlearn prints the command README runs next"
+        assert "hf-unlearn evaluate outputs/mudman_smollm2_code\n" in stdout + "\n", "unlearn prints the command README runs next"
         assert not (unlearned / "robustness_report.json").exists(), "a report of the weights this run replaced is removed"
         if "--num_processes" in command:
             assert "The unlearned model (2 processes)" in stdout and "model.safetensors" in hub_files()
@@ -130,7 +130,7 @@ def check_outputs(command: str, stdout: str, unlearned: Path, hub_files, forget_
         if command.startswith("hf-unlearn evaluate"):
             assert (lora / "robustness_report.json").is_file()
     elif command.startswith("hf-unlearn attack"):
-        assert list((work / "outputs" / "relearn_attack_smollm2_python").rglob("*.json")), "attack writes its results"
+        assert list((work / "outputs" / "relearn_attack_smollm2_code").rglob("*.json")), "attack writes its results"
     elif command.startswith("hf-unlearn sweep"):
         assert {"summary.json", "best.yaml", "trials.png"} <= {p.name for p in (work / "outputs" / "sweep").iterdir()}
     elif "best.yaml" in command:

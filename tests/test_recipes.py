@@ -20,7 +20,7 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
 def test_yaml_configs_parse():
-    config_path = "mudman_smollm2_python"  # a shipped config, by name
+    config_path = "mudman_smollm2_code"  # a shipped config, by name
     argv = ["--config", config_path, "--max_steps", "7"]
     model_args, data_args, config = unlearn_parser(argv).parse_args_and_config(argv)
     assert model_args.model_name_or_path is None  # the embedded model
@@ -28,7 +28,7 @@ def test_yaml_configs_parse():
     assert config.method == "mudman" and config.target_modules == ["gate_proj"] and config.save_total_limit == 2
     assert config.max_steps == 7, "command-line flags override the YAML"
     parser = parser_for((ModelArguments, DataArguments, RelearnAttackConfig, AttackArguments), "attack", "attack")
-    config_path = str(Path(hf_unlearn.__file__).parent / "configs" / "relearn_attack_smollm2_python.yaml")  # or by path
+    config_path = str(Path(hf_unlearn.__file__).parent / "configs" / "relearn_attack_smollm2_code.yaml")  # or by path
     _, attack_data_args, attack_config, attack_args = parser.parse_args_and_config(["--config", config_path])
     assert attack_data_args == data_args, "the attack must rebuild the unlearning run's splits"
     assert attack_args.attack_suite == "standard" and attack_config.per_device_train_batch_size == 8
@@ -88,8 +88,8 @@ def test_shipped_configs_are_package_data_found_by_name(tmp_path):
     """The configs `--help` names were not in the wheel: a pip user had no recipes/configs."""
     from hf_unlearn.commands import config_path
 
-    assert Path(config_path("mudman_smollm2_python")).is_file() and Path(config_path("relearn_attack_smollm2_python.yaml")).is_file()
-    with pytest.raises(FileNotFoundError, match=r"no shipped config of that name \(shipped: mudman_smollm2_python, relearn_attack"):
+    assert Path(config_path("mudman_smollm2_code")).is_file() and Path(config_path("relearn_attack_smollm2_code.yaml")).is_file()
+    with pytest.raises(FileNotFoundError, match=r"no shipped config of that name \(shipped: mudman_smollm2_code, relearn_attack"):
         config_path("nope")
     setup = (Path(__file__).resolve().parents[1] / "setup.cfg").read_text()
     assert "hf_unlearn = configs/*.yaml" in setup, "installed with the package"
@@ -97,6 +97,6 @@ def test_shipped_configs_are_package_data_found_by_name(tmp_path):
 
 def test_config_equals_form_is_read():
     """`--config=FILE` was accepted by argparse and silently ignored (TrlParser reads `--config FILE` only)."""
-    argv = ["--config=mudman_smollm2_python", "--output_dir", "x"]
+    argv = ["--config=mudman_smollm2_code", "--output_dir", "x"]
     _, data_args, config = unlearn_parser(argv).parse_args_and_config(argv)
     assert config.target_modules == ["gate_proj"] and data_args.chunk_length == 100

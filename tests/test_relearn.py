@@ -62,7 +62,7 @@ def test_alternating_retain_steps(model, tokenizer, forget_dataset, retain_datas
     retain_batch = trainer.retain_stream.batch(0)
     trainer.train()
 
-    from hf_unlearn.modeling import lm_loss
+    from hf_unlearn.forward import lm_loss
 
     sgd = torch.optim.SGD(twin.parameters(), lr=lr)
     for batch in (forget_batch, retain_batch):
@@ -90,7 +90,7 @@ def test_best_point_before_any_evaluation(tokenizer, forget_dataset, tmp_path):
 def test_divergence_rules_and_the_best_point_skip_broken_models():
     """A point is diverged when a metric is NaN/inf or the retain loss passed retain_ratio x its start; the best
     point never is one, even when its forget metric looks best."""
-    from hf_unlearn.relearn import best_of, diverged
+    from hf_unlearn.attacks.relearn_trainer import best_of, diverged
 
     start = {"step": 0, "forget_loss": 5.0, "retain_loss": 2.0}
     assert diverged({"step": 10, "forget_loss": 1.0, "retain_loss": 3.1}, start, 1.5), "retain loss 1.55x its start"

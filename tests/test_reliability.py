@@ -11,21 +11,12 @@ import torch
 from conftest import tiny_llama, unlearn_config
 from datasets import Dataset
 
-from hf_unlearn import (
-    CIRConfig,
-    CircuitBreakersConfig,
-    MUDMANConfig,
-    NPOConfig,
-    RelearnAttackConfig,
-    RelearnAttackTrainer,
-    RMUConfig,
-    UnlearnTrainer,
-)
+from hf_unlearn import CIRConfig, CircuitBreakersConfig, MUDMANConfig, NPOConfig, RelearnAttackConfig, RelearnAttackTrainer, RMUConfig, UnlearnTrainer
 from hf_unlearn.data import DataArguments, DatasetSchemaError, build_unlearning_data, load_text_source
 from hf_unlearn.distributed import requested_processes
-from hf_unlearn.embedded_model import resolve_model_name_or_path
 from hf_unlearn.evaluation import FactEvaluator, MCQEvaluator
-from hf_unlearn.trainer import UnlearningDivergedError
+from hf_unlearn.models import resolve_model_name_or_path
+from hf_unlearn.unlearn_trainer import UnlearningDivergedError
 
 
 def trainer_for(model, tokenizer, forget, retain, args, **kwargs):
@@ -252,7 +243,7 @@ def test_a_nan_gradient_with_a_finite_loss_stops_training_unapplied(model, token
 
 
 def test_a_nan_retain_probe_stops_training(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
-    from hf_unlearn.trainer import BrokenModelGuard
+    from hf_unlearn.unlearn_trainer import BrokenModelGuard
 
     trainer = trainer_for(model, tokenizer, forget_dataset, retain_dataset, unlearn_config(tmp_path, max_steps=2))
     guard = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, BrokenModelGuard))
@@ -264,7 +255,7 @@ def test_a_nan_retain_probe_stops_training(model, tokenizer, forget_dataset, ret
 
 def test_the_broken_model_guard_keeps_its_start_across_a_resume(memorised, tmp_path):
     """A resumed run measured its start again, on weights already unlearned: a later, laxer reference."""
-    from hf_unlearn.trainer import BrokenModelGuard
+    from hf_unlearn.unlearn_trainer import BrokenModelGuard
 
     model, tokenizer, forget, retain, _ = memorised
     settings = dict(unlearning_rate=0.02, max_steps=4, save_strategy="steps", save_steps=2)

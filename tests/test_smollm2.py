@@ -70,7 +70,7 @@ def demo(monkeypatch):
     return load_script(monkeypatch, "demo", RECIPES / "demo.py")
 
 
-@pytest.mark.parametrize("scenario", ["python", "facts"])
+@pytest.mark.parametrize("scenario", ["code", "facts"])
 def test_demo_scenarios_write_a_robustness_report(demo, tmp_path, scenario):
     report = demo.main(
         DataArguments(max_forget_documents=4, chunk_length=32, max_eval_examples=2),
@@ -86,7 +86,7 @@ def test_demo_scenarios_write_a_robustness_report(demo, tmp_path, scenario):
     assert all([p["step"] for p in attack["curve"]] == ([0, 1, 2] if attack["kind"] == "fine_tune" else [0, 0]) for attack in attacks.values())
     assert saved.runs["mudman"]["attack_best"]["attack"] in attacks
     assert (tmp_path / scenario / "robustness_report.png").is_file()
-    expected_best = {"python": "forget_loss", "facts": "facts_accuracy"}[scenario]
+    expected_best = {"code": "forget_loss", "facts": "facts_accuracy"}[scenario]
     assert saved.best_metric == expected_best and saved.greater_is_better == (scenario == "facts")
     # The unlearned model starts the attack from different weights than the untouched one.
     assert saved.runs["mudman"]["after_unlearning"]["forget_loss"] != saved.before["forget_loss"]

@@ -11,8 +11,8 @@ from conftest import char_tokenizer, tiny_llama, unlearn_config
 from datasets import Dataset
 
 from hf_unlearn import MUDMANConfig, TARConfig, UnlearnTrainer
-from hf_unlearn.modeling import lm_loss
-from hf_unlearn.trainer import METHOD_STATE_NAME, last_complete_checkpoint
+from hf_unlearn.forward import lm_loss
+from hf_unlearn.unlearn_trainer import METHOD_STATE_NAME, last_complete_checkpoint
 
 
 def make_trainer(model, tokenizer, forget, retain, args, **kwargs):
@@ -203,7 +203,7 @@ def test_no_pinned_memory_warning_without_an_accelerator(model, tokenizer, forge
 def test_a_checkpoint_is_complete_only_with_every_process_state(tmp_path):
     """Two processes: a checkpoint holding the trainer state and rank 0's method state but not rank 1's (a kill
     while rank 1 was writing) is not complete; the one before it is."""
-    from hf_unlearn.trainer import method_state_name
+    from hf_unlearn.unlearn_trainer import method_state_name
 
     for step, ranks in ((4, (0, 1)), (5, (0,))):
         folder = tmp_path / f"checkpoint-{step}"

@@ -6,7 +6,7 @@ import torch
 from conftest import unlearn_config
 
 from hf_unlearn import UnlearnTrainer
-from hf_unlearn.modeling import lm_loss
+from hf_unlearn.forward import lm_loss
 
 RETAIN_BUDGET = 0.05  # nats, docs/design.md §1
 

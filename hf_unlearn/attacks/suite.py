@@ -30,14 +30,15 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging
 
-from ..config import RelearnAttackConfig
 from ..evaluation.evaluators import Evaluator
-from ..modeling import load_causal_lm, weights_digest
-from ..relearn import RelearnAttackTrainer, best_of, diverged
+from ..forward import weights_digest
+from ..models import load_causal_lm
 from ..tracking import group_name, wandb_run
 from .inputs import in_context_prefix, prefixed_evaluators, prompt_prefix, tokenized, usable_templates, with_prefix
 from .presets import PRESETS
 from .quantize import quantized_copy
+from .relearn_config import RelearnAttackConfig
+from .relearn_trainer import RelearnAttackTrainer, best_of, diverged
 
 logger = logging.get_logger(__name__)
 

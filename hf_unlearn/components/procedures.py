@@ -39,9 +39,9 @@ import torch
 from torch import nn
 
 from ..distributed import token_mean_over_processes
+from ..forward import LMOutputs, lm_outputs
 from ..gradients import global_norm, normalize_
 from ..losses import IGNORE_INDEX, cross_entropy
-from ..modeling import LMOutputs, lm_outputs
 from ..objective import Objective
 from ..targets import resolve_target_modules
 from .arguments import check_component_args

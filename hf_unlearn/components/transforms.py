@@ -18,9 +18,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..forward import LMOutputs, lm_outputs
 from ..gradients import disruption_mask, ema_, top_fraction_mask
 from ..losses import representation_distance
-from ..modeling import LMOutputs, lm_outputs
 
 
 def to_device(value, device: torch.device | str):

@@ -2,10 +2,10 @@
 
 from .collator import LMCollator
 from .facts import encode_fact, fact_sentences, facts, facts_protocol_splits, tokenize_facts, us_state_capitals, world_capitals
-from .hub import code_search_net_python, mmlu, pile_bio, wikitext, wmdp, wmdp_corpus
 from .offline import pydoc_prose, python_stdlib_source
 from .pairing import RetainStream
 from .processing import chunk_tokens, prepare_eval_datasets, prepare_lm_dataset, split_dataset, unlearning_splits
+from .recipes import code_search_net_python, mmlu, pile_bio, wikitext, wmdp, wmdp_corpus
 from .schema import DatasetSchemaError
 from .sources import OFFLINE_SOURCES, TEXT_SOURCES, DataArguments, build_unlearning_data, load_text_source
 

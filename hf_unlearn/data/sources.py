@@ -11,20 +11,20 @@ from pathlib import Path
 from datasets import Dataset, load_dataset
 from transformers import PreTrainedTokenizerBase
 
-from . import hub
+from . import recipes
 from .offline import pydoc_prose, python_stdlib_source
 from .processing import split_dataset, unlearning_splits
 
-# Text sources by name: offline ones, then the Hub recipes (each also reads local copies, see hub.py).
+# Text sources by name: offline ones, then the Hub recipes (each also reads local copies, see recipes.py).
 TEXT_SOURCES: dict[str, Callable[[], Dataset]] = {
     "python_stdlib": python_stdlib_source,
     "pydoc_prose": pydoc_prose,
-    "wikitext": hub.wikitext,
-    "wikitext2": lambda: hub.wikitext("wikitext-2-raw-v1"),
-    "pile_bio_forget": lambda: hub.pile_bio(forget=True),
-    "pile_bio_retain": lambda: hub.pile_bio(forget=False),
-    "code_search_net_python": hub.code_search_net_python,
-    **{f"wmdp_{name.replace('-', '_')}": partial(hub.wmdp_corpus, name) for name in hub.WMDP_CORPORA},
+    "wikitext": recipes.wikitext,
+    "wikitext2": lambda: recipes.wikitext("wikitext-2-raw-v1"),
+    "pile_bio_forget": lambda: recipes.pile_bio(forget=True),
+    "pile_bio_retain": lambda: recipes.pile_bio(forget=False),
+    "code_search_net_python": recipes.code_search_net_python,
+    **{f"wmdp_{name.replace('-', '_')}": partial(recipes.wmdp_corpus, name) for name in recipes.WMDP_CORPORA},
 }
 OFFLINE_SOURCES = ("python_stdlib", "pydoc_prose")
 # The Hub repository each Hub-backed source reads (for model cards' ``datasets``).
@@ -34,8 +34,8 @@ HUB_IDS: dict[str, str] = {
     "pile_bio_forget": "lapisrocks/pile-bio",
     "pile_bio_retain": "lapisrocks/pile-bio",
     "code_search_net_python": "Nan-Do/code-search-net-python",
-    "wmdp_bio_forget_corpus": hub.BIO_FORGET_REPO,
-    **{f"wmdp_{name.replace('-', '_')}": "cais/wmdp-corpora" for name in hub.WMDP_CORPORA if name != "bio-forget-corpus"},
+    "wmdp_bio_forget_corpus": recipes.BIO_FORGET_REPO,
+    **{f"wmdp_{name.replace('-', '_')}": "cais/wmdp-corpora" for name in recipes.WMDP_CORPORA if name != "bio-forget-corpus"},
 }
 FORGET_POOLS = ("all", "tuning", "test")
 
@@ -55,7 +55,7 @@ def load_text_source(name: str, split: str = "train") -> Dataset:
         if path.stat().st_size == 0:
             raise ValueError(f"data file {name} is empty: it needs at least one row with a text column")
         try:
-            return hub.load_split(name, None, split, data_files=name)
+            return recipes.load_split(name, None, split, data_files=name)
         except Exception as error:
             cause = error.__cause__ or error
             raise ValueError(

@@ -11,7 +11,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from ..data.facts import facts
-from ..data.hub import MCQ_COLUMNS
+from ..data.recipes import MCQ_COLUMNS
 from ..data.schema import check_columns, check_mcq_rows, describe
 from .facts import fact_accuracy
 from .mcq import mcq_accuracy

@@ -42,14 +42,14 @@ from transformers.pytorch_utils import Conv1D
 from ..callbacks import DisruptionBudgetCallback
 from ..components.procedures import Metrics, StepContext, UpdateProcedure, check_full_update_args
 from ..components.transforms import Reference, to_device
-from ..config import FullUpdateArguments, UnlearnConfig
 from ..distributed import gather_rows, mean_over_processes, sum_over_processes, token_mean_over_processes
+from ..forward import decoder_layers, lm_outputs, module_output, stop_after
 from ..gradients import global_norm, orthonormal_basis, principal_directions, rebuild_weight_grad
 from ..losses import IGNORE_INDEX, available_losses, get_loss, mlp_breaking_loss, relative_representation_distance
-from ..modeling import decoder_layers, lm_outputs, module_output, stop_after
 from ..objective import Objective
 from ..registry import Citation, MethodSpec, around, register_method
 from ..targets import layer_index, resolve_target_modules
+from ..unlearn_config import FullUpdateArguments, UnlearnConfig
 
 MLP_BREAKING = "mlp_breaking"
 PROJECTIONS = ("sequential", "orthogonal")

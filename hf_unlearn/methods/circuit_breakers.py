@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 import torch
 
 from ..components import OptimizerArguments, OptimizerUpdate, TransformArguments
-from ..config import UnlearnConfig
+from ..forward import LMOutputs
 from ..losses import representation_distance, rerouting_loss
-from ..modeling import LMOutputs
 from ..objective import Objective
 from ..registry import Citation, around, register_method
+from ..unlearn_config import UnlearnConfig
 
 
 @dataclass

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..components import ComponentArguments, OptimizerArguments, OptimizerUpdate
-from ..config import UnlearnConfig
 from ..objective import Objective
 from ..registry import Citation, around, register_method
+from ..unlearn_config import UnlearnConfig
 
 
 @dataclass

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..components import ComponentArguments, MetaUnlearningLoop
-from ..config import FullUpdateArguments, UnlearnConfig
 from ..objective import Objective
 from ..registry import Citation, around, register_method
+from ..unlearn_config import FullUpdateArguments, UnlearnConfig
 
 
 @dataclass

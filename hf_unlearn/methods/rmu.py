@@ -15,12 +15,12 @@ import torch
 from torch import nn
 
 from ..components import OptimizerArguments, OptimizerUpdate, RateArguments, TransformArguments
-from ..config import UnlearnConfig
+from ..forward import LMOutputs
 from ..losses import activation_mse, steering_loss
-from ..modeling import LMOutputs
 from ..objective import Objective
 from ..registry import Citation, around, register_method
 from ..targets import layer_modules
+from ..unlearn_config import UnlearnConfig
 
 
 @dataclass

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 import torch
 
 from ..components import OptimizerArguments, OptimizerUpdate, RateArguments, RepresentationAnchorArguments, TransformArguments
-from ..config import UnlearnConfig
+from ..forward import LMOutputs
 from ..losses import sequence_logprobs, simnpo_loss
-from ..modeling import LMOutputs
 from ..objective import Objective
 from ..registry import Citation, around, register_method
+from ..unlearn_config import UnlearnConfig
 
 
 @dataclass

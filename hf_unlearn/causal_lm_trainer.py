@@ -21,8 +21,9 @@ from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBas
 from .data.collator import LMCollator
 from .data.processing import prepare_eval_datasets, prepare_lm_dataset
 from .evaluation.evaluators import Evaluator
+from .forward import lm_loss, lm_outputs
 from .losses import token_loss_sums
-from .modeling import check_pad_token, lm_loss, lm_outputs, load_causal_lm
+from .models import check_pad_token, load_causal_lm
 
 Collator = Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]
 

@@ -1,116 +1,12 @@
-"""Configuration of the unlearning and relearning-attack trainers (``TrainingArguments`` subclasses)."""
+"""``RelearnAttackConfig``: how one attack brings knowledge back (``TrainingArguments`` subclass)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-
-import torch
 
 from transformers import TrainingArguments
 
-from .registry import get_method
-
-
-def _fail(field_name: str, value: object, fix: str) -> ValueError:
-    return ValueError(f"{field_name}={value!r} is invalid: {fix}")
-
-
-def check_finite_rates(args: TrainingArguments, names: tuple[str, ...]) -> None:
-    for name in names:
-        if hasattr(args, name) and not math.isfinite(getattr(args, name)):
-            raise _fail(name, getattr(args, name), "rates must be finite numbers")
-
-
-def check_max_steps(args: TrainingArguments) -> None:
-    # TrainingArguments reads max_steps=0 as "unset" and trains num_train_epochs instead.
-    if args.max_steps == 0:
-        raise _fail("max_steps", 0, "use a positive number of steps, or -1 to train for num_train_epochs")
-
-
-@dataclass
-class UnlearnConfig(TrainingArguments):
-    r"""What every unlearning method's config holds: [`UnlearnTrainer`]'s own fields, and ``TrainingArguments``.
-
-    Each method has its config, a subclass holding the fields its objective and update procedure
-    read (``MUDMANConfig``, ``GradDiffConfig``, ``CIRConfig``, ...; the components' fields come from
-    ``hf_unlearn.components.arguments``); ``method`` names it in the registry, and the config
-    refuses settings the method cannot honour or would not read.
-    """
-
-    method: str = field(
-        default="mudman",
-        metadata={"help": "Unlearning method, by registry name (see hf_unlearn.available_methods())."},
-    )
-    target_modules: list[str] = field(
-        default_factory=lambda: ["first_mlp"],
-        metadata={
-            "help": "Layers whose weights are trained; everything else stays frozen. Names ('gate_proj'), regular "
-            "expressions over full names, or aliases: 'first_mlp' (gate_proj in Llama-style models, dense_h_to_4h "
-            "in GPT-NeoX, c_fc in GPT-2), 'last_mlp' and 'all_linear'."
-        },
-    )
-    max_passes: int | None = field(
-        default=None,
-        metadata={
-            "help": "Stop once the method has used this many forward+backward passes (forward_backward_passes): methods "
-            "compared at equal compute. The final model is evaluated."
-        },
-    )
-    max_retain_loss_ratio: float = field(
-        default=2.0,
-        metadata={
-            "help": "Stop with an error, saving nothing more, when the cross-entropy on a fixed retain batch (measured "
-            "before every checkpoint and at the end) exceeds this multiple of its value before unlearning: the rates "
-            "destroyed the model. 0 disables the check."
-        },
-    )
-    dataset_text_field: str = field(
-        default="text", metadata={"help": "Text column of the forget/retain/eval datasets when not pre-tokenized."}
-    )
-    max_length: int | None = field(
-        default=1024, metadata={"help": "Truncate tokenized text to this many tokens (None: no truncation)."}
-    )
-    per_device_train_batch_size: int = field(default=16, metadata={"help": "Forget examples per step (and retain examples, by default)."})
-    retain_batch_size: int | None = field(
-        default=None, metadata={"help": "Retain examples per step and process; None: per_device_train_batch_size."}
-    )
-    logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
-
-    def __post_init__(self):
-        if self.retain_batch_size is not None and self.retain_batch_size < 1:
-            raise _fail("retain_batch_size", self.retain_batch_size, "it must be >= 1, or None for per_device_train_batch_size")
-        if not (self.max_retain_loss_ratio == 0 or self.max_retain_loss_ratio > 1):
-            raise _fail("max_retain_loss_ratio", self.max_retain_loss_ratio, "it must be > 1 (e.g. 2: twice the start), or 0 to disable it")
-        check_finite_rates(self, ("unlearning_rate", "retaining_rate", "adv_lr", "learning_rate"))
-        check_max_steps(self)
-        if self.max_passes is not None and self.max_passes < 1:
-            raise _fail("max_passes", self.max_passes, "it must be >= 1, or None for no pass budget")
-        if isinstance(self.target_modules, str):
-            self.target_modules = [self.target_modules]
-        no_pinned_memory_without_accelerator(self)
-        super().__post_init__()
-        get_method(self.method).check_args(self)
-
-
-@dataclass
-class FullUpdateArguments:
-    """``TrainingArguments`` defaults of methods that write their whole update into ``param.grad``
-    and let plain SGD apply it (``components.procedures.MetaUnlearningLoop``, CIR)."""
-
-    learning_rate: float = field(
-        default=1.0, metadata={"help": "Must stay 1.0: SGD applies the update the method builds as it is; its own rates set the size."}
-    )
-    optim: str = field(default="sgd", metadata={"help": "Optimizer; methods that build their update need 'sgd'."})
-    lr_scheduler_type: str = field(default="constant", metadata={"help": "Scheduler type; these methods need 'constant'."})
-    max_grad_norm: float = field(default=0.0, metadata={"help": "Gradient clipping; 0 disables it (it would rescale the update)."})
-
-
-def no_pinned_memory_without_accelerator(args: TrainingArguments) -> None:
-    """Pinned memory needs an accelerator; without one torch warns for every DataLoader (32 times a run)."""
-    if not (torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())):
-        args.dataloader_pin_memory = False
-
+from ..unlearn_config import check_finite_rates, check_max_steps, invalid_setting, no_pinned_memory_without_accelerator
 
 # What an attack does: fine-tune, or change nothing but the weights' precision or the evaluated inputs.
 ATTACK_KINDS = ("fine_tune", "quantize", "in_context", "prompt")
@@ -203,23 +99,23 @@ class RelearnAttackConfig(TrainingArguments):
             if isinstance(getattr(self, name), str):
                 setattr(self, name, [getattr(self, name)])
         if self.divergence_retain_ratio <= 1:
-            raise _fail("divergence_retain_ratio", self.divergence_retain_ratio, "it must be > 1 (e.g. 1.5: retain loss +50 %)")
+            raise invalid_setting("divergence_retain_ratio", self.divergence_retain_ratio, "it must be > 1 (e.g. 1.5: retain loss +50 %)")
         if self.use_peft and self.attack_modules:
-            raise _fail("attack_modules", self.attack_modules, "use lora_target_modules with use_peft=True")
+            raise invalid_setting("attack_modules", self.attack_modules, "use lora_target_modules with use_peft=True")
         if self.use_peft and self.lora_r < 1:
-            raise _fail("lora_r", self.lora_r, "it must be >= 1")
+            raise invalid_setting("lora_r", self.lora_r, "it must be >= 1")
         if self.interleave_retain and self.gradient_accumulation_steps != 1:
-            raise _fail("gradient_accumulation_steps", self.gradient_accumulation_steps, "set it to 1 with interleave_retain=True")
+            raise invalid_setting("gradient_accumulation_steps", self.gradient_accumulation_steps, "set it to 1 with interleave_retain=True")
         if self.kind not in ATTACK_KINDS:
-            raise _fail("kind", self.kind, f"choose one of {', '.join(ATTACK_KINDS)}")
+            raise invalid_setting("kind", self.kind, f"choose one of {', '.join(ATTACK_KINDS)}")
         if self.kind != "fine_tune" and (self.use_peft or self.interleave_retain):
-            raise _fail("kind", self.kind, "use_peft and interleave_retain are fine-tuning settings: set kind='fine_tune'")
+            raise invalid_setting("kind", self.kind, "use_peft and interleave_retain are fine-tuning settings: set kind='fine_tune'")
         if self.quantize_bits not in (4, 8):
-            raise _fail("quantize_bits", self.quantize_bits, "choose 8 or 4")
+            raise invalid_setting("quantize_bits", self.quantize_bits, "choose 8 or 4")
         if isinstance(self.in_context_shots, int):
             self.in_context_shots = [self.in_context_shots]
         if any(shots < 1 for shots in self.in_context_shots):
-            raise _fail("in_context_shots", self.in_context_shots, "give numbers of examples >= 1 (0 is the unattacked model, always measured)")
+            raise invalid_setting("in_context_shots", self.in_context_shots, "give numbers of examples >= 1 (0 is the unattacked model, always measured)")
         if isinstance(self.prompt_templates, str):
             self.prompt_templates = [self.prompt_templates]
         check_finite_rates(self, ("learning_rate",))

@@ -12,13 +12,13 @@ from datasets import Dataset
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
-from .config import RelearnAttackConfig
-from .data.pairing import RetainStream
-from .evaluation.disruption import METRIC, broke_the_model
-from .evaluation.evaluators import Evaluator
-from .lm_trainer import CausalLMTrainer
-from .modeling import with_lora_adapter
-from .targets import resolve_target_modules
+from ..causal_lm_trainer import CausalLMTrainer
+from ..data.pairing import RetainStream
+from ..evaluation.disruption import METRIC, broke_the_model
+from ..evaluation.evaluators import Evaluator
+from ..models import with_lora_adapter
+from ..targets import resolve_target_modules
+from .relearn_config import RelearnAttackConfig
 
 _TIMING_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second", "_model_preparation_time")
 

@@ -20,18 +20,19 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 from transformers.utils import logging
 
 from . import methods  # noqa: F401  (importing the package registers every method)
+from .causal_lm_trainer import CausalLMTrainer
 from .components.procedures import StepContext
-from .config import UnlearnConfig
 from .data.pairing import RetainStream
 from .distributed import check_process_count, mean_over_processes
 from .evaluation.evaluators import Evaluator
 from .evaluation.report import RobustnessReport
+from .forward import lm_loss, weights_digest
 from .gradients import global_norm
-from .hub import REPORT_NAME, UnlearningInfo, base_model_license, base_model_name, base_model_path, method_settings, model_card
-from .lm_trainer import CausalLMTrainer
-from .modeling import lm_loss, weights_digest, with_lora_adapter
-from .tracking import open_run_url
+from .model_card import REPORT_NAME, UnlearningInfo, base_model_license, base_model_name, base_model_path, method_settings, model_card
+from .models import with_lora_adapter
 from .registry import get_method
+from .tracking import open_run_url
+from .unlearn_config import UnlearnConfig
 
 if TYPE_CHECKING:
     from peft import PeftConfig
@@ -193,7 +194,7 @@ class UnlearnTrainer(CausalLMTrainer):
     def create_model_card(self, model_name: str | None = None, **kwargs: Any) -> None:
         """Write the unlearning model card (``README.md``) and ``unlearning_info.json`` into ``output_dir``.
 
-        The card (``hf_unlearn.hub.model_card``) says what was forgotten (``data_sources`` names it),
+        The card (``hf_unlearn.model_card.model_card``) says what was forgotten (``data_sources`` names it),
         with which method and settings, the disruption measured, and the robustness table when
         ``robustness_report.json`` is in ``output_dir`` (``hf-unlearn evaluate`` puts it there) and measured these
         weights; a report of other weights (a run before this one, in the same folder) is removed.

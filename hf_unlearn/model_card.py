@@ -16,13 +16,13 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import TrainingArguments
 
-from .config import FullUpdateArguments
 from .data.sources import HUB_IDS
-from .embedded_model import EMBEDDED_HUB_ID, EMBEDDED_LICENSE, EMBEDDED_MODEL_NAME, cache_root
 from .environment import package_versions
-from .registry import Citation, get_method
 from .evaluation.disruption import describe as disruption_change
 from .evaluation.report import RobustnessReport, attack_kind, point_label
+from .models import EMBEDDED_HUB_ID, EMBEDDED_LICENSE, EMBEDDED_MODEL_NAME, cache_root
+from .registry import Citation, get_method
+from .unlearn_config import FullUpdateArguments
 
 INFO_FILE = "unlearning_info.json"
 REPORT_NAME = "robustness_report"

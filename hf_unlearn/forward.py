@@ -1,9 +1,8 @@
-"""Forward passes of causal LMs as the trainers need them."""
+"""Forward passes of causal LMs as the trainers need them (loading them: ``models``)."""
 
 from __future__ import annotations
 
 import hashlib
-import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,7 +11,6 @@ from typing import Any
 import torch
 from torch import nn
 from torch.func import functional_call
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from .losses import cross_entropy
 
@@ -52,34 +50,6 @@ def lm_loss(model: nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, t
     """Mean next-token cross-entropy of ``batch`` (padding excluded) and the logits."""
     logits = lm_outputs(model, batch).logits
     return cross_entropy(logits, batch["labels"]), logits
-
-
-def check_pad_token(tokenizer: PreTrainedTokenizerBase | None) -> int:
-    """The pad token id, or a clear error: batches of unequal length cannot be built without one."""
-    if tokenizer is None:
-        raise ValueError("pass the model's tokenizer as processing_class: batches are padded with its pad token")
-    if tokenizer.pad_token_id is None:
-        raise ValueError(
-            f"the tokenizer ({type(tokenizer).__name__}) has no pad token; set one before building the trainer, "
-            "for example `tokenizer.pad_token = tokenizer.eos_token` (padding never counts in the loss)"
-        )
-    return tokenizer.pad_token_id
-
-
-def load_causal_lm(
-    model: PreTrainedModel | str, processing_class: PreTrainedTokenizerBase | None = None
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The model (loaded if given by name or path) and its tokenizer (loaded from the same place if not given)."""
-    if isinstance(model, str):
-        name_or_path, model = model, AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)  # trained: see check_trained_precision
-    else:
-        name_or_path = model.config._name_or_path
-    if processing_class is None:
-        if not name_or_path:
-            raise ValueError("the model was not loaded from a path, so pass its tokenizer as processing_class")
-        processing_class = AutoTokenizer.from_pretrained(name_or_path)
-    check_pad_token(processing_class)
-    return model, processing_class
 
 
 class ForwardStopped(Exception):
@@ -134,20 +104,3 @@ def weights_digest(model: nn.Module) -> hashlib._Hash:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return digest
-
-
-@contextmanager
-def peft_without_deprecation_warning() -> Iterator[None]:
-    """PEFT reads transformers 5's deprecated ``is_gradient_checkpointing`` when it wraps a model: a FutureWarning
-    per adapter, about code that is not ours."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-        yield
-
-
-def with_lora_adapter(model: nn.Module, lora_config: Any) -> nn.Module:
-    """``peft.get_peft_model`` (``peft_without_deprecation_warning``)."""
-    from peft import get_peft_model
-
-    with peft_without_deprecation_warning():
-        return get_peft_model(model, lora_config)
