@@ -7,16 +7,13 @@ procedure's job (``components.procedures``); the registry pairs the two (``regis
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from .forward import LMOutputs
 from .losses import cross_entropy, get_loss
-
-if TYPE_CHECKING:
-    from transformers import TrainerCallback
 
 
 class Objective:
@@ -48,10 +45,3 @@ class Objective:
     def loss_weights(self, step: int, max_steps: int) -> tuple[float, float]:
         """(retain weight, forget weight) at ``step``; Circuit Breakers schedules them."""
         return self.args.retaining_rate, self.args.unlearning_rate
-
-    def check_eval_dataset(self, eval_dataset: Any) -> None:
-        """Reject an ``eval_dataset`` the method cannot work with (before the Trainer is built)."""
-
-    def callbacks(self) -> list[TrainerCallback]:
-        """``TrainerCallback``s the method needs (CIR: its disruption budget)."""
-        return []

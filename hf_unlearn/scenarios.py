@@ -9,9 +9,11 @@
   (the loss on the answer only) or, with ``phrasings``, as fact-stating sentences (CIR's authors:
   several phrasings per fact, every token counts), for the method and the attacks alike.
 
-``eval["retain"]`` is what disruption is measured on: held-out retain text, or with
-``general_source`` held-out chunks of a text *no method trains on* (a retain loss measured on the
-retain set's own distribution flatters methods whose retain step trains on it).
+``eval["retain"]`` is what disruption is measured on, declared once, by each scenario's ``general_source``
+default: held-out chunks of a text *no method trains on* (a retain loss measured on the retain set's own
+distribution flatters methods whose retain step trains on it). The facts scenario uses Python source
+(``python_stdlib``); the code scenario forgets Python, so its default is ``None``: held-out retain
+documents (prose), which it splits from the retain text before any training sees them.
 """
 
 from __future__ import annotations
@@ -71,14 +73,14 @@ def facts_scenario(
     facts: Dataset | None = None,
     *,
     retain_source: str = "pydoc_prose",
-    general_source: str | None = None,
+    general_source: str | None = "python_stdlib",
     chunk_length: int = 100,
     max_eval_examples: int = 32,
     phrasings: int | None = None,
     seed: int = 42,
 ) -> Scenario:
     """The facts protocol on the ``facts`` (default: capitals of the 120 most populous countries) that
-    ``model`` knows; retain text ``retain_source``, disruption on ``general_source`` if given.
+    ``model`` knows; retain text ``retain_source``, disruption on ``general_source`` (None: held-out ``retain_source``).
     ``phrasings``: train on up to this many fact-stating sentences per fact instead of prompt + answer."""
     candidates = world_capitals(120) if facts is None else facts
     known = known_facts(model, tokenizer, candidates)

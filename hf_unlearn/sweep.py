@@ -62,8 +62,11 @@ class SweepArguments:
     )
     fixed: dict | str | None = field(default=None, metadata={"help": "Settings every trial gets, {field: value}."})
     n_trials: int = field(default=20, metadata={"help": "Finished (completed or pruned) trials the study runs to."})
-    disruption_budget: float = field(default=0.05, metadata={"help": "Largest rise of the general-text loss allowed."})
-    disruption_unit: str = field(default="nats", metadata={"help": "nats (absolute, MUDMAN's +0.05) or relative (CIR's +0.1 %: 0.001)."})
+    disruption_budget: float = field(
+        default=0.05,
+        metadata={"help": "Every trial's disruption budget (UnlearnConfig.disruption_budget): a trial beyond it is pruned."},
+    )
+    disruption_unit: str = field(default="nats", metadata={"help": "Its unit: nats (MUDMAN's +0.05) or relative (CIR's +0.1 %: 0.001)."})
     pass_budget: int = field(default=120, metadata={"help": "Forward+backward passes of unlearning per trial (equal compute)."})
     attack_suite: str = field(default="quick", metadata={"help": f"Attack suite preset: {', '.join(PRESETS)}."})
     attacks: list[str] | None = field(default=None, metadata={"help": "Only these attacks of the preset (default: all)."})
@@ -104,6 +107,8 @@ class SweepArguments:
         self.fixed = {**get_method(self.method).sweep_fixed, **(_mapping("fixed", self.fixed) or {})}
         config_fields = {f for f in get_method(self.method).config.__dataclass_fields__}
         for name in [*self.search_space, *self.fixed]:
+            if name in ("disruption_budget", "disruption_unit"):
+                raise ValueError(f"{name} cannot be tuned or fixed: it is the sweep's own --{name}, which prunes every trial beyond it")
             if name not in config_fields:
                 raise ValueError(f"{name!r} is not a setting of method {self.method!r} ({get_method(self.method).config.__name__})")
         self.study_name = self.study_name or f"{self.method}-{self.scenario}"
@@ -141,7 +146,7 @@ def build_scenario(args: SweepArguments, data_args: DataArguments, model: Any, t
     if args.scenario == "code":
         return code_scenario(data_args, tokenizer, general_source=None)
     return facts_scenario(
-        model, tokenizer, world_capitals(args.max_countries) if facts is None else facts, retain_source=data_args.retain_source, general_source="python_stdlib",
+        model, tokenizer, world_capitals(args.max_countries) if facts is None else facts, retain_source=data_args.retain_source,
         chunk_length=data_args.chunk_length, max_eval_examples=data_args.max_eval_examples or 32,
         phrasings=args.phrasings or None, seed=data_args.split_seed,
     )  # fmt: skip
@@ -192,6 +197,7 @@ def run_trial(
     settings = dict(
         output_dir=str(trial_dir / "unlearn"), max_steps=args.pass_budget, max_passes=args.pass_budget, per_device_train_batch_size=args.batch_size,
         eval_strategy="steps", eval_steps=args.eval_steps, eval_on_start=True, save_strategy="no", report_to=args.report_to,
+        disruption_budget=None,  # the trial is pruned at the budget (BudgetPruning), not stopped there
         run_name=f"{args.study_name}/trial-{trial.number}", seed=args.seed, disable_tqdm=True, **precision(args),
     )  # fmt: skip
     config = get_method(args.method).config(**{**settings, **args.fixed, **params})  # fixed settings and the trial's override ours
@@ -320,6 +326,9 @@ def check_same_study(study: Any, settings: dict[str, Any], args: SweepArguments)
             f"study {args.study_name!r} in {args.storage} has trials but no recorded settings (written by an older hf_unlearn): "
             "give another --study_name or --output_dir"
         )
+    if stored["sweep"]["fixed"].get("disruption_budget", "unset") is None:
+        # Recorded when CIR's sweeps switched its own budget off through fixed settings; every trial's is off now.
+        stored = {**stored, "sweep": {**stored["sweep"], "fixed": {k: v for k, v in stored["sweep"]["fixed"].items() if k != "disruption_budget"}}}
     if "suite" not in stored["sweep"]:
         # Recorded before studies recorded their suite, when every preset attack fine-tuned: those are what it ran.
         preset = PRESETS[stored["sweep"]["attack_suite"]]

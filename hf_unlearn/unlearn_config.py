@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TrainingArguments
 
+from .evaluation.disruption import UNITS, DisruptionBudget
 from .registry import get_method
 
 
@@ -75,6 +76,19 @@ class UnlearnConfig(TrainingArguments):
         default=None, metadata={"help": "Retain examples per step and process; None: per_device_train_batch_size."}
     )
     logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
+    # One disruption budget, one unit, for every method (hf_unlearn.evaluation.disruption): the sweep prunes by the same
+    # DisruptionBudget, and the card states it.
+    disruption_budget: float | None = field(
+        default=None,
+        metadata={
+            "help": "Largest rise of eval_retain_loss (the eval_dataset's 'retain' text) allowed, in disruption_unit: at the first "
+            "evaluation beyond it training stops and the weights go back to the last evaluation within it "
+            "(DisruptionBudgetCallback). None: no budget (CIR's default: 0.001, +0.1 %)."
+        },
+    )
+    disruption_unit: str = field(
+        default="relative", metadata={"help": "Unit of disruption_budget: relative (0.001 = +0.1 %, CIR's) or nats (0.05, MUDMAN's)."}
+    )
 
     def __post_init__(self):
         if self.retain_batch_size is not None and self.retain_batch_size < 1:
@@ -87,8 +101,14 @@ class UnlearnConfig(TrainingArguments):
             raise invalid_setting("max_passes", self.max_passes, "it must be >= 1, or None for no pass budget")
         if isinstance(self.target_modules, str):
             self.target_modules = [self.target_modules]
+        if self.disruption_unit not in UNITS:
+            raise invalid_setting("disruption_unit", self.disruption_unit, f"use one of {', '.join(UNITS)}")
+        if self.disruption_budget is not None:
+            DisruptionBudget(self.disruption_budget, self.disruption_unit)  # refuses an amount it cannot use, naming the field
         no_pinned_memory_without_accelerator(self)
         super().__post_init__()
+        if self.disruption_budget is not None and self.eval_strategy == "no":
+            raise invalid_setting("eval_strategy", "no", "a disruption_budget is checked at evaluations: evaluate (steps or epoch), or set disruption_budget=None")
         get_method(self.method).check_args(self)
 
 

@@ -20,6 +20,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 from transformers.utils import logging
 
 from . import methods  # noqa: F401  (importing the package registers every method)
+from .callbacks import DisruptionBudgetCallback
 from .causal_lm_trainer import CausalLMTrainer
 from .components.procedures import StepContext
 from .data.pairing import RetainStream
@@ -128,8 +129,8 @@ class UnlearnTrainer(CausalLMTrainer):
                 "adversary and cross-process averaging); FSDP and DeepSpeed shard them, which is not supported yet. "
                 "Run with DDP (accelerate launch without fsdp/deepspeed)."
             )
-        for callback in self.procedure.callbacks():
-            self.add_callback(callback)
+        if args.disruption_budget is not None:
+            self.add_callback(DisruptionBudgetCallback(args.disruption_budget, unit=args.disruption_unit))
         self.retain_stream = RetainStream(
             retain, self.data_collator, args.retain_batch_size or args.per_device_train_batch_size, args.seed, args.world_size,
             args.process_index,
@@ -241,7 +242,11 @@ class UnlearnTrainer(CausalLMTrainer):
         check_target_modules_apply(args, adapter=self.peft_config is not None or hasattr(model, "peft_config"))
         if self.peft_config is not None:  # train an adapter; the method's reference is the adapter disabled
             model = with_lora_adapter(model, self.peft_config)
-        self.objective.check_eval_dataset(eval_dataset)
+        if args.disruption_budget is not None and not (isinstance(eval_dataset, dict) and "retain" in eval_dataset):
+            raise ValueError(
+                'disruption_budget is checked on eval_retain_loss: pass eval_dataset={"retain": ..., ...} (held-out general '
+                "text), or set disruption_budget=None"
+            )
         self.procedure.setup(model, processing_class)  # picks and unfreezes the target weights
         return model
 

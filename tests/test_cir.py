@@ -220,8 +220,10 @@ def test_resume_keeps_the_disruption_budget_start(model, tokenizer, forget_datas
     assert resumed_budget.within_budget["step"] == straight_budget.within_budget["step"] == 8
 
 
-def test_cir_needs_a_retain_eval_set_for_its_budget(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
-    args = unlearn_config(tmp_path, config_class=CIRConfig, **{**CIR_TINY, "disruption_budget": 0.001, "eval_strategy": "epoch"})
+def test_cir_needs_a_retain_eval_set_for_its_default_budget(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
+    default_budget = {k: v for k, v in CIR_TINY.items() if k != "disruption_budget"}
+    args = unlearn_config(tmp_path, config_class=CIRConfig, **{**default_budget, "eval_strategy": "epoch"})
+    assert args.disruption_budget == 0.001 and args.disruption_unit == "relative", "the authors' +0.1 %"
     with pytest.raises(ValueError, match='pass eval_dataset=\\{"retain"'):
         UnlearnTrainer(model, args, forget_dataset=forget_dataset, retain_dataset=retain_dataset, processing_class=tokenizer)
 

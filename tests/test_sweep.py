@@ -89,3 +89,24 @@ def test_training_flags_given_to_sweep_name_what_it_takes_instead():
 
     with pytest.raises(ValueError, match=r"--pass_budget, --batch_size.*--fixed"):
         sweep_command(["--method", "mudman", "--max_steps", "2", "--per_device_train_batch_size", "4"])
+
+
+def test_the_disruption_budget_is_the_sweeps_own_and_older_cir_studies_resume(tmp_path):
+    """Every trial is held to the sweep's --disruption_budget (pruned beyond it); the method's own budget is off in trials,
+    so it cannot be tuned or fixed. CIR studies recorded when CIR's sweep switched its budget off by a fixed setting resume."""
+    from types import SimpleNamespace
+
+    from hf_unlearn.data import DataArguments
+    from hf_unlearn.sweep import check_same_study, study_settings
+
+    with pytest.raises(ValueError, match="disruption_budget cannot be tuned or fixed: it is the sweep's own --disruption_budget"):
+        SweepArguments(method="cir", fixed={"disruption_budget": 0.01}, output_dir=str(tmp_path))
+    args = SweepArguments(method="cir", scenario="facts", disruption_unit="relative", disruption_budget=0.001, output_dir=str(tmp_path))
+    assert "disruption_budget" not in args.fixed
+    settings = study_settings(args, DataArguments(), None)
+    older = json.loads(json.dumps(settings))
+    older["sweep"]["fixed"]["disruption_budget"] = None
+    check_same_study(SimpleNamespace(user_attrs={"settings": older}), settings, args)
+    older["sweep"]["fixed"]["disruption_budget"] = 0.5  # a budget that did change the trials
+    with pytest.raises(ValueError, match="fixed.disruption_budget: 0.5 -> None"):
+        check_same_study(SimpleNamespace(user_attrs={"settings": older}), settings, args)

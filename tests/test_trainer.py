@@ -145,6 +145,8 @@ def test_target_matching_nothing_lists_layers(model, tokenizer, forget_dataset, 
         ("method", "nope", "available methods: cir, circuit_breakers, graddiff, mudman"),
         ("retain_momentum", 1.0, r"\[0, 1\)"),
         ("fork_every_n_loops", 0, ">= 1"),
+        ("disruption_unit", "percent", "use one of nats, relative"),
+        ("disruption_budget", -0.1, "it must be > 0"),
     ],
 )
 def test_config_validation(tmp_path, field, value, message):
@@ -236,3 +238,28 @@ def test_models_load_in_float32_and_resume_false_is_no_resume(tokenizer, forget_
     with pytest.raises(ValueError, match="batch_eval_metrics=True and eval_do_concat_batches=False are not supported"):
         make_trainer(tiny_llama(len(tokenizer)), tokenizer, forget_dataset, retain_dataset,
                      unlearn_config(tmp_path / "out", batch_eval_metrics=True))  # fmt: skip
+
+
+def test_every_method_has_one_disruption_budget_and_any_method_stops_at_it(model, tokenizer, forget_dataset, tmp_path):
+    """One budget, one unit, on every method's config (not CIR's alone): GradDiff with +0.001 nats stops at the first
+    evaluation beyond it and keeps the last weights within it."""
+    from hf_unlearn import DisruptionBudgetCallback, GradDiffConfig, available_methods, get_method
+    from hf_unlearn.evaluation.disruption import DisruptionBudget
+
+    for method in available_methods():
+        assert {"disruption_budget", "disruption_unit"} <= get_method(method).config.__dataclass_fields__.keys(), method
+    with pytest.raises(ValueError, match="eval_strategy='no' is invalid: a disruption_budget is checked at evaluations"):
+        unlearn_config(tmp_path, config_class=GradDiffConfig, disruption_budget=0.01)
+    settings = dict(max_steps=30, learning_rate=0.05, retaining_rate=0.0, disruption_budget=1e-3, disruption_unit="nats",
+                    eval_strategy="steps", eval_steps=1, eval_on_start=True)  # fmt: skip
+    args = unlearn_config(tmp_path, config_class=GradDiffConfig, **settings)
+    with pytest.raises(ValueError, match='pass eval_dataset=\\{"retain"'):
+        UnlearnTrainer(model, args, forget_dataset=forget_dataset, retain_dataset=forget_dataset, processing_class=tokenizer)
+    # Gradient ascent with the budget watching the forget text itself: its loss must rise past the budget.
+    trainer = UnlearnTrainer(model, args, forget_dataset=forget_dataset, retain_dataset=forget_dataset, processing_class=tokenizer,
+                             eval_dataset={"retain": forget_dataset})  # fmt: skip
+    trainer.train()
+    (budget,) = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, DisruptionBudgetCallback)]
+    assert budget.budget == DisruptionBudget(1e-3, "nats")
+    assert budget.exceeded_at is not None and trainer.state.global_step < 30, "stopped at the budget"
+    assert trainer.evaluate()["eval_retain_loss"] <= budget.start + 1e-3, "the weights in hand are within the budget"

@@ -128,9 +128,6 @@ class UpdateProcedure:
             param.requires_grad_(name in targets)
         self.target_names = targets
 
-    def callbacks(self) -> list:
-        return self.objective.callbacks()
-
     def training_step(self, step: StepContext, model: nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, Metrics]:
         """Write the step's update into the target weights' ``.grad``; return the loss and the metrics to log."""
         raise NotImplementedError

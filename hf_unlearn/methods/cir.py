@@ -23,8 +23,8 @@ rebuilding the update, so only fact-specific directions change. Per step (one fo
    (gathered across processes first).
 
 Unlearning runs for up to ``num_train_epochs`` (200, the authors') and stops once the retain loss
-exceeds its start by ``disruption_budget`` (+0.1 %), keeping the last model within budget
-(``DisruptionBudgetCallback``).
+exceeds its start by ``disruption_budget`` (+0.1 %, the default here; every method has the field),
+keeping the last model within budget (``DisruptionBudgetCallback``).
 """
 
 from __future__ import annotations
@@ -36,10 +36,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import TrainerCallback
 from transformers.pytorch_utils import Conv1D
 
-from ..callbacks import DisruptionBudgetCallback
 from ..components.procedures import Metrics, StepContext, UpdateProcedure, check_full_update_args
 from ..components.transforms import Reference, to_device
 from ..distributed import gather_rows, mean_over_processes, sum_over_processes, token_mean_over_processes
@@ -115,8 +113,7 @@ class CIRConfig(FullUpdateArguments, UnlearnConfig):
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Forget examples per step (authors: 32)."})
     retain_batch_size: int | None = field(default=12, metadata={"help": "Retain examples per step (authors: 12)."})
     disruption_budget: float | None = field(
-        default=0.001,
-        metadata={"help": "Stop once eval_retain_loss exceeds its start by this fraction (0.001 = +0.1 %); None: never."},
+        default=0.001, metadata={"help": "The authors' +0.1 % (disruption_unit relative); UnlearnConfig.disruption_budget says what it does."}
     )
     target_modules: list[str] = field(
         default_factory=lambda: ["gate_proj", "up_proj", "down_proj"], metadata={"help": "Trained layers (the MLP's)."}
@@ -136,11 +133,7 @@ class CIRConfig(FullUpdateArguments, UnlearnConfig):
             raise ValueError(f"retain_layer={self.retain_layer!r} is invalid: it must be >= 1 (hidden_states[0] is the embeddings)")
         if self.step_norm <= 0:
             raise ValueError(f"step_norm={self.step_norm!r} is invalid: it must be > 0")
-        if self.disruption_budget is not None and self.disruption_budget <= 0:
-            raise ValueError(f"disruption_budget={self.disruption_budget!r} is invalid: use a positive fraction or None")
         super().__post_init__()
-        if self.disruption_budget is not None and self.eval_strategy == "no":
-            raise ValueError("eval_strategy='no' is invalid with a disruption_budget: the budget is checked at evaluations")
 
 
 @contextmanager
@@ -346,7 +339,7 @@ class CIRUpdate(UpdateProcedure):
         "filyp/unlearning configs/main_comparison_llama_bio.yaml (CIR on Llama-3.1-8B): update norm 0.2 ('previous best'), "
         "retaining rate 3e-4"
     ),
-    sweep_fixed={"disruption_budget": None, "eval_strategy": "steps"},  # the sweep's own pruning replaces CIR's budget stop
+    sweep_fixed={"eval_strategy": "steps"},  # the sweep evaluates every eval_steps (its pruning checks)
 )
 class CIR(Objective):
     """What CIR trains and checks; its losses (MLP breaking, the relative retain distance) act on module
@@ -362,13 +355,3 @@ class CIR(Objective):
         names = resolve_target_modules(model, self.args.target_modules)
         last = max(self.args.loss_layers)
         return [name.removesuffix(".weight") for name in names if (layer_index(name) or 0) <= last]
-
-    def check_eval_dataset(self, eval_dataset: Any) -> None:
-        if self.args.disruption_budget is not None and not (isinstance(eval_dataset, dict) and "retain" in eval_dataset):
-            raise ValueError(
-                'CIR checks its disruption budget on eval_retain_loss: pass eval_dataset={"retain": ..., ...} '
-                "(general text), or set disruption_budget=None"
-            )
-
-    def callbacks(self) -> list[TrainerCallback]:
-        return [] if self.args.disruption_budget is None else [DisruptionBudgetCallback(self.args.disruption_budget)]
