@@ -9,10 +9,13 @@ imports the other.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
 import functools
 import importlib
+import inspect
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,12 +89,64 @@ def register_method(
             raise ValueError(f"method {name!r}: its search space or sweep settings name {unknown}, which {config.__name__} does not have")
         if len(search_space or {}) > 3:
             raise ValueError(f"method {name!r}: search at most 3 settings (a sweep's few trials cannot tune more), got {sorted(search_space)}")
+        missing = {read: owner for read, owner in settings_read(procedure, objective).items() if not _has_setting(config, read)}
+        if missing:
+            raise TypeError(
+                f"method {name!r}: " + "; ".join(f"{owner.__name__} reads args.{read}" for read, owner in sorted(missing.items()))
+                + f", which {config.__name__} lacks: add the field (or the component arguments that hold it) to {config.__name__}"
+            )
         _METHODS[name] = MethodSpec(name, config, objective, procedure, citation, dict(search_space or {}), search_space_source, dict(sweep_fixed or {}))
         objective.method_name = name
         _refuse_foreign_settings(config, name)
         return objective
 
     return decorator
+
+
+def settings_read(procedure: type, objective: type) -> dict[str, type]:
+    """``{setting: objective}`` for every setting the objective reads (``args.X``, ``self.args.X``) in the methods the
+    procedure calls (``self.objective.X``), followed through ``self.Y(...)`` calls: the inherited defaults included
+    (``loss_weights`` reads the rates). Checked at registration, so a config lacking one fails there rather than at a
+    run's first step. (Procedures read optional components' settings behind their switches, ``getattr(args, ...)``.)
+    Code without source (defined interactively) is skipped."""
+    read: dict[str, type] = {}
+    _reads(objective, _reads(procedure, None, {}), read)
+    return read
+
+
+def _reads(cls: type, entry_points: set[str] | None, read: dict[str, type]) -> set[str]:
+    """Record in ``read`` the settings ``cls`` reads from ``entry_points`` (None: all its methods); return the objective's
+    methods it calls."""
+    functions = dict(inspect.getmembers(cls, inspect.isfunction))
+    todo, seen, objective_calls = list(functions if entry_points is None else entry_points), set(), set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in functions:
+            continue
+        seen.add(name)
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(functions[name])))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load)):
+                continue
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id == "self":
+                todo.append(node.attr)
+            elif (isinstance(owner, ast.Name) and owner.id == "args") or _is_self_attribute(owner, "args"):
+                read.setdefault(node.attr, cls)
+            elif _is_self_attribute(owner, "objective"):
+                objective_calls.add(node.attr)
+    return objective_calls
+
+
+def _is_self_attribute(node: ast.AST, name: str) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == name and isinstance(node.value, ast.Name) and node.value.id == "self"
+
+
+def _has_setting(config: type, name: str) -> bool:
+    return name in {f.name for f in dataclasses.fields(config)} or hasattr(config, name)  # fields, or properties (world_size)
 
 
 def _refuse_foreign_settings(config: type, method: str) -> None:

@@ -333,3 +333,20 @@ def test_the_readme_example_method(tokenizer, forget_dataset, retain_dataset, tm
                        "--per_device_train_batch_size", "4", "--output_dir", str(tmp_path / "unlearned"), "--report_to", "none")  # fmt: skip
     card = (tmp_path / "unlearned" / "README.md").read_text()
     assert registered.citation.bibtex() in card and "masked_npo" in card
+
+
+def test_a_config_lacking_a_setting_its_method_reads_fails_at_registration():
+    """The default objective reads unlearning_rate / retaining_rate (``loss_weights``) and unlearning_loss; a config
+    without the components that hold them used to fail at the run's first step."""
+    from dataclasses import dataclass
+
+    from hf_unlearn.components import OptimizerArguments, OptimizerUpdate, TransformArguments
+    from hf_unlearn.registry import _METHODS
+
+    @dataclass
+    class RatelessConfig(OptimizerArguments, TransformArguments, hf_unlearn.UnlearnConfig):
+        method: str = "rateless"
+
+    with pytest.raises(TypeError, match=r"method 'rateless': .*reads args.retaining_rate.*args.unlearning_rate, which RatelessConfig lacks"):
+        hf_unlearn.register_method("rateless", config=RatelessConfig, procedure=OptimizerUpdate)(type("Rateless", (hf_unlearn.Objective,), {}))
+    assert "rateless" not in _METHODS
