@@ -45,6 +45,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -210,12 +211,7 @@ def evaluate(args: argparse.Namespace, scale: dict, name: str, scenario: str, be
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     started, unlearning = time.time(), {}
     if name != "no_unlearning":
-        method, fixed, _ = METHODS[name]
-        config = get_method(method).config(
-            output_dir=str(path.parent / "unlearn"), max_steps=scale["pass_budget"], max_passes=scale["pass_budget"],
-            per_device_train_batch_size=scale["batch_size"], eval_strategy="no", eval_on_start=False, save_strategy="no",
-            report_to="none", seed=seed, disable_tqdm=True, **{**sweep_args.fixed, **best["best_params"]},
-        )  # fmt: skip
+        config = held_out_config(name, scale, sweep_args.fixed, best["best_params"], str(path.parent / "unlearn"), seed)
         trainer = unlearn(model, config, scenario_data, tokenizer)
         model = trainer.model
         unlearning = {"steps": trainer.state.global_step, "passes": trainer.procedure.passes, "seconds": time.time() - started}
@@ -269,6 +265,16 @@ def run(args: argparse.Namespace) -> None:
             for fact_set in missing:
                 evaluate(args, scale, name, scenario, best, fact_set)
                 write(args)
+
+
+def held_out_config(name: str, scale: dict, fixed: dict, tuned: dict, output_dir: str, seed: int) -> Any:
+    """The method's config for its held-out evaluation: the tuned settings on its fixed ones, for the whole pass budget
+    as its trials ran (no evaluations, so no budget stop: trials beyond the budget were pruned, never stopped)."""
+    run = dict(
+        output_dir=output_dir, max_steps=scale["pass_budget"], max_passes=scale["pass_budget"], per_device_train_batch_size=scale["batch_size"],
+        eval_strategy="no", eval_on_start=False, save_strategy="no", report_to="none", seed=seed, disable_tqdm=True, disruption_budget=None,
+    )  # fmt: skip
+    return get_method(METHODS[name][0]).config(**{**fixed, **tuned, **run})
 
 
 def lacks_attacks(path: Path, scale: dict) -> bool:

@@ -109,3 +109,16 @@ def test_studies_begun_before_sweeps_recorded_their_suite_still_resume(tmp_path)
     assert quality.lacks_attacks(evaluation, scale)
     quality.write_json(evaluation, {"attacks": {"attacks": {name: {} for name in PRESETS["standard"]}}})
     assert not quality.lacks_attacks(evaluation, scale)
+
+
+@pytest.mark.parametrize("scenario", ["code", "facts"])
+def test_every_method_builds_its_held_out_config(tmp_path, scenario):
+    """CIR's held-out evaluation crashed before it ran: its sweep's fixed eval_strategy met the evaluation's own."""
+    args = quality.parse_args(["--output_dir", str(tmp_path), "--scale", "extended"])
+    scale = quality.SCALES["extended"]
+    for name in quality.METHODS:
+        sweep_args = quality.sweep_arguments(args, scale, name, scenario)
+        published = {field: spec["published"] for field, spec in sweep_args.search_space.items() if "published" in spec}
+        config = quality.held_out_config(name, scale, sweep_args.fixed, published, str(tmp_path / name), 0)
+        assert config.eval_strategy == "no" and config.disruption_budget is None and config.max_passes == scale["pass_budget"], name
+        assert all(getattr(config, field) == value for field, value in {**sweep_args.fixed, **published}.items() if field != "eval_strategy"), name
