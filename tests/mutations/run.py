@@ -171,6 +171,23 @@ MUTANTS = {
         "hf_unlearn/causal_lm_trainer.py", "        check_trained_precision(model)\n", "",
         "tests/test_reliability.py::test_half_precision_weights_are_refused_for_training",
     ),
+    "whitespace-only rows trained on": (
+        "hf_unlearn/data/processing.py", "        if blank:\n", "        if False:\n",
+        "tests/test_reliability.py::test_max_length_blank_rows_and_positions",
+    ),
+    "a weights-only (save_only_model) checkpoint called interrupted": (
+        "hf_unlearn/unlearn_trainer.py", "(not with save_only_model=True, which keeps the weights only)", "(interrupted while saving?)",
+        "tests/test_trainer.py::test_a_weights_only_checkpoint_says_why_it_cannot_be_resumed",
+    ),
+    "the disruption budget stops CIR only": (
+        "hf_unlearn/unlearn_trainer.py", "        if args.disruption_budget is not None:\n            self.add_callback(",
+        "        if args.method == 'cir' and args.disruption_budget is not None:\n            self.add_callback(",
+        "tests/test_trainer.py::test_every_method_has_one_disruption_budget_and_any_method_stops_at_it",
+    ),
+    "a config lacking a setting its objective reads registers": (
+        "hf_unlearn/registry.py", "        if missing:\n", "        if False:\n",
+        "tests/test_methods.py::test_a_config_lacking_a_setting_its_method_reads_fails_at_registration",
+    ),
     "hf-unlearn --help imports torch": (
         "hf_unlearn/cli.py", "from typing import Any\n", "from typing import Any\n\nimport torch  # noqa: F401\n",
         "tests/test_cli.py::test_help_version_and_env_import_nothing_heavy",
