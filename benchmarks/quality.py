@@ -189,12 +189,15 @@ def evaluations(scenario: str) -> list[str | None]:
     return [None, *UNSEEN_FACT_SETS] if scenario == "facts" else [None]
 
 
-def evaluate(args: argparse.Namespace, scale: dict, name: str, scenario: str, best: dict | None, fact_set: str | None = None) -> dict:
+def evaluate(
+    args: argparse.Namespace, scale: dict, name: str, scenario: str, best: dict | None, fact_set: str | None = None, attacks: list[str] | None = None
+) -> dict:
     """The method at its tuned settings on held-out data (or on the unseen ``fact_set``), a fresh seed, in fp32,
     attacked by the evaluation suite.
 
     The attacks' results are kept beside ``evaluation.json`` (without weights): an evaluation cut short
-    recomputes its (deterministic) unlearning, then reads its finished attacks back."""
+    recomputes its (deterministic) unlearning, then reads its finished attacks back. ``attacks``: only these of the
+    suite (``benchmarks/no_training_attacks.py``)."""
     path = evaluation_path(args, scenario, name, fact_set)
     if best is not None and "best_params" not in best:  # every trial pruned or failed: no tuned settings to evaluate
         evaluation = {"name": name, "scenario": scenario, "fact_set": fact_set, "metric": METRICS[scenario], "after_unlearning": None,
@@ -218,7 +221,7 @@ def evaluate(args: argparse.Namespace, scale: dict, name: str, scenario: str, be
     overrides = {} if scale["eval_attack_steps"] is None else {"max_steps": scale["eval_attack_steps"]}
     suite = AttackSuite.preset(
         scale["eval_suite"], output_dir=str(path.parent / ("attacks" if fact_set is None else f"attacks_{fact_set}")), per_device_train_batch_size=scale["batch_size"], eval_steps=10,
-        metric_for_best_model=scenario_data.best_metric, seed=seed, disable_tqdm=True, **overrides,
+        metric_for_best_model=scenario_data.best_metric, seed=seed, disable_tqdm=True, names=attacks, **overrides,
     )  # fmt: skip
     result = attack(model, suite, scenario_data, tokenizer, resume=True)
     metric = scenario_data.best_metric.removeprefix("eval_")
