@@ -67,19 +67,22 @@ def run(args: argparse.Namespace) -> None:
             write(args)
 
 
-def cell(attack: dict, metric: str) -> str:
-    best = attack["best"]
-    if best is None:
-        return "diverged"
-    return f"{best[metric]:.3f} ({best.get('variant', 'none better')})"
+def cell(attack: dict, metric: str, greater_is_better: bool) -> str:
+    """The attack's best variant (worse than the unattacked model or not: what quantizing, or a context, does)."""
+    variants = [point for point in attack["curve"] if "variant" in point and not point.get("diverged")]
+    if not variants:
+        return "diverged" if attack["diverged_at"] else "no variant fit"
+    best = (max if greater_is_better else min)(variants, key=lambda point: point[metric])
+    return f"{best[metric]:.3f} ({best['variant']})"
 
 
 def markdown(results: dict) -> str:
     lines = []
     for scenario, rows in results.items():
         metric = quality.METRICS[scenario]
+        attacker_wants_more = scenario == "facts"  # the attacker's direction: accuracy up, forget loss down
         lines += [f"### {scenario}: `{metric}` ({'higher' if scenario == 'code' else 'lower'} is more robust)", "",
-                  "| model | settings | after unlearning | retain_loss | " + " | ".join(ATTACKS) + " | attacker's best over these |",
+                  "| model | settings | after unlearning | retain_loss | " + " | ".join(f"{a} (best variant)" for a in ATTACKS) + " | attacker's best over these (the unattacked model included) |",
                   "|---|---|---|---|" + "---|" * len(ATTACKS) + "---|"]  # fmt: skip
         for name, evaluation in rows.items():
             start, best = evaluation["after_unlearning"], evaluation["attack_best"]
@@ -89,7 +92,7 @@ def markdown(results: dict) -> str:
                 settings += ": " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in evaluation["settings"].items())
             best_text = "all diverged" if best is None else f"**{best[metric]:.3f}** ({best.get('attack', '')} {best.get('variant', '')})".replace(" )", ")")
             lines.append(f"| {name} | {settings} | {start[metric]:.3f} | {start['retain_loss']:.3f} | "
-                         + " | ".join(cell(attacks[a], metric) if a in attacks else "" for a in ATTACKS) + f" | {best_text} |")  # fmt: skip
+                         + " | ".join(cell(attacks[a], metric, attacker_wants_more) if a in attacks else "" for a in ATTACKS) + f" | {best_text} |")  # fmt: skip
         lines.append("")
     return "\n".join(lines)
 
