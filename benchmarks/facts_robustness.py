@@ -109,15 +109,13 @@ def unlearn_within_budget(method: str, name: str, settings: dict, data, tokenize
     info_path = final / "unlearning.json"
     if info_path.is_file() and json.loads(info_path.read_text())["settings"] == settings:
         return AutoModelForCausalLM.from_pretrained(final), json.loads(info_path.read_text())
-    # CIR brings its own budget callback (its disruption_budget, set to --budget); the others get the same budget here.
-    own_budget = {"disruption_budget": args.budget} if method == "cir" else {}
     config = METHODS[method][0](
         output_dir=str(output_dir / name), num_train_epochs=args.max_epochs, eval_strategy="epoch", eval_on_start=True,
-        save_strategy="no", report_to="none", seed=args.seed, **{"per_device_train_batch_size": args.batch_size, **settings, **own_budget},
+        save_strategy="no", report_to="none", seed=args.seed, disruption_budget=args.budget, disruption_unit="relative",
+        **{"per_device_train_batch_size": args.batch_size, **settings},
     )  # fmt: skip
-    callbacks = [] if own_budget else [DisruptionBudgetCallback(args.budget)]
     started = time.time()
-    trainer = unlearn(AutoModelForCausalLM.from_pretrained(path), config, data, tokenizer, callbacks=callbacks)
+    trainer = unlearn(AutoModelForCausalLM.from_pretrained(path), config, data, tokenizer)
     seconds = time.time() - started
     budget = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, DisruptionBudgetCallback))
     info = {

@@ -8,7 +8,9 @@ method's published settings (the first trial of its tuning). Then the ``standard
 train nothing run on it; the table gives each attack's best variant and the attacker's best over the four.
 
 Resumable: one ``evaluation.json`` per model (and each attack's result beside it) under
-``benchmarks/results/no_training_attacks/``, reused while the settings it was made with stay the same.
+``benchmarks/results/no_training_attacks/``, reused while the model's settings (tuned or published) stay the
+same; it does not see the scale or package versions (``quality.py``'s state does): delete the folder after
+changing those.
 
     nice python benchmarks/no_training_attacks.py                       # both scenarios, five models
     nice python benchmarks/no_training_attacks.py --scenarios facts --threads 1

@@ -43,6 +43,7 @@ class UnlearningInfo:
     base_model_path: str | None = None
     license: str | None = None  # the base model's, which the unlearned weights inherit
     wandb_url: str | None = None  # the unlearning run's W&B page, when it was logged online
+    disruption_budget: str | None = None  # "+0.1 %", "+0.05 nats": the run's budget (UnlearnConfig.disruption_budget), if any
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / INFO_FILE
@@ -173,7 +174,9 @@ def model_card(info: UnlearningInfo, report: RobustnessReport | None = None, mod
     if disruption:
         before, after = disruption.get("retain_loss_before"), disruption.get("retain_loss_after")
         if before is not None and after is not None:
-            sections.append(f"## Disruption\n\nHeld-out retain loss {before:.4f} before unlearning, {after:.4f} after ({disruption_change(before, after)}).")
+            budget = (f" Its disruption budget was {info.disruption_budget}: training stops at the first evaluation beyond it and keeps "
+                      "the weights of the last one within it.") if info.disruption_budget else ""  # fmt: skip
+            sections.append(f"## Disruption\n\nHeld-out retain loss {before:.4f} before unlearning, {after:.4f} after ({disruption_change(before, after)}).{budget}")
     sections.append("## Robustness\n\n" + (_robustness(report) if report is not None else (
         "Not measured yet. Run `hf-unlearn evaluate <this model's folder>` to attack it and the model it was unlearned from with the relearning "
         "attack suite (on the data it was unlearned on, recorded in `unlearning_info.json`) and add the table here."

@@ -6,8 +6,8 @@ is flagged as quantized, so ``Trainer`` refuses to train it and ``save_pretraine
 therefore materialise it once as an ordinary checkpoint (dequantised fp32 weights in safetensors)
 in a cache folder; from then on it loads like any Hub model.
 
-torch, transformers and peft are imported inside the functions: the command line's ``--help``
-imports this module and must answer at once.
+torch, transformers and peft are imported inside the functions, so that importing this module (for the
+embedded model's path or a name check) costs nothing.
 """
 
 from __future__ import annotations

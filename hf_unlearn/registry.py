@@ -65,6 +65,11 @@ class MethodSpec:
 
 
 _METHODS: dict[str, MethodSpec] = {}
+# Hooks an objective once had, and what does their work now: an objective defining one would be ignored silently.
+_REMOVED_HOOKS = {
+    "callbacks": "pass TrainerCallbacks to UnlearnTrainer(callbacks=...); a disruption budget is UnlearnConfig.disruption_budget",
+    "check_eval_dataset": "check the evaluation sets before building the trainer; the disruption budget's check is UnlearnTrainer's",
+}
 
 
 def register_method(
@@ -83,6 +88,9 @@ def register_method(
     def decorator(objective: type) -> type:
         if name in _METHODS:
             raise ValueError(f"a method named {name!r} is already registered")
+        for hook, instead in _REMOVED_HOOKS.items():
+            if hook in vars(objective):
+                raise TypeError(f"method {name!r}: Objective.{hook} is no longer called; {instead}")
         fields = {f.name for f in dataclasses.fields(config)}
         unknown = sorted((set(search_space or {}) | set(sweep_fixed or {})) - fields)
         if unknown:
@@ -128,13 +136,16 @@ def _reads(cls: type, entry_points: set[str] | None, read: dict[str, type]) -> s
             tree = ast.parse(textwrap.dedent(inspect.getsource(functions[name])))
         except (OSError, TypeError, SyntaxError):
             continue
+        # ``args = self.args`` binds a local name to the config; another ``args`` (a hook's) is not it.
+        aliases = {target.id for node in ast.walk(tree) if isinstance(node, ast.Assign) and _is_self_attribute(node.value, "args")
+                   for target in node.targets if isinstance(target, ast.Name)}  # fmt: skip
         for node in ast.walk(tree):
             if not (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load)):
                 continue
             owner = node.value
             if isinstance(owner, ast.Name) and owner.id == "self":
                 todo.append(node.attr)
-            elif (isinstance(owner, ast.Name) and owner.id == "args") or _is_self_attribute(owner, "args"):
+            elif (isinstance(owner, ast.Name) and owner.id in aliases) or _is_self_attribute(owner, "args"):
                 read.setdefault(node.attr, cls)
             elif _is_self_attribute(owner, "objective"):
                 objective_calls.add(node.attr)

@@ -363,6 +363,7 @@ def summarize(study: Any, args: SweepArguments, data_args: DataArguments, model_
             "method": args.method, **({"model_name_or_path": model_name_or_path} if model_name_or_path else {}),
             **asdict(data_args), **{k: v for k, v in args.fixed.items() if not k.endswith("token")}, **best.params, "per_device_train_batch_size": args.batch_size,
             "max_steps": best.user_attrs.get("steps", args.pass_budget), "seed": args.seed,
+            "disruption_budget": None,  # as the trial ran: pruned beyond the sweep's budget, never stopped
             "output_dir": f"outputs/{args.method}_tuned_{args.scenario}",
         }  # fmt: skip
         (output_dir / "best.yaml").write_text(

@@ -228,11 +228,15 @@ class UnlearnTrainer(CausalLMTrainer):
 
         evaluations = [entry["eval_retain_loss"] for entry in self.state.log_history if "eval_retain_loss" in entry]
         disruption = {"retain_loss_before": evaluations[0], "retain_loss_after": evaluations[-1]} if len(evaluations) > 1 else {}
+        budget = next((cb for cb in self.callback_handler.callbacks if isinstance(cb, DisruptionBudgetCallback)), None)
+        if disruption and budget is not None and budget.exceeded_at is not None and budget.within_budget is not None:
+            disruption["retain_loss_after"] = budget.within_budget["value"]  # the weights kept, not the evaluation beyond the budget
         return UnlearningInfo(
             base_model=self.base_model, method=self.args.method, settings=method_settings(self.args),
             forget=described("forget", self.train_dataset), retain=described("retain", self.retain_stream.dataset),
             disruption=disruption, data=self.data_arguments, adapter=self.peft_config is not None,
             base_model_path=self.base_model_path, license=base_model_license(self.base_model_path), wandb_url=open_run_url(),
+            disruption_budget=None if budget is None else str(budget.budget),
         )  # fmt: skip
 
     def prepare_model(

@@ -355,3 +355,19 @@ def test_a_config_lacking_a_setting_its_method_reads_fails_at_registration():
     with pytest.raises(TypeError, match=r"method 'rateless': .*reads args.retaining_rate.*args.unlearning_rate, which RatelessConfig lacks"):
         hf_unlearn.register_method("rateless", config=RatelessConfig, procedure=OptimizerUpdate)(type("Rateless", (hf_unlearn.Objective,), {}))
     assert "rateless" not in _METHODS
+    # Another ``args`` (a forward hook's) is not the config; ``args = self.args`` is.
+    from hf_unlearn.registry import settings_read
+
+    class Hooked(hf_unlearn.Objective):
+        def forget_loss(self, outputs, batch, reference):
+            def hook(module, args, output):
+                return args.shape
+
+            config = self.args
+            return config.unlearning_loss, hook
+
+    assert {"unlearning_loss", "retaining_rate", "unlearning_rate"} == set(settings_read(OptimizerUpdate, Hooked))
+    # A hook objectives no longer have would be ignored silently: refused, naming what replaces it.
+    with_callbacks = type("WithCallbacks", (hf_unlearn.Objective,), {"callbacks": lambda self: []})
+    with pytest.raises(TypeError, match="Objective.callbacks is no longer called; pass TrainerCallbacks"):
+        hf_unlearn.register_method("with_callbacks", config=RatelessConfig, procedure=OptimizerUpdate)(with_callbacks)

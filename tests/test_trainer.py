@@ -245,6 +245,7 @@ def test_every_method_has_one_disruption_budget_and_any_method_stops_at_it(model
     evaluation beyond it and keeps the last weights within it."""
     from hf_unlearn import DisruptionBudgetCallback, GradDiffConfig, available_methods, get_method
     from hf_unlearn.evaluation.disruption import DisruptionBudget
+    from hf_unlearn.model_card import model_card
 
     for method in available_methods():
         assert {"disruption_budget", "disruption_unit"} <= get_method(method).config.__dataclass_fields__.keys(), method
@@ -263,3 +264,7 @@ def test_every_method_has_one_disruption_budget_and_any_method_stops_at_it(model
     assert budget.budget == DisruptionBudget(1e-3, "nats")
     assert budget.exceeded_at is not None and trainer.state.global_step < 30, "stopped at the budget"
     assert trainer.evaluate()["eval_retain_loss"] <= budget.start + 1e-3, "the weights in hand are within the budget"
+    # The card states the budget, and the retain loss of the weights it keeps (not of the evaluation beyond the budget).
+    info = trainer.unlearning_info()
+    assert info.disruption_budget == "+0.001 nats" and info.disruption["retain_loss_after"] == budget.within_budget["value"]
+    assert "Its disruption budget was +0.001 nats" in model_card(info).text
