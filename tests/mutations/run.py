@@ -188,6 +188,10 @@ MUTANTS = {
         "hf_unlearn/registry.py", "        if missing:\n", "        if False:\n",
         "tests/test_methods.py::test_a_config_lacking_a_setting_its_method_reads_fails_at_registration",
     ),
+    "a sweep's best.yaml stops at CIR's default budget": (
+        "hf_unlearn/sweep.py", '            "disruption_budget": None,  # as the trial ran: pruned beyond the sweep\'s budget, never stopped\n', "",
+        "tests/test_sweep.py::test_a_sweep_killed_in_its_second_trial_resumes_without_recomputing_the_first",
+    ),
     "hf-unlearn --help imports torch": (
         "hf_unlearn/cli.py", "from typing import Any\n", "from typing import Any\n\nimport torch  # noqa: F401\n",
         "tests/test_cli.py::test_help_version_and_env_import_nothing_heavy",
