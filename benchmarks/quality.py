@@ -57,7 +57,7 @@ from hf_unlearn.environment import environment
 from hf_unlearn.evaluation.report import finite_or_null
 from hf_unlearn.models import resolve_model_name_or_path
 from hf_unlearn.pipeline import attack, unlearn
-from hf_unlearn.sweep import SweepArguments, around, build_scenario, run_sweep
+from hf_unlearn.sweep import SweepArguments, around, build_scenario, distinct_finished, run_sweep
 
 # Bump when a change of this benchmark's code changes results that its settings do not show.
 STATE_VERSION = 1
@@ -228,7 +228,7 @@ def evaluate(
     evaluation = {
         "name": name, "scenario": scenario, "fact_set": fact_set or ("world_capitals" if scenario == "facts" else None), "metric": metric, "after_unlearning": result.start_point, "all_diverged": result.all_diverged,
         "attack_best": None if result.all_diverged else result.best_point(), "settings": best["best_params"] if best else {},
-        "tuning": {k: best[k] for k in ("best_value", "top_k_mean", "top_k_sem", "trials") if k in best} if best else {},
+        "tuning": {k: best[k] for k in ("best_value", "top_k_mean", "top_k_sem", "trials", "distinct_settings") if k in best} if best else {},
         "unlearning": unlearning, "attacks": result.to_dict(), "seconds": time.time() - started,
     }  # fmt: skip
     write_json(path, finite_or_null(evaluation))
@@ -253,7 +253,8 @@ def run(args: argparse.Namespace) -> None:
     for scenario in args.scenarios:
         for name in ["no_unlearning", *names]:
             paths = {fact_set: evaluation_path(args, scenario, name, fact_set) for fact_set in evaluations(scenario)}
-            if name != "no_unlearning" and any(tuned_with(path) < scale["trials"] for path in paths.values() if path.is_file()):
+            tuned = None if name == "no_unlearning" else sweep_arguments(args, scale, name, scenario)
+            if tuned is not None and any(tuned_with(path, tuned) < scale["trials"] for path in paths.values() if path.is_file()):
                 for path in paths.values():  # more trials asked for: re-tune (the study resumes), then re-evaluate
                     path.unlink(missing_ok=True)
             for path in paths.values():
@@ -287,10 +288,19 @@ def lacks_attacks(path: Path, scale: dict) -> bool:
     return attacks is not None and not set(PRESETS[scale["eval_suite"]]) <= set(attacks["attacks"])
 
 
-def tuned_with(path: Path) -> int:
-    """The finished (complete or pruned) trials behind an evaluation's settings."""
-    trials = json.loads(path.read_text()).get("tuning", {}).get("trials", {})
-    return trials.get("COMPLETE", 0) + trials.get("PRUNED", 0)
+def tuned_with(path: Path, sweep_args: SweepArguments) -> int:
+    """The finished trials of distinct settings behind an evaluation's settings. Evaluations tuned before sweeps
+    counted distinct settings hold only finished trials: their study says how many were distinct (a study resumed
+    by older code replayed its sampler's draws, repeating finished settings)."""
+    tuning = json.loads(path.read_text()).get("tuning", {})
+    if "distinct_settings" in tuning:
+        return tuning["distinct_settings"]
+    finished = tuning.get("trials", {}).get("COMPLETE", 0) + tuning.get("trials", {}).get("PRUNED", 0)
+    if not (Path(sweep_args.output_dir) / "study.db").is_file():
+        return finished
+    import optuna
+
+    return min(finished, distinct_finished(optuna.load_study(study_name=sweep_args.study_name, storage=sweep_args.storage)))
 
 
 def collect(args: argparse.Namespace) -> dict:

@@ -15,7 +15,8 @@ The MUDMAN paper's procedure, with an attack suite in place of its single attack
 
 The study lives in an Optuna storage (SQLite under ``output_dir`` by default, or any RDB URL, so
 that many machines work on one study). Rerunning the command resumes it: finished trials are kept,
-and a trial cut short by a kill is marked failed once its heartbeat is stale, never lost. The
+and a trial cut short by a kill is marked failed once its heartbeat is stale, never lost; its settings
+run again, and the resumed sampler draws settings the study has not tried (it does not replay its draws). The
 summary (``summary.json``, ``best.yaml`` ready for ``hf-unlearn unlearn --config``, plots of the trials and
 of the parameter importances) is written at the end.
 """
@@ -61,7 +62,7 @@ class SweepArguments:
         },
     )
     fixed: dict | str | None = field(default=None, metadata={"help": "Settings every trial gets, {field: value}."})
-    n_trials: int = field(default=20, metadata={"help": "Finished (completed or pruned) trials the study runs to."})
+    n_trials: int = field(default=20, metadata={"help": "Finished (completed or pruned) trials of distinct settings the study runs to."})
     disruption_budget: float = field(
         default=0.05,
         metadata={"help": "Every trial's disruption budget (UnlearnConfig.disruption_budget): a trial beyond it is pruned."},
@@ -261,12 +262,13 @@ def run_sweep(args: SweepArguments, data_args: DataArguments, model_name_or_path
     with warnings.catch_warnings():  # heartbeats are an experimental feature of optuna, used deliberately (resume)
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         storage = optuna.storages.RDBStorage(
-            args.storage, heartbeat_interval=args.heartbeat_interval, grace_period=2 * args.heartbeat_interval
+            args.storage, heartbeat_interval=args.heartbeat_interval, grace_period=2 * args.heartbeat_interval,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),  # a killed trial's settings run again
         )
-    study = optuna.create_study(
-        study_name=args.study_name, storage=storage, direction=args.direction, load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=args.seed),
-    )  # fmt: skip
+    study = optuna.create_study(study_name=args.study_name, storage=storage, direction=args.direction, load_if_exists=True)
+    # A sampler seeded as the study's first one would replay its draws, repeating finished settings: a resumed study
+    # continues the seed by the trials it holds (a fresh study is reproducible from --seed).
+    study.sampler = optuna.samplers.TPESampler(seed=args.seed + len(study.get_trials(deepcopy=False)))
     settings = study_settings(args, data_args, model_name_or_path)
     if not study.get_trials(deepcopy=False):
         study.set_user_attr("settings", settings)
@@ -274,19 +276,32 @@ def run_sweep(args: SweepArguments, data_args: DataArguments, model_name_or_path
         if published:  # the first trial: the settings the method's authors published
             study.enqueue_trial(published)
     check_same_study(study, settings, args)
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    remaining = args.n_trials - len(study.get_trials(deepcopy=False, states=finished))
+    remaining = args.n_trials - distinct_finished(study)
+
+    def stop_when_done(study: Any, trial: Any) -> None:
+        if distinct_finished(study) >= args.n_trials:
+            study.stop()
+
     try:
         if remaining > 0:
             study.optimize(
                 objective,
                 n_trials=2 * remaining + 2,  # a bound: failed trials are retried, but not forever
-                callbacks=[optuna.study.MaxTrialsCallback(args.n_trials, states=finished)],
+                callbacks=[stop_when_done],
                 gc_after_trial=True,
             )
     finally:
         share(None)  # the other processes stop
     return summarize(study, args, data_args, model_name_or_path)
+
+
+def distinct_finished(study: Any) -> int:
+    """Finished (complete or pruned) trials with distinct settings: what ``n_trials`` counts. A setting tried twice
+    (a study resumed by older code replayed its sampler's draws) is one trial of the search, not two."""
+    import optuna
+
+    finished = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+    return len({tuple(sorted(trial.params.items())) for trial in finished})
 
 
 # Settings that do not change a trial's result: a study resumes under other values of these.
@@ -349,7 +364,8 @@ def summarize(study: Any, args: SweepArguments, data_args: DataArguments, model_
     output_dir = Path(args.output_dir)
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     states = [t.state.name for t in study.get_trials(deepcopy=False)]
-    summary: dict[str, Any] = {"study": args.study_name, "trials": {s: states.count(s) for s in sorted(set(states))}}
+    summary: dict[str, Any] = {"study": args.study_name, "trials": {s: states.count(s) for s in sorted(set(states))},
+                               "distinct_settings": distinct_finished(study)}  # fmt: skip
     if complete:
         ranked = sorted(complete, key=lambda t: t.value, reverse=args.direction == "maximize")
         top = [t.value for t in ranked[: args.top_k]]

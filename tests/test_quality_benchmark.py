@@ -122,3 +122,27 @@ def test_every_method_builds_its_held_out_config(tmp_path, scenario):
         config = quality.held_out_config(name, scale, sweep_args.fixed, published, str(tmp_path / name), 0)
         assert config.eval_strategy == "no" and config.disruption_budget is None and config.max_passes == scale["pass_budget"], name
         assert all(getattr(config, field) == value for field, value in {**sweep_args.fixed, **published}.items() if field != "eval_strategy"), name
+
+
+def test_an_evaluation_tuned_on_repeated_settings_is_re_tuned(tmp_path, monkeypatch):
+    """Older sweeps counted a setting tried twice as two trials: an evaluation whose study holds fewer distinct
+    settings than the scale's trials is redone after the study runs the missing ones."""
+    args = quality.parse_args(["--output_dir", str(tmp_path), "--scenarios", "code", "--methods", "mudman"])
+    scale = quality.SCALES["default"]
+    sweep_args = quality.sweep_arguments(args, scale, "mudman", "code")
+    Path(sweep_args.output_dir).mkdir(parents=True)
+    study = optuna.create_study(study_name=sweep_args.study_name, storage=sweep_args.storage, direction="maximize")
+    rate = optuna.distributions.FloatDistribution(1e-6, 1e-3, log=True)
+    for value in [1e-5, 2e-5, 3e-5, 4e-5, 5e-5, 6e-5, 2e-5, 3e-5, 4e-5, 5e-5]:  # 10 finished, 6 distinct
+        study.add_trial(optuna.trial.create_trial(params={"unlearning_rate": value}, distributions={"unlearning_rate": rate}, value=3.0))
+    quality.write_json(quality.evaluation_path(args, "code", "no_unlearning"), {"name": "no_unlearning", "attacks": {"attacks": dict.fromkeys(PRESETS["standard"], {})}})
+    evaluation = quality.evaluation_path(args, "code", "mudman")
+    quality.write_json(evaluation, {"name": "mudman", "tuning": {"trials": {"COMPLETE": 10}}, "attacks": {"attacks": dict.fromkeys(PRESETS["standard"], {})}})
+    assert quality.tuned_with(evaluation, sweep_args) == 6
+    swept = []
+    monkeypatch.setattr(quality, "run_sweep", lambda sweep_args, *a: swept.append(sweep_args.method) or {"best_params": {}})
+    monkeypatch.setattr(quality, "evaluate", lambda args, scale, name, scenario, best, fact_set=None: quality.write_json(
+        quality.evaluation_path(args, scenario, name, fact_set), {"name": name, "tuning": {"distinct_settings": 10}}))
+    monkeypatch.setattr(quality, "write", lambda args: None)
+    quality.run(args)
+    assert swept == ["mudman"] and json.loads(evaluation.read_text())["tuning"] == {"distinct_settings": 10}, "re-tuned, re-evaluated"

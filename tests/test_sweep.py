@@ -51,6 +51,7 @@ def test_a_sweep_killed_in_its_second_trial_resumes_without_recomputing_the_firs
     first = after[0]
     assert first.datetime_complete == before[0].datetime_complete and first.value == before[0].value, "not recomputed"
     assert summary["trials"] == {"COMPLETE": 3, "FAIL": 1} and summary["top_k"] == 3
+    assert after[2].params == after[1].params, "the killed trial's settings run again"
     assert all(t.user_attrs["passes"] >= 8 and "attack" in t.user_attrs["attack_best"] for t in after if t.state.name == "COMPLETE")
 
     # The best settings come out as a config recipes/unlearn.py parses.
@@ -112,3 +113,14 @@ def test_the_disruption_budget_is_the_sweeps_own_and_older_cir_studies_resume(tm
     older["sweep"]["fixed"]["disruption_budget"] = 0.5  # a budget that did change the trials
     with pytest.raises(ValueError, match="fixed.disruption_budget: 0.5 -> None"):
         check_same_study(SimpleNamespace(user_attrs={"settings": older}), settings, args)
+
+
+def test_a_resumed_sweep_draws_settings_it_has_not_tried(setup):
+    """A resumed study's sampler, seeded as the first one was, replayed its draws: the MUDMAN study of the quality
+    benchmark ran 4 of its 10 settings twice. n_trials counts distinct settings."""
+    model_dir, data, settings = setup
+    run_sweep(SweepArguments(**{**settings, "n_trials": 2}), data, str(model_dir))
+    summary = run_sweep(SweepArguments(**{**settings, "n_trials": 3}), data, str(model_dir))
+    finished = [t for t in trials(SweepArguments(**settings)) if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 3 and len({t.params["unlearning_rate"] for t in finished}) == 3
+    assert summary["distinct_settings"] == 3

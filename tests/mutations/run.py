@@ -192,6 +192,18 @@ MUTANTS = {
         "hf_unlearn/sweep.py", '            "disruption_budget": None,  # as the trial ran: pruned beyond the sweep\'s budget, never stopped\n', "",
         "tests/test_sweep.py::test_a_sweep_killed_in_its_second_trial_resumes_without_recomputing_the_first",
     ),
+    "a resumed sweep replays its sampler's draws": (
+        "hf_unlearn/sweep.py", "TPESampler(seed=args.seed + len(study.get_trials(deepcopy=False)))", "TPESampler(seed=args.seed)",
+        "tests/test_sweep.py::test_a_resumed_sweep_draws_settings_it_has_not_tried",
+    ),
+    "a killed trial's settings are dropped": (
+        "hf_unlearn/sweep.py", "            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),", "",
+        "tests/test_sweep.py::test_a_sweep_killed_in_its_second_trial_resumes_without_recomputing_the_first",
+    ),
+    "the quality benchmark trusts finished-trial counts with repeated settings": (
+        "benchmarks/quality.py", "    return min(finished, distinct_finished(", "    return max(finished, distinct_finished(",
+        "tests/test_quality_benchmark.py::test_an_evaluation_tuned_on_repeated_settings_is_re_tuned",
+    ),
     "hf-unlearn --help imports torch": (
         "hf_unlearn/cli.py", "from typing import Any\n", "from typing import Any\n\nimport torch  # noqa: F401\n",
         "tests/test_cli.py::test_help_version_and_env_import_nothing_heavy",
