@@ -25,6 +25,7 @@ import json
 import sys
 from pathlib import Path
 
+import optuna
 import torch
 
 from hf_unlearn.attacks import PRESETS
@@ -41,13 +42,13 @@ OUTPUT = HERE / "results" / "no_training_attacks"
 
 
 def settings_for(scenario: str, name: str, scale: dict) -> tuple[dict, str]:
-    """The quality benchmark's tuned settings once its study has ``scale["trials"]`` finished trials, else the published ones."""
+    """The quality benchmark's best settings once its study has a finished trial (a study still short of the scale's
+    trials is re-read on the next run: other settings, another evaluation), else the published ones."""
     summary = quality.RESULTS / scenario / name / "sweep" / "summary.json"
-    if summary.is_file():
-        tuned = json.loads(summary.read_text())
-        finished = sum(tuned.get("trials", {}).get(state, 0) for state in ("COMPLETE", "PRUNED"))
-        if "best_params" in tuned and finished >= scale["trials"]:
-            return tuned["best_params"], f"tuned ({finished} trials)"
+    if summary.is_file() and "best_params" in (tuned := json.loads(summary.read_text())):
+        sweep_args = quality.sweep_arguments(quality.parse_args([]), scale, name, scenario)
+        study = optuna.load_study(study_name=sweep_args.study_name, storage=sweep_args.storage)
+        return tuned["best_params"], f"tuned ({quality.distinct_finished(study)} distinct settings of {scale['trials']})"
     space = quality.METHODS[name][2]
     return {field: spec["published"] for field, spec in space.items() if "published" in spec}, "published"
 
@@ -90,6 +91,8 @@ def markdown(results: dict) -> str:
             start, best = evaluation["after_unlearning"], evaluation["attack_best"]
             attacks = evaluation["attacks"]["attacks"]
             settings = evaluation.get("settings_source") or "untouched"
+            if name != "no_unlearning" and evaluation.get("settings") == (current := settings_for(scenario, name, quality.SCALES["default"]))[0]:
+                settings = current[1]  # the study may have grown since: say how tuned these settings are now
             if evaluation.get("settings"):
                 settings += ": " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in evaluation["settings"].items())
             best_text = "all diverged" if best is None else f"**{best[metric]:.3f}** ({best.get('attack', '')} {best.get('variant', '')})".replace(" )", ")")
