@@ -2,8 +2,9 @@
 templates) on the untouched model, MUDMAN, GradDiff, NPO and CIR, in both scenarios of the quality benchmark.
 
 Each model is made as the quality benchmark's held-out evaluation makes it (``benchmarks/quality.py``: its
-held-out data, its pass budget, a fresh seed, fp32), at the settings that benchmark tuned once the method's
-study has its trials (``benchmarks/results/quality/<scenario>/<method>/sweep/summary.json``), otherwise at the
+held-out data, its pass budget, a fresh seed, fp32), at the best settings of that benchmark's study of the method
+(``benchmarks/results/quality/<scenario>/<method>/sweep/summary.json``; the table says how many distinct settings
+it had tried; a study that grows and finds other settings makes the next run evaluate again), otherwise at the
 method's published settings (the first trial of its tuning). Then the ``standard`` suite's four attacks that
 train nothing run on it; the table gives each attack's best variant and the attacker's best over the four.
 
@@ -45,7 +46,7 @@ def settings_for(scenario: str, name: str, scale: dict) -> tuple[dict, str]:
     """The quality benchmark's best settings once its study has a finished trial (a study still short of the scale's
     trials is re-read on the next run: other settings, another evaluation), else the published ones."""
     summary = quality.RESULTS / scenario / name / "sweep" / "summary.json"
-    if summary.is_file() and "best_params" in (tuned := json.loads(summary.read_text())):
+    if summary.is_file() and (summary.parent / "study.db").is_file() and "best_params" in (tuned := json.loads(summary.read_text())):
         sweep_args = quality.sweep_arguments(quality.parse_args([]), scale, name, scenario)
         study = optuna.load_study(study_name=sweep_args.study_name, storage=sweep_args.storage)
         return tuned["best_params"], f"tuned ({quality.distinct_finished(study)} distinct settings of {scale['trials']})"

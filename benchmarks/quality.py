@@ -201,7 +201,8 @@ def evaluate(
     path = evaluation_path(args, scenario, name, fact_set)
     if best is not None and "best_params" not in best:  # every trial pruned or failed: no tuned settings to evaluate
         evaluation = {"name": name, "scenario": scenario, "fact_set": fact_set, "metric": METRICS[scenario], "after_unlearning": None,
-                      "attack_best": None, "all_diverged": False, "settings": None, "tuning": {"trials": best.get("trials", {})}}  # fmt: skip
+                      "attack_best": None, "all_diverged": False, "settings": None,
+                      "tuning": {k: best[k] for k in ("trials", "distinct_settings") if k in best}}  # fmt: skip
         write_json(path, evaluation)
         return evaluation
     seed = args.seed + 1000  # fresh

@@ -15,8 +15,11 @@ The MUDMAN paper's procedure, with an attack suite in place of its single attack
 
 The study lives in an Optuna storage (SQLite under ``output_dir`` by default, or any RDB URL, so
 that many machines work on one study). Rerunning the command resumes it: finished trials are kept,
-and a trial cut short by a kill is marked failed once its heartbeat is stale, never lost; its settings
-run again, and the resumed sampler draws settings the study has not tried (it does not replay its draws). The
+and a trial cut short by a kill is marked failed once its heartbeat is stale (two heartbeats after the
+kill), never lost; its settings then run again, unless the study reaches ``n_trials`` distinct settings
+first. The resumed sampler draws settings the study has not tried (it does not replay its draws); workers
+sharing one study draw the same settings if they start together with the same trial count: start them
+apart. The
 summary (``summary.json``, ``best.yaml`` ready for ``hf-unlearn unlearn --config``, plots of the trials and
 of the parameter importances) is written at the end.
 """
@@ -276,23 +279,37 @@ def run_sweep(args: SweepArguments, data_args: DataArguments, model_name_or_path
         if published:  # the first trial: the settings the method's authors published
             study.enqueue_trial(published)
     check_same_study(study, settings, args)
-    remaining = args.n_trials - distinct_finished(study)
+    target = min(args.n_trials, search_space_size(args.search_space))  # a small discrete space holds fewer settings
+    remaining = target - distinct_finished(study)
 
     def stop_when_done(study: Any, trial: Any) -> None:
-        if distinct_finished(study) >= args.n_trials:
+        if distinct_finished(study) >= target:
             study.stop()
 
     try:
         if remaining > 0:
             study.optimize(
                 objective,
-                n_trials=2 * remaining + 2,  # a bound: failed trials are retried, but not forever
+                n_trials=2 * remaining + 2,  # a bound: repeated draws and retried trials take slots, but not forever
                 callbacks=[stop_when_done],
                 gc_after_trial=True,
             )
     finally:
         share(None)  # the other processes stop
     return summarize(study, args, data_args, model_name_or_path)
+
+
+def search_space_size(search_space: dict[str, dict[str, Any]]) -> float:
+    """How many distinct settings ``search_space`` holds (``math.inf`` with any float range), as ``suggest`` reads it."""
+    size = 1.0
+    for spec in search_space.values():
+        if "choices" in spec:
+            size *= len(spec["choices"])
+        elif isinstance(spec["low"], int) and isinstance(spec["high"], int) and not spec.get("log"):
+            size *= spec["high"] - spec["low"] + 1
+        else:
+            return math.inf
+    return size
 
 
 def distinct_finished(study: Any) -> int:
@@ -362,7 +379,12 @@ def summarize(study: Any, args: SweepArguments, data_args: DataArguments, model_
     import optuna
 
     output_dir = Path(args.output_dir)
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    # One trial per setting: a repeated setting (older resumed studies replayed draws) gives the same value again,
+    # which would weigh the top-k mean and shrink its SEM.
+    first_of_each: dict[tuple, Any] = {}
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        first_of_each.setdefault(tuple(sorted(trial.params.items())), trial)
+    complete = list(first_of_each.values())
     states = [t.state.name for t in study.get_trials(deepcopy=False)]
     summary: dict[str, Any] = {"study": args.study_name, "trials": {s: states.count(s) for s in sorted(set(states))},
                                "distinct_settings": distinct_finished(study)}  # fmt: skip

@@ -124,3 +124,13 @@ def test_a_resumed_sweep_draws_settings_it_has_not_tried(setup):
     finished = [t for t in trials(SweepArguments(**settings)) if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(finished) == 3 and len({t.params["unlearning_rate"] for t in finished}) == 3
     assert summary["distinct_settings"] == 3
+
+
+def test_a_discrete_space_smaller_than_n_trials_ends(setup):
+    """n_trials counts distinct settings: a space of 2 settings ends at 2 instead of drawing them forever."""
+    model_dir, data, settings = setup
+    args = SweepArguments(**{**settings, "n_trials": 4, "search_space": {"unlearning_rate": {"choices": [1e-4, 1e-3]}}})
+    summary = run_sweep(args, data, str(model_dir))
+    assert summary["distinct_settings"] == 2 and summary["top_k"] == 2, "the top-k holds each setting once"
+    count = len(trials(args))
+    assert run_sweep(args, data, str(model_dir))["distinct_settings"] == 2 and len(trials(args)) == count, "a rerun adds nothing"

@@ -204,6 +204,10 @@ MUTANTS = {
         "benchmarks/quality.py", "    return min(finished, distinct_finished(", "    return max(finished, distinct_finished(",
         "tests/test_quality_benchmark.py::test_an_evaluation_tuned_on_repeated_settings_is_re_tuned",
     ),
+    "a discrete space smaller than n_trials is drawn forever": (
+        "hf_unlearn/sweep.py", "    target = min(args.n_trials, search_space_size(args.search_space))", "    target = args.n_trials",
+        "tests/test_sweep.py::test_a_discrete_space_smaller_than_n_trials_ends",
+    ),
     "hf-unlearn --help imports torch": (
         "hf_unlearn/cli.py", "from typing import Any\n", "from typing import Any\n\nimport torch  # noqa: F401\n",
         "tests/test_cli.py::test_help_version_and_env_import_nothing_heavy",
