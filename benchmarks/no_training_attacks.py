@@ -96,7 +96,8 @@ def markdown(results: dict) -> str:
                 settings = current[1]  # the study may have grown since: say how tuned these settings are now
             if evaluation.get("settings"):
                 settings += ": " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in evaluation["settings"].items())
-            best_text = "all diverged" if best is None else f"**{best[metric]:.3f}** ({best.get('attack', '')} {best.get('variant', '')})".replace(" )", ")")
+            where = f"{best['attack']}, {best['variant']}" if best is not None and "variant" in best else "unattacked"
+            best_text = "all diverged" if best is None else f"**{best[metric]:.3f}** ({where})"
             lines.append(f"| {name} | {settings} | {start[metric]:.3f} | {start['retain_loss']:.3f} | "
                          + " | ".join(cell(attacks[a], metric, attacker_wants_more) if a in attacks else "" for a in ATTACKS) + f" | {best_text} |")  # fmt: skip
         lines.append("")
