@@ -157,13 +157,15 @@ def build_scenario(args: SweepArguments, data_args: DataArguments, model: Any, t
 
 
 class BudgetPruning(TrainerCallback):
-    """At every evaluation: report the forget metric to the trial, and prune it once disruption exceeds the budget.
+    """At every evaluation: prune the trial once disruption exceeds the budget, recording how far and when.
 
-    Disruption is the rise of ``eval_retain_loss`` (the scenario's general text) above its first value.
+    Disruption is the rise of ``eval_retain_loss`` (the scenario's general text) above its first value. The forget
+    metric is not reported to the trial: it rises with disruption, so a trial that broke the model would look
+    promising; a pruned trial without intermediate values ranks below every completed one in the sampler.
     """
 
-    def __init__(self, trial: Any, args: SweepArguments, metric: str):
-        self.trial, self.args, self.metric = trial, args, metric
+    def __init__(self, trial: Any, args: SweepArguments):
+        self.trial, self.args = trial, args
         self.start: float | None = None
         self.disruption = 0.0
 
@@ -176,10 +178,10 @@ class BudgetPruning(TrainerCallback):
         self.start = value if self.start is None else self.start
         budget = DisruptionBudget(self.args.disruption_budget, self.args.disruption_unit)
         self.disruption = budget.rise(self.start, value)
-        if self.metric in metrics:
-            self.trial.report(metrics[self.metric], step)
         if budget.exceeded(self.start, value):
-            raise optuna.TrialPruned(f"disruption {self.disruption:.4g} {self.args.disruption_unit} > {budget}")
+            self.trial.set_user_attr("disruption", self.disruption)
+            self.trial.set_user_attr("pruned_at_step", step)
+            raise optuna.TrialPruned(f"disruption {self.disruption:.4g} {self.args.disruption_unit} > {budget} at step {step}")
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         self.check(metrics or {}, state.global_step)
@@ -205,7 +207,7 @@ def run_trial(
         run_name=f"{args.study_name}/trial-{trial.number}", seed=args.seed, disable_tqdm=True, **precision(args),
     )  # fmt: skip
     config = get_method(args.method).config(**{**settings, **args.fixed, **params})  # fixed settings and the trial's override ours
-    pruning = BudgetPruning(trial, args, metric)
+    pruning = BudgetPruning(trial, args)
     started = time.time()
     try:
         trainer = unlearn(load_model(model_path)[1], config, scenario, tokenizer, callbacks=[pruning])

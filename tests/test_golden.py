@@ -53,7 +53,7 @@ CONFIGS = {
     "mudman_no_momentum": (MUDMANConfig, dict(retain_momentum=0.0, unlearning_rate=0.02)),
     "mudman_wagle": (MUDMANConfig, dict(wagle_fraction=0.2, unlearning_rate=0.02)),
     "mudman_representation": (MUDMANConfig, dict(retain_representation_weight=0.1, unlearning_rate=0.02)),
-    "tar": (TARConfig, {}),
+    "tar": (TARConfig, dict(unlearning_rate=1e-3, retain_representation_weight=1e-2)),  # the settings the golden weights were written with
     "graddiff": (GradDiffConfig, ADAMW),
     "graddiff_accumulation": (GradDiffConfig, dict(ADAMW, gradient_accumulation_steps=2, per_device_train_batch_size=2)),
     "graddiff_masking": (GradDiffConfig, dict(ADAMW, disruption_masking=True, retain_momentum=0.9)),

@@ -83,6 +83,8 @@ def test_a_trial_beyond_the_disruption_budget_is_pruned(setup, memorised):
     (trial,) = trials(args)
     assert trial.state.name == "PRUNED" and summary["trials"] == {"PRUNED": 1}
     assert trial.params == {"unlearning_rate": 0.05}, "the first trial takes the published value"
+    assert trial.user_attrs["disruption"] > 1e-9 and trial.user_attrs["pruned_at_step"] > 0, "how far and when, for the report"
+    assert not trial.intermediate_values, "the forget metric rises with disruption: it must not rank a pruned trial"
     assert not (Path(settings["output_dir"]) / "trials" / "trial-0000" / "attacks").exists(), "a pruned trial is not attacked"
     assert yaml.safe_load(json.dumps(summary)) == summary
 
