@@ -39,8 +39,16 @@ from hf_unlearn.models import load_model
 from hf_unlearn.pipeline import robustness_report, unlearn
 from hf_unlearn.scenarios import code_scenario, facts_scenario
 
-# The code scenario's data: a sample of 60 standard-library modules is plenty for the steps it runs.
-DEMO_DATA_DEFAULTS = {"max_forget_documents": 60, "max_eval_examples": 32}
+# The code scenario's data: a sample of 60 standard-library modules is plenty for the steps it runs; 64-token
+# chunks, as MUDMAN's settings below were tuned on.
+DEMO_DATA_DEFAULTS = {"max_forget_documents": 60, "max_eval_examples": 32, "chunk_length": 64}
+# MUDMAN's settings per scenario: the best of the quality benchmark's study on that scenario's tuning split
+# (10 settings, attacker's best over LoRA and AdamW, 30 loops of 4 x 64 tokens, within the disruption budget;
+# benchmarks/results/quality/<scenario>/mudman/sweep/best.yaml), rounded to two digits.
+TUNED = {
+    "code": {"unlearning_rate": 1.9e-4, "adv_lr": 5.8e-4, "retaining_rate": 8.4e-4},
+    "facts": {"unlearning_rate": 9.2e-5, "adv_lr": 2.7e-4, "retaining_rate": 2.3e-4},
+}
 
 
 @dataclass
@@ -48,11 +56,11 @@ class DemoArguments:
     scenario: str = field(default="code", metadata={"help": "code (Python source vs prose) or facts (world capitals)."})
     output_dir: str = field(default="outputs/demo", metadata={"help": "Reports and runs go to <output_dir>/<scenario>."})
     batch_size: int = field(default=4, metadata={"help": "Examples per step, unlearning and attacks alike."})
-    unlearn_steps: int = field(default=30, metadata={"help": "MUDMAN loops."})
-    unlearning_rate: float = field(default=3e-4, metadata={"help": "MUDMAN unlearning_rate."})
-    retaining_rate: float = field(default=1e-3, metadata={"help": "MUDMAN retaining_rate."})
-    adv_lr: float = field(default=1e-3, metadata={"help": "MUDMAN adv_lr."})
-    fork_every_n_loops: int = field(default=16, metadata={"help": "MUDMAN fork_every_n_loops."})
+    unlearn_steps: int = field(default=30, metadata={"help": "MUDMAN loops (the tuned settings were found at 30)."})
+    unlearning_rate: float | None = field(default=None, metadata={"help": "MUDMAN unlearning_rate (default: the scenario's tuned one)."})
+    retaining_rate: float | None = field(default=None, metadata={"help": "MUDMAN retaining_rate (default: the scenario's tuned one)."})
+    adv_lr: float | None = field(default=None, metadata={"help": "MUDMAN adv_lr (default: the scenario's tuned one)."})
+    fork_every_n_loops: int = field(default=32, metadata={"help": "MUDMAN fork_every_n_loops (published; fixed while tuning)."})
     attack_suite: str = field(default="quick", metadata={"help": f"Attack suite preset: {', '.join(PRESETS)}."})
     attack_steps: int | None = field(default=None, metadata={"help": "Steps of every attack (default: the preset's)."})
     eval_every: int = field(default=10, metadata={"help": "Attack steps between evaluations."})
@@ -65,6 +73,9 @@ class DemoArguments:
             raise ValueError(f"scenario={self.scenario!r} is invalid: use 'code' or 'facts'")
         if self.attack_suite not in PRESETS:
             raise ValueError(f"attack_suite={self.attack_suite!r} is invalid: use one of {', '.join(PRESETS)}")
+        for name, value in TUNED[self.scenario].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
 
 
 def main(data_args: DataArguments, args: DemoArguments) -> RobustnessReport:

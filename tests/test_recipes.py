@@ -24,14 +24,14 @@ def test_yaml_configs_parse():
     argv = ["--config", config_path, "--max_steps", "7"]
     model_args, data_args, config = unlearn_parser(argv).parse_args_and_config(argv)
     assert model_args.model_name_or_path is None  # the embedded model
-    assert data_args.forget_source == "python_stdlib" and data_args.chunk_length == 100
+    assert data_args.forget_source == "python_stdlib" and data_args.chunk_length == 64
     assert config.method == "mudman" and config.target_modules == ["gate_proj"] and config.save_total_limit == 2
     assert config.max_steps == 7, "command-line flags override the YAML"
     parser = parser_for((ModelArguments, DataArguments, RelearnAttackConfig, AttackArguments), "attack", "attack")
     config_path = str(Path(hf_unlearn.__file__).parent / "configs" / "relearn_attack_smollm2_code.yaml")  # or by path
     _, attack_data_args, attack_config, attack_args = parser.parse_args_and_config(["--config", config_path])
     assert attack_data_args == data_args, "the attack must rebuild the unlearning run's splits"
-    assert attack_args.attack_suite == "standard" and attack_config.per_device_train_batch_size == 8
+    assert attack_args.attack_suite == "standard" and attack_config.per_device_train_batch_size == 4
 
 
 def test_method_picks_its_config_class(tmp_path):
@@ -99,4 +99,4 @@ def test_config_equals_form_is_read():
     """`--config=FILE` was accepted by argparse and silently ignored (TrlParser reads `--config FILE` only)."""
     argv = ["--config=mudman_smollm2_code", "--output_dir", "x"]
     _, data_args, config = unlearn_parser(argv).parse_args_and_config(argv)
-    assert config.target_modules == ["gate_proj"] and data_args.chunk_length == 100
+    assert config.target_modules == ["gate_proj"] and data_args.chunk_length == 64
