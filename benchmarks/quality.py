@@ -34,6 +34,12 @@ and ``quality.png`` from whatever is finished.
     python benchmarks/quality.py --report                                # the table from the state, no compute
     python benchmarks/quality.py --scale extended                        # + SimNPO, RMU, Circuit Breakers, NPO combinations
     python benchmarks/quality.py --scale paper                           # 16 x 100-token batches, the paper's budgets (a GPU)
+    python benchmarks/quality.py --attempts mudman_10x_passes            # an attempt at a missed target (ATTEMPTS), once tuned
+
+Attempts (``--attempts``) are not part of the comparison: each runs a tuned method's best settings for more passes
+or to a larger disruption budget (ATTEMPTS says which and why), on the held-out data, stopping at the first
+evaluation beyond the budget with the last weights within it, attacked by the evaluation suite. Their table
+follows the comparison's, against the same untouched-model row.
 """
 
 from __future__ import annotations
@@ -42,16 +48,18 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_unlearn import AttackSuite, get_method
 from hf_unlearn.attacks import PRESETS
+from hf_unlearn.callbacks import DisruptionBudgetCallback
 from hf_unlearn.data import DataArguments, us_state_capitals
 from hf_unlearn.environment import environment
 from hf_unlearn.evaluation.report import finite_or_null
@@ -100,6 +108,26 @@ SCALES = {
     "paper": {**_DEFAULT, "trials": 20, "tokens": 100, "batch_size": 16, "pass_budget": 1500, "tune_attack_steps": None,
               "eval_attack_steps": None, "methods": list(METHODS), "eval_examples": 64, "attack_eval_steps": 10, "bf16_trials": False},
 }  # fmt: skip
+
+
+class Attempt(NamedTuple):  # not a dataclass: other benchmarks and the tests load this file without registering it
+    """A tuned method run beyond the comparison's terms: ``pass_factor`` times its pass budget, to ``budget_factor``
+    times the disruption budget, stopping at the first evaluation beyond that."""
+
+    name: str  # a METHODS name whose study is finished
+    why: str
+    pass_factor: int = 1
+    budget_factor: float = 1.0
+
+
+# What the issue's missed targets suggested trying: the MUDMAN paper's loop count (300 loops of MUDMAN = 10x the
+# pass budget), CIR for more epochs and at a larger disruption budget.
+ATTEMPTS = {
+    "mudman_10x_passes": Attempt("mudman", "the MUDMAN paper's 300 loops: 10x the pass budget", pass_factor=10),
+    "tar_10x_passes": Attempt("tar", "TAR-style at MUDMAN's 300 loops, its comparison point", pass_factor=10),
+    "cir_10x_passes": Attempt("cir", "CIR for more epochs: 10x the pass budget", pass_factor=10),
+    "cir_10x_passes_10x_budget": Attempt("cir", "CIR for more epochs, to 10x the disruption budget", pass_factor=10, budget_factor=10),
+}
 # Settings that may change between runs on one state: which studies run, how many trials they run to.
 RESUMABLE = ("methods", "trials")
 RESULTS = Path(__file__).resolve().parent / "results" / "quality"
@@ -119,6 +147,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch threads of this worker (default: torch's)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--report", action="store_true", help="write and print the table from the state; compute nothing")
+    parser.add_argument("--attempts", nargs="+", choices=sorted(ATTEMPTS), default=[], help="run these attempts (after their method's study) "
+                        "instead of the comparison")  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.scale = "quick"
@@ -197,16 +227,29 @@ def evaluations(scenario: str) -> list[str | None]:
     return [None, *UNSEEN_FACT_SETS] if scenario == "facts" else [None]
 
 
+def attempt_path(args: argparse.Namespace, scenario: str, attempt: str) -> Path:
+    return Path(args.output_dir) / scenario / "attempts" / attempt / "evaluation.json"
+
+
+def attempt_settings(args: argparse.Namespace, scale: dict, scenario: str, attempt: Attempt) -> dict:
+    """The config overrides of ``attempt``: its pass budget, and a stop at its disruption budget (evaluated as trials were)."""
+    passes = scale["pass_budget"] * attempt.pass_factor
+    budget = (args.budget_nats if scenario == "code" else args.budget_relative) * attempt.budget_factor
+    return dict(max_steps=passes, max_passes=passes, eval_strategy="steps", eval_steps=scale["unlearn_eval_steps"], eval_on_start=True,
+                disruption_budget=budget, disruption_unit="nats" if scenario == "code" else "relative")  # fmt: skip
+
+
 def evaluate(
-    args: argparse.Namespace, scale: dict, name: str, scenario: str, best: dict | None, fact_set: str | None = None, attacks: list[str] | None = None
-) -> dict:
+    args: argparse.Namespace, scale: dict, name: str, scenario: str, best: dict | None, fact_set: str | None = None,
+    attacks: list[str] | None = None, attempt: str | None = None,
+) -> dict:  # fmt: skip
     """The method at its tuned settings on held-out data (or on the unseen ``fact_set``), a fresh seed, in fp32,
-    attacked by the evaluation suite.
+    attacked by the evaluation suite; with ``attempt``, run as ATTEMPTS[attempt] says.
 
     The attacks' results are kept beside ``evaluation.json`` (without weights): an evaluation cut short
     recomputes its (deterministic) unlearning, then reads its finished attacks back. ``attacks``: only these of the
     suite (``benchmarks/no_training_attacks.py``)."""
-    path = evaluation_path(args, scenario, name, fact_set)
+    path = attempt_path(args, scenario, attempt) if attempt else evaluation_path(args, scenario, name, fact_set)
     if best is not None and "best_params" not in best:  # every trial pruned or failed: no tuned settings to evaluate
         evaluation = {"name": name, "scenario": scenario, "fact_set": fact_set, "metric": METRICS[scenario], "after_unlearning": None,
                       "attack_best": None, "all_diverged": False, "settings": None,
@@ -223,10 +266,16 @@ def evaluate(
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     started, unlearning = time.time(), {}
     if name != "no_unlearning":
-        config = held_out_config(name, scale, sweep_args.fixed, best["best_params"], str(path.parent / "unlearn"), seed)
-        trainer = unlearn(model, config, scenario_data, tokenizer)
+        overrides = attempt_settings(args, scale, scenario, ATTEMPTS[attempt]) if attempt else {}
+        with tempfile.TemporaryDirectory() as scratch:  # the budget stop saves weights: never into the committed state
+            config = held_out_config(name, scale, sweep_args.fixed, best["best_params"], scratch if attempt else str(path.parent / "unlearn"), seed, overrides)
+            trainer = unlearn(model, config, scenario_data, tokenizer)
         model = trainer.model
         unlearning = {"steps": trainer.state.global_step, "passes": trainer.procedure.passes, "seconds": time.time() - started}
+        stop = next((c for c in trainer.callback_handler.callbacks if isinstance(c, DisruptionBudgetCallback)), None)
+        if attempt and stop is not None:  # where the budget stopped it, and the step whose weights it kept
+            unlearning["beyond_budget_at"] = stop.exceeded_at
+            unlearning["kept_step"] = stop.within_budget["step"] if stop.exceeded_at and stop.within_budget else unlearning["steps"]
     overrides = {} if scale["eval_attack_steps"] is None else {"max_steps": scale["eval_attack_steps"]}
     suite = AttackSuite.preset(
         scale["eval_suite"], output_dir=str(path.parent / ("attacks" if fact_set is None else f"attacks_{fact_set}")), per_device_train_batch_size=scale["batch_size"], eval_steps=10,
@@ -239,6 +288,7 @@ def evaluate(
         "attack_best": None if result.all_diverged else result.best_point(), "settings": best["best_params"] if best else {},
         "tuning": {k: best[k] for k in ("best_value", "top_k_mean", "top_k_sem", "trials", "distinct_settings") if k in best} if best else {},
         "unlearning": unlearning, "attacks": result.to_dict(), "seconds": time.time() - started,
+        **({"attempt": {"name": attempt, **ATTEMPTS[attempt]._asdict(), **attempt_settings(args, scale, scenario, ATTEMPTS[attempt])}} if attempt else {}),
     }  # fmt: skip
     write_json(path, finite_or_null(evaluation))
     return evaluation
@@ -280,14 +330,33 @@ def run(args: argparse.Namespace) -> None:
                 write(args)
 
 
-def held_out_config(name: str, scale: dict, fixed: dict, tuned: dict, output_dir: str, seed: int) -> Any:
+def held_out_config(name: str, scale: dict, fixed: dict, tuned: dict, output_dir: str, seed: int, overrides: dict | None = None) -> Any:
     """The method's config for its held-out evaluation: the tuned settings on its fixed ones, for the whole pass budget
-    as its trials ran (no evaluations, so no budget stop: trials beyond the budget were pruned, never stopped)."""
+    as its trials ran (no evaluations, so no budget stop: trials beyond the budget were pruned, never stopped);
+    ``overrides``: an attempt's."""
     run = dict(
         output_dir=output_dir, max_steps=scale["pass_budget"], max_passes=scale["pass_budget"], per_device_train_batch_size=scale["batch_size"],
         eval_strategy="no", eval_on_start=False, save_strategy="no", report_to="none", seed=seed, disable_tqdm=True, disruption_budget=None,
     )  # fmt: skip
-    return get_method(METHODS[name][0]).config(**{**fixed, **tuned, **run})
+    return get_method(METHODS[name][0]).config(**{**fixed, **tuned, **run, **(overrides or {})})
+
+
+def run_attempts(args: argparse.Namespace) -> None:
+    """Each of ``args.attempts`` not yet evaluated, at its method's tuned settings (read from its finished evaluation)."""
+    scale = SCALES[args.scale]
+    for scenario in args.scenarios:
+        for key in args.attempts:
+            attempt = ATTEMPTS[key]
+            base = evaluation_path(args, scenario, attempt.name)
+            if attempt_path(args, scenario, key).is_file():
+                continue
+            tuned = json.loads(base.read_text()) if base.is_file() else {}
+            if not tuned.get("settings"):
+                print(f"{scenario}/{key}: skipped, {attempt.name} has no tuned settings yet (run the comparison first: {base} "
+                      f"{'has none within the budget' if base.is_file() else 'is missing'})", flush=True)  # fmt: skip
+                continue
+            evaluate(args, scale, attempt.name, scenario, {"best_params": tuned["settings"], **tuned["tuning"]}, attempt=key)
+            write(args)
 
 
 def lacks_attacks(path: Path, scale: dict) -> bool:
@@ -321,6 +390,11 @@ def collect(args: argparse.Namespace) -> dict:
                     for name in ["no_unlearning", *METHODS] if evaluation_path(args, scenario, name, fact_set).is_file()}  # fmt: skip
             if rows:
                 results[f"{scenario} ({fact_set}, never tuned on)" if fact_set else scenario] = rows
+        attempts = {key: json.loads(attempt_path(args, scenario, key).read_text()) for key in ATTEMPTS if attempt_path(args, scenario, key).is_file()}
+        if attempts:
+            untouched = evaluation_path(args, scenario, "no_unlearning")
+            results[f"{scenario} (attempts beyond the comparison: ATTEMPTS)"] = {
+                **({"no_unlearning": json.loads(untouched.read_text())} if untouched.is_file() else {}), **attempts}
     return results
 
 
@@ -358,6 +432,15 @@ def markdown(args: argparse.Namespace, results: dict) -> str:
             lines.append(f"| {name} | {row['after_unlearning'][metric]:.4f} | {best[metric]:.4f} | {ratio:.2f}x | {best['attack']} | "
                          f"{best.get('retain_loss', float('nan')):.4f} | {'' if tuning is None else f'{tuning:.4f}'} | {trial_counts} |")  # fmt: skip
         lines.append("")
+        for name, row in rows.items():
+            if "attempt" in row:
+                attempt, unlearning = row["attempt"], row.get("unlearning", {})
+                beyond = unlearning.get("beyond_budget_at")
+                stop = f"beyond the budget at step {beyond['step']}, kept step {unlearning['kept_step']}" if beyond else "within the budget throughout"
+                lines.append(f"- `{name}`: {attempt['why']} ({attempt['max_passes']} passes, budget {attempt['disruption_budget']:g} "
+                             f"{attempt['disruption_unit']}): {unlearning.get('steps')} steps, {stop}")  # fmt: skip
+        if any("attempt" in row for row in rows.values()):
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -368,6 +451,7 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    results = {scenario: rows for scenario, rows in results.items() if "attempts" not in scenario}  # the comparison only
     figure, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
     for axis, (scenario, rows) in zip(axes[0], results.items()):
         metric = next(iter(rows.values()))["metric"]
@@ -387,7 +471,10 @@ def main(argv: list[str] | None = None) -> None:
     if not args.report:  # printing the table from the state computes nothing: no settings to check
         check_state(args)
         torch.manual_seed(args.seed)
-        run(args)
+        if args.attempts:
+            run_attempts(args)
+        else:
+            run(args)
     print(markdown(args, write(args)))
 
 

@@ -122,6 +122,13 @@ def test_every_method_builds_its_held_out_config(tmp_path, scenario):
         config = quality.held_out_config(name, scale, sweep_args.fixed, published, str(tmp_path / name), 0)
         assert config.eval_strategy == "no" and config.disruption_budget is None and config.max_passes == scale["pass_budget"], name
         assert all(getattr(config, field) == value for field, value in {**sweep_args.fixed, **published}.items() if field != "eval_strategy"), name
+    for key, attempt in quality.ATTEMPTS.items():  # and every attempt's: longer, evaluated, stopped at its budget
+        sweep_args = quality.sweep_arguments(args, scale, attempt.name, scenario)
+        published = {field: spec["published"] for field, spec in sweep_args.search_space.items() if "published" in spec}
+        overrides = quality.attempt_settings(args, scale, scenario, attempt)
+        config = quality.held_out_config(attempt.name, scale, sweep_args.fixed, published, str(tmp_path / key), 0, overrides)
+        assert config.max_passes == attempt.pass_factor * scale["pass_budget"] and config.eval_strategy == "steps", key
+        assert config.disruption_budget == attempt.budget_factor * (args.budget_nats if scenario == "code" else args.budget_relative), key
 
 
 def test_an_evaluation_tuned_on_repeated_settings_is_re_tuned(tmp_path, monkeypatch):
@@ -157,3 +164,35 @@ def test_cir_unlearns_few_enough_chunks_to_leave_its_statistics_epoch():
     assert cir.max_unlearn_examples == quality.CIR_UNLEARN_EXAMPLES and scale["pass_budget"] / 5 >= 5 * steps_per_epoch, "5 passes a step"
     assert mudman.max_unlearn_examples is None and quality.data_arguments(scale, "test", 0, "no_unlearning").max_unlearn_examples is None
     assert {k: v for k, v in vars(cir).items() if k != "max_unlearn_examples"} == {k: v for k, v in vars(mudman).items() if k != "max_unlearn_examples"}
+
+
+def test_an_attempt_runs_the_tuned_settings_longer_and_stops_at_its_budget(tmp_path, monkeypatch):
+    """An attempt at a missed target reads its method's tuned settings, runs pass_factor times the pass budget with a
+    stop at budget_factor times the disruption budget, is attacked like an evaluation, and is its own table."""
+    model_dir, _ = write_local_files(tmp_path)
+    output_dir = tmp_path / "quality"
+    monkeypatch.setitem(quality.ATTEMPTS, "graddiff_longer", quality.Attempt("graddiff", "longer", pass_factor=3, budget_factor=1e6))
+    monkeypatch.setitem(quality.ATTEMPTS, "graddiff_stopped", quality.Attempt("graddiff", "stopped", pass_factor=3, budget_factor=1e-6))
+    arguments = ["--quick", "--scenarios", "code", "--model", str(model_dir), "--output_dir", str(output_dir)]
+    args = quality.parse_args(arguments)
+    quality.main([*arguments, "--attempts", "graddiff_longer"])
+    assert not list(output_dir.rglob("attempts")), "no tuned settings yet: skipped, nothing run"
+    untouched = {"name": "no_unlearning", "metric": "forget_loss", "after_unlearning": {"forget_loss": 3.0},
+                 "attack_best": {"forget_loss": 2.0, "attack": "lora_1e-3", "retain_loss": 3.0}}
+    quality.write_json(quality.evaluation_path(args, "code", "no_unlearning"), untouched)
+    tuned = {**untouched, "name": "graddiff", "settings": {"learning_rate": 1e-2, "retaining_rate": 0.0}, "tuning": {"best_value": 3.3, "trials": {"COMPLETE": 1}}}
+    quality.write_json(quality.evaluation_path(args, "code", "graddiff"), tuned)
+
+    quality.main([*arguments, "--attempts", "graddiff_longer", "graddiff_stopped"])
+    longer, stopped = (json.loads(quality.attempt_path(args, "code", key).read_text()) for key in ("graddiff_longer", "graddiff_stopped"))
+    pass_budget = quality.SCALES["quick"]["pass_budget"]
+    assert longer["settings"] == stopped["settings"] == {"learning_rate": 1e-2, "retaining_rate": 0.0}
+    assert longer["attempt"]["max_passes"] == 3 * pass_budget and longer["unlearning"]["passes"] > pass_budget
+    assert longer["unlearning"]["beyond_budget_at"] is None and longer["unlearning"]["kept_step"] == longer["unlearning"]["steps"]
+    assert stopped["unlearning"]["beyond_budget_at"]["step"] == quality.SCALES["quick"]["unlearn_eval_steps"]
+    assert stopped["unlearning"]["kept_step"] == 0 and stopped["after_unlearning"] != longer["after_unlearning"]
+    assert longer["attacks"]["attacks"].keys() == PRESETS["quick"].keys()
+    assert not [p for p in output_dir.rglob("*") if p.suffix == ".safetensors"], "the budget stop's weights stay out of the state"
+    table = (output_dir / "quality.md").read_text()
+    assert "### code (attempts beyond the comparison: ATTEMPTS)" in table and "| graddiff_longer |" in table and "| no_unlearning |" in table
+    assert f"- `graddiff_stopped`: stopped ({3 * pass_budget} passes" in table and "kept step 0" in table
