@@ -33,7 +33,7 @@ and ``quality.png`` from whatever is finished.
     nice python benchmarks/quality.py --scenarios facts --threads 1 &
     python benchmarks/quality.py --report                                # the table from the state, no compute
     python benchmarks/quality.py --scale extended                        # + SimNPO, RMU, Circuit Breakers, NPO combinations
-    python benchmarks/quality.py --scale paper                           # 16 x 100-token batches, the paper's budgets (a GPU)
+    bash benchmarks/gpu/paper.sh                                         # --scale paper: the MUDMAN paper's experiment (a GPU)
     python benchmarks/quality.py --attempts mudman_10x_passes            # an attempt at a missed target (ATTEMPTS), once tuned
 
 Attempts (``--attempts``) are not part of the comparison: each runs a tuned method's best settings for more passes
@@ -105,8 +105,11 @@ SCALES = {
               "methods": ["mudman", "graddiff", "cir"], "max_countries": 60, "eval_examples": 8, "unlearn_eval_steps": 5},
     "default": _DEFAULT,
     "extended": {**_DEFAULT, "methods": list(METHODS)},
-    "paper": {**_DEFAULT, "trials": 20, "tokens": 100, "batch_size": 16, "pass_budget": 1500, "tune_attack_steps": None,
-              "eval_attack_steps": None, "methods": list(METHODS), "eval_examples": 64, "attack_eval_steps": 10, "bf16_trials": False},
+    # The MUDMAN paper's SmolLM experiment on one GPU lease (benchmarks/gpu/paper.sh, --scenarios code): MUDMAN against
+    # TAR-style at its batches (16 x 100 tokens) and 300 loops (1200 passes), the attacks at their presets' steps.
+    # Sized for ~7 minutes of an H200 by estimate (docs/gpu.md); --time_limit_minutes bounds it, the state continues.
+    "paper": {**_DEFAULT, "trials": 4, "tokens": 100, "batch_size": 16, "pass_budget": 1200, "tune_attack_steps": None,
+              "eval_attack_steps": None, "methods": ["mudman", "tar"], "eval_examples": 64, "attack_eval_steps": 10, "bf16_trials": False},
 }  # fmt: skip
 
 
@@ -142,18 +145,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget_nats", type=float, default=0.05, help="code: disruption budget (MUDMAN's +0.05 nats)")
     parser.add_argument("--budget_relative", type=float, default=0.001, help="facts: disruption budget (CIR's +0.1 %%)")
     parser.add_argument("--output_dir", default=None, help="default: benchmarks/results/quality (default and extended scales), "
-                        "else outputs/benchmarks/quality_<scale>")  # fmt: skip
+                        "benchmarks/results/quality_paper (paper), outputs/benchmarks/quality_quick (quick)")  # fmt: skip
     parser.add_argument("--model", default=None, help="the model (default: the embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads of this worker (default: torch's)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--report", action="store_true", help="write and print the table from the state; compute nothing")
+    parser.add_argument("--time_limit_minutes", type=float, default=None, help="start no trial or evaluation after this long; "
+                        "the state keeps what finished and the same command continues (a GPU lease's single run)")  # fmt: skip
     parser.add_argument("--attempts", nargs="+", choices=sorted(ATTEMPTS), default=[], help="run these attempts (after their method's study) "
                         "instead of the comparison")  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.scale = "quick"
+    args.deadline = None if args.time_limit_minutes is None else time.time() + 60 * args.time_limit_minutes
     if args.output_dir is None:
-        args.output_dir = str(RESULTS) if args.scale in ("default", "extended") else f"outputs/benchmarks/quality_{args.scale}"
+        committed = {"default": RESULTS, "extended": RESULTS, "paper": RESULTS.with_name("quality_paper")}  # GPU leases continue it
+        args.output_dir = str(committed[args.scale]) if args.scale in committed else f"outputs/benchmarks/quality_{args.scale}"
     return args
 
 
@@ -294,6 +301,21 @@ def evaluate(
     return evaluation
 
 
+def seconds_left(args: argparse.Namespace) -> float | None:
+    """Until ``--time_limit_minutes`` is up (None: no limit); printed once when it is."""
+    if args.deadline is None:
+        return None
+    left = args.deadline - time.time()
+    if left <= 0:
+        print(f"--time_limit_minutes {args.time_limit_minutes:g} is up: the state keeps what finished; the same command continues", flush=True)
+    return left
+
+
+def out_of_time(args: argparse.Namespace) -> bool:
+    left = seconds_left(args)
+    return left is not None and left <= 0
+
+
 def write_json(path: Path, content: dict) -> None:
     write_text(path, json.dumps(content, indent=2) + "\n")
 
@@ -322,10 +344,15 @@ def run(args: argparse.Namespace) -> None:
             missing = [fact_set for fact_set, path in paths.items() if not path.is_file()]
             if not missing:
                 continue
+            if out_of_time(args):
+                return
             best = None
             if name != "no_unlearning":
-                best = run_sweep(sweep_arguments(args, scale, name, scenario), data_arguments(scale, "tuning", args.seed, name), args.model)
+                sweep_args = replace(sweep_arguments(args, scale, name, scenario), timeout_s=seconds_left(args))
+                best = run_sweep(sweep_args, data_arguments(scale, "tuning", args.seed, name), args.model)
             for fact_set in missing:
+                if out_of_time(args):  # a study cut short by the limit is evaluated only once it is finished
+                    return
                 evaluate(args, scale, name, scenario, best, fact_set)
                 write(args)
 
@@ -355,6 +382,8 @@ def run_attempts(args: argparse.Namespace) -> None:
                 print(f"{scenario}/{key}: skipped, {attempt.name} has no tuned settings yet (run the comparison first: {base} "
                       f"{'has none within the budget' if base.is_file() else 'is missing'})", flush=True)  # fmt: skip
                 continue
+            if out_of_time(args):
+                return
             evaluate(args, scale, attempt.name, scenario, {"best_params": tuned["settings"], **tuned["tuning"]}, attempt=key)
             write(args)
 

@@ -88,6 +88,9 @@ class SweepArguments:
     study_name: str | None = field(default=None, metadata={"help": "Study name; default <method>-<scenario>."})
     top_k: int = field(default=5, metadata={"help": "The summary reports mean +- SEM over the best this-many trials."})
     heartbeat_interval: int = field(default=60, metadata={"help": "Seconds between heartbeats; a trial silent for 2x this is failed."})
+    timeout_s: float | None = field(
+        default=None, metadata={"help": "Start no trial after this many seconds (Optuna's timeout); the same command continues the study."}
+    )
     output_dir: str = field(default="outputs/sweep", metadata={"help": "Study, trials and summary go here."})
     seed: int = field(default=42, metadata={"help": "Seed of the sampler and of every trial."})
     report_to: str = field(default="none", metadata={"help": "'wandb': one W&B run per trial, grouped by study."})
@@ -293,6 +296,7 @@ def run_sweep(args: SweepArguments, data_args: DataArguments, model_name_or_path
             study.optimize(
                 objective,
                 n_trials=2 * remaining + 2,  # a bound: repeated draws and retried trials take slots, but not forever
+                timeout=args.timeout_s,
                 callbacks=[stop_when_done],
                 gc_after_trial=True,
             )
@@ -325,7 +329,7 @@ def distinct_finished(study: Any) -> int:
 
 # Settings that do not change a trial's result: a study resumes under other values of these.
 # (``attacks`` selects from the preset; what counts is the resolved ``suite``, recorded instead.)
-NOT_RESULT_SETTINGS = ("n_trials", "top_k", "heartbeat_interval", "report_to", "output_dir", "storage", "attacks")
+NOT_RESULT_SETTINGS = ("n_trials", "top_k", "heartbeat_interval", "report_to", "output_dir", "storage", "attacks", "timeout_s")
 
 
 def study_settings(args: SweepArguments, data_args: DataArguments, model_name_or_path: str | None) -> dict[str, Any]:

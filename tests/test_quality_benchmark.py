@@ -5,6 +5,7 @@ from dataclasses import replace
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -196,3 +197,19 @@ def test_an_attempt_runs_the_tuned_settings_longer_and_stops_at_its_budget(tmp_p
     table = (output_dir / "quality.md").read_text()
     assert "### code (attempts beyond the comparison: ATTEMPTS)" in table and "| graddiff_longer |" in table and "| no_unlearning |" in table
     assert f"- `graddiff_stopped`: stopped ({3 * pass_budget} passes" in table and "kept step 0" in table
+
+
+def test_a_time_limit_bounds_the_studies_and_starts_nothing_after_it(tmp_path, monkeypatch):
+    """--time_limit_minutes (a GPU lease's one run): the study gets the time left as its timeout, and once the limit
+    is up no study or evaluation starts; the same command continues."""
+    args = quality.parse_args(["--output_dir", str(tmp_path), "--scenarios", "code", "--methods", "graddiff", "--time_limit_minutes", "10"])
+    quality.write_json(quality.evaluation_path(args, "code", "no_unlearning"), {"name": "no_unlearning"})
+    timeouts, evaluated = [], []
+    monkeypatch.setattr(quality, "run_sweep", lambda sweep_args, *a: timeouts.append(sweep_args.timeout_s) or {"best_params": {}})
+    monkeypatch.setattr(quality, "evaluate", lambda args, scale, name, *a, **k: evaluated.append(name))
+    monkeypatch.setattr(quality, "write", lambda args: None)
+    quality.run(args)
+    assert evaluated == ["graddiff"] and len(timeouts) == 1 and 590 < timeouts[0] <= 600
+    args.deadline = time.time() - 1
+    quality.run(args)
+    assert evaluated == ["graddiff"] and len(timeouts) == 1, "the limit is up: nothing more starts"
