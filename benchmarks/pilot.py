@@ -20,12 +20,15 @@ import json
 import math
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
+import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from hf_unlearn import get_method
 from hf_unlearn.environment import environment
+from hf_unlearn.evaluation.disruption import DisruptionBudget
 from hf_unlearn.models import resolve_model_name_or_path
 from hf_unlearn.pipeline import unlearn
 from hf_unlearn.sweep import build_scenario, precision
@@ -36,22 +39,32 @@ quality = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(quality)
 
 
-def parse_settings(text: str) -> dict[str, float]:
+def setting_value(text: str) -> Any:
+    """16 -> int, 1e-3 -> float, anything else as YAML reads it (true, a word)."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return yaml.safe_load(text)
+
+
+def parse_settings(text: str) -> dict[str, Any]:
     """``name=value,name=value`` -> {name: value}."""
     try:
-        return {name: float(value) for name, value in (item.split("=") for item in text.split(","))}
+        return {name: setting_value(value) for name, value in (item.split("=") for item in text.split(","))}
     except ValueError as error:
-        raise argparse.ArgumentTypeError(f"--settings takes name=value,name=value (numbers), got {text!r}") from error
+        raise argparse.ArgumentTypeError(f"--settings takes name=value,name=value, got {text!r}") from error
 
 
 class Trajectory(TrainerCallback):
     """Collects the evaluations: one row per step with every ``eval_*`` loss and accuracy (from the logs, where the
     evaluators' accuracies arrive too)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.rows: dict[int, dict[str, float]] = {}
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
+    def on_log(self, args, state, control, logs=None, **kwargs) -> None:
         metrics = {k: v for k, v in (logs or {}).items() if k.startswith("eval_") and k.endswith(("_loss", "_accuracy"))}
         if metrics:
             self.rows.setdefault(state.global_step, {}).update(metrics)
@@ -80,16 +93,18 @@ def main(argv: list[str] | None = None) -> None:
     runs = []
     for settings in args.settings:
         trajectory = Trajectory()
-        config = get_method(quality.METHODS[args.method][0]).config(**{
-            **published, **sweep_args.fixed, **settings, "output_dir": str(Path(tempfile.gettempdir()) / "hf_unlearn_pilot"), "max_steps": scale["pass_budget"],
-            "max_passes": scale["pass_budget"], "per_device_train_batch_size": scale["batch_size"], "eval_strategy": "steps",
-            "eval_steps": scale["unlearn_eval_steps"], "eval_on_start": True, "save_strategy": "no", "report_to": "none",
-            "disruption_budget": None, "disable_tqdm": True, "seed": quality_args.seed, **precision(sweep_args),
-        })  # fmt: skip
+        run = dict(
+            output_dir=str(Path(tempfile.gettempdir()) / "hf_unlearn_pilot"), max_steps=scale["pass_budget"], max_passes=scale["pass_budget"],
+            per_device_train_batch_size=scale["batch_size"], eval_strategy="steps", eval_steps=scale["unlearn_eval_steps"], eval_on_start=True,
+            save_strategy="no", report_to="none", disruption_budget=None, disable_tqdm=True, seed=quality_args.seed, **precision(sweep_args),
+        )  # fmt: skip
+        # As a trial: its run settings, under the study's fixed ones, under the settings tried.
+        config = get_method(quality.METHODS[args.method][0]).config(**{**run, **sweep_args.fixed, **published, **settings})
         unlearn(AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32), config, scenario, tokenizer, callbacks=[trajectory])
         start = trajectory.rows[0]["eval_retain_loss"]
-        rise = (lambda v: v - start) if sweep_args.disruption_unit == "nats" else (lambda v: v / start - 1)
-        rows = [{"step": step, "disruption": rise(row["eval_retain_loss"]), metric: row.get(metric, math.nan)} for step, row in sorted(trajectory.rows.items())]
+        budget_rule = DisruptionBudget(budget, sweep_args.disruption_unit)
+        rows = [{"step": step, "disruption": budget_rule.rise(start, row["eval_retain_loss"]), metric: row.get(metric, math.nan)}
+                for step, row in sorted(trajectory.rows.items())]  # fmt: skip
         runs.append({"settings": {**published, **settings}, "trajectory": rows})
     print(f"{args.scenario} / {args.method}: disruption ({sweep_args.disruption_unit}, budget {budget}) and {metric} at every evaluation")
     print("| settings | step | disruption | " + metric + " |\n|---|---|---|---|")

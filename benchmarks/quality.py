@@ -239,11 +239,19 @@ def attempt_path(args: argparse.Namespace, scenario: str, attempt: str) -> Path:
 
 
 def attempt_settings(args: argparse.Namespace, scale: dict, scenario: str, attempt: Attempt) -> dict:
-    """The config overrides of ``attempt``: its pass budget, and a stop at its disruption budget (evaluated as trials were)."""
+    """The config overrides of ``attempt``: its pass budget, and a stop at its disruption budget. The stop reads the
+    held-out general text (the evaluation's retain set; the forget metric never chooses the weights kept)."""
     passes = scale["pass_budget"] * attempt.pass_factor
     budget = (args.budget_nats if scenario == "code" else args.budget_relative) * attempt.budget_factor
     return dict(max_steps=passes, max_passes=passes, eval_strategy="steps", eval_steps=scale["unlearn_eval_steps"], eval_on_start=True,
                 disruption_budget=budget, disruption_unit="nats" if scenario == "code" else "relative")  # fmt: skip
+
+
+def attempt_record(args: argparse.Namespace, scale: dict, scenario: str, key: str) -> dict:
+    """What an attempt's evaluation records of it: its name, method, reason, factors and config overrides."""
+    attempt = ATTEMPTS[key]
+    return json.loads(json.dumps({"name": key, "method": attempt.name, "why": attempt.why, "pass_factor": attempt.pass_factor,
+                                  "budget_factor": attempt.budget_factor, **attempt_settings(args, scale, scenario, attempt)}))  # fmt: skip
 
 
 def evaluate(
@@ -295,7 +303,7 @@ def evaluate(
         "attack_best": None if result.all_diverged else result.best_point(), "settings": best["best_params"] if best else {},
         "tuning": {k: best[k] for k in ("best_value", "top_k_mean", "top_k_sem", "trials", "distinct_settings") if k in best} if best else {},
         "unlearning": unlearning, "attacks": result.to_dict(), "seconds": time.time() - started,
-        **({"attempt": {"name": attempt, **ATTEMPTS[attempt]._asdict(), **attempt_settings(args, scale, scenario, ATTEMPTS[attempt])}} if attempt else {}),
+        **({"attempt": attempt_record(args, scale, scenario, attempt)} if attempt else {}),
     }  # fmt: skip
     write_json(path, finite_or_null(evaluation))
     return evaluation
@@ -374,10 +382,14 @@ def run_attempts(args: argparse.Namespace) -> None:
     for scenario in args.scenarios:
         for key in args.attempts:
             attempt = ATTEMPTS[key]
-            base = evaluation_path(args, scenario, attempt.name)
-            if attempt_path(args, scenario, key).is_file():
-                continue
+            base, path = evaluation_path(args, scenario, attempt.name), attempt_path(args, scenario, key)
             tuned = json.loads(base.read_text()) if base.is_file() else {}
+            if path.is_file():
+                done = json.loads(path.read_text())
+                if done.get("settings") == tuned.get("settings") and done.get("attempt") == attempt_record(args, scale, scenario, key) \
+                        and not lacks_attacks(path, scale):  # fmt: skip
+                    continue
+                path.unlink()  # its method was re-tuned, the attempt or the suite changed: redone (finished attacks read back)
             if not tuned.get("settings"):
                 print(f"{scenario}/{key}: skipped, {attempt.name} has no tuned settings yet (run the comparison first: {base} "
                       f"{'has none within the budget' if base.is_file() else 'is missing'})", flush=True)  # fmt: skip

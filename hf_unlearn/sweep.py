@@ -89,7 +89,8 @@ class SweepArguments:
     top_k: int = field(default=5, metadata={"help": "The summary reports mean +- SEM over the best this-many trials."})
     heartbeat_interval: int = field(default=60, metadata={"help": "Seconds between heartbeats; a trial silent for 2x this is failed."})
     timeout_s: float | None = field(
-        default=None, metadata={"help": "Start no trial after this many seconds (Optuna's timeout); the same command continues the study."}
+        default=None,
+        metadata={"help": "Start no trial this many seconds after the sweep started (model loading included); the same command continues the study."},
     )
     output_dir: str = field(default="outputs/sweep", metadata={"help": "Study, trials and summary go here."})
     seed: int = field(default=42, metadata={"help": "Seed of the sampler and of every trial."})
@@ -239,6 +240,7 @@ def run_sweep(args: SweepArguments, data_args: DataArguments, model_name_or_path
     """Create or resume the study, run trials until ``n_trials`` have finished, and write the summary."""
     import optuna
 
+    started = time.time()
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model_path, model, tokenizer = load_model(model_name_or_path)
@@ -296,7 +298,7 @@ def run_sweep(args: SweepArguments, data_args: DataArguments, model_name_or_path
             study.optimize(
                 objective,
                 n_trials=2 * remaining + 2,  # a bound: repeated draws and retried trials take slots, but not forever
-                timeout=args.timeout_s,
+                timeout=None if args.timeout_s is None else max(args.timeout_s - (time.time() - started), 0),  # Optuna's clock starts here
                 callbacks=[stop_when_done],
                 gc_after_trial=True,
             )
@@ -394,6 +396,11 @@ def summarize(study: Any, args: SweepArguments, data_args: DataArguments, model_
     states = [t.state.name for t in study.get_trials(deepcopy=False)]
     summary: dict[str, Any] = {"study": args.study_name, "trials": {s: states.count(s) for s in sorted(set(states))},
                                "distinct_settings": distinct_finished(study)}  # fmt: skip
+    # How far beyond the budget each pruned trial went, and when: whether the search box sits where the method works.
+    summary["pruned"] = [
+        {"trial": t.number, "params": t.params, **{k: t.user_attrs[k] for k in ("disruption", "pruned_at_step") if k in t.user_attrs}}
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
+    ]
     if complete:
         ranked = sorted(complete, key=lambda t: t.value, reverse=args.direction == "maximize")
         top = [t.value for t in ranked[: args.top_k]]

@@ -83,7 +83,9 @@ def test_a_trial_beyond_the_disruption_budget_is_pruned(setup, memorised):
     (trial,) = trials(args)
     assert trial.state.name == "PRUNED" and summary["trials"] == {"PRUNED": 1}
     assert trial.params == {"unlearning_rate": 0.05}, "the first trial takes the published value"
-    assert trial.user_attrs["disruption"] > 1e-9 and trial.user_attrs["pruned_at_step"] > 0, "how far and when, for the report"
+    assert trial.user_attrs["disruption"] > 1e-9 and trial.user_attrs["pruned_at_step"] > 0, "how far and when"
+    assert summary["pruned"] == [{"trial": 0, "params": trial.params, "disruption": trial.user_attrs["disruption"],
+                                  "pruned_at_step": trial.user_attrs["pruned_at_step"]}], "reported in summary.json"  # fmt: skip
     assert not trial.intermediate_values, "the forget metric rises with disruption: it must not rank a pruned trial"
     assert not (Path(settings["output_dir"]) / "trials" / "trial-0000" / "attacks").exists(), "a pruned trial is not attacked"
     assert yaml.safe_load(json.dumps(summary)) == summary
@@ -136,3 +138,10 @@ def test_a_discrete_space_smaller_than_n_trials_ends(setup):
     assert summary["distinct_settings"] == 2 and summary["top_k"] == 2, "the top-k holds each setting once"
     count = len(trials(args))
     assert run_sweep(args, data, str(model_dir))["distinct_settings"] == 2 and len(trials(args)) == count, "a rerun adds nothing"
+
+
+def test_a_timeout_starts_no_trial_after_it_and_the_same_command_continues(setup):
+    model_dir, data, settings = setup
+    args = SweepArguments(**{**settings, "n_trials": 1, "timeout_s": 0.0})
+    assert run_sweep(args, data, str(model_dir))["trials"] == {} and not trials(args), "model loading used up the time"
+    assert run_sweep(dataclasses.replace(args, timeout_s=None), data, str(model_dir))["trials"] == {"COMPLETE": 1}, "a timeout is not a setting"
