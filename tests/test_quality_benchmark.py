@@ -213,3 +213,20 @@ def test_a_time_limit_bounds_the_studies_and_starts_nothing_after_it(tmp_path, m
     args.deadline = time.time() - 1
     quality.run(args)
     assert evaluated == ["graddiff"] and len(timeouts) == 1, "the limit is up: nothing more starts"
+
+
+def test_an_attempt_is_redone_when_its_method_was_re_tuned(tmp_path, monkeypatch):
+    args = quality.parse_args(["--output_dir", str(tmp_path), "--scenarios", "code", "--attempts", "mudman_10x_passes"])
+    scale, redone = quality.SCALES["default"], []
+    monkeypatch.setattr(quality, "evaluate", lambda *a, attempt=None, **k: redone.append(a[3]))
+    monkeypatch.setattr(quality, "write", lambda args: None)
+    tuned = {"settings": {"unlearning_rate": 1e-4}, "tuning": {}}
+    quality.write_json(quality.evaluation_path(args, "code", "mudman"), tuned)
+    finished = {"settings": tuned["settings"], "attempt": quality.attempt_record(args, scale, "code", "mudman_10x_passes"),
+                "attacks": {"attacks": dict.fromkeys(PRESETS["standard"], {})}}  # fmt: skip
+    quality.write_json(quality.attempt_path(args, "code", "mudman_10x_passes"), finished)
+    quality.run_attempts(args)
+    assert redone == [], "the same settings, attempt and suite: read back"
+    quality.write_json(quality.evaluation_path(args, "code", "mudman"), {**tuned, "settings": {"unlearning_rate": 2e-4}})
+    quality.run_attempts(args)
+    assert redone == ["code"] and not quality.attempt_path(args, "code", "mudman_10x_passes").exists()

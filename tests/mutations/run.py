@@ -208,6 +208,30 @@ MUTANTS = {
         "hf_unlearn/sweep.py", "    target = min(args.n_trials, search_space_size(args.search_space))", "    target = args.n_trials",
         "tests/test_sweep.py::test_a_discrete_space_smaller_than_n_trials_ends",
     ),
+    "an attempt ignores its pass factor": (
+        "benchmarks/quality.py", '    passes = scale["pass_budget"] * attempt.pass_factor', '    passes = scale["pass_budget"]',
+        "tests/test_quality_benchmark.py::test_an_attempt_runs_the_tuned_settings_longer_and_stops_at_its_budget",
+    ),
+    "an attempt runs past its disruption budget": (
+        "benchmarks/quality.py", "                disruption_budget=budget, ", "                disruption_budget=None, ",
+        "tests/test_quality_benchmark.py::test_an_attempt_runs_the_tuned_settings_longer_and_stops_at_its_budget",
+    ),
+    "an attempt of a re-tuned method is read back": (
+        "benchmarks/quality.py", "                if done.get(\"settings\") == tuned.get(\"settings\")", "                if True or done.get(\"settings\") == tuned.get(\"settings\")",
+        "tests/test_quality_benchmark.py::test_an_attempt_is_redone_when_its_method_was_re_tuned",
+    ),
+    "the quality benchmark starts a study after its time limit": (
+        "benchmarks/quality.py", "            if out_of_time(args):\n                return\n            best = None", "            best = None",
+        "tests/test_quality_benchmark.py::test_a_time_limit_bounds_the_studies_and_starts_nothing_after_it",
+    ),
+    "a sweep ignores its timeout": (
+        "hf_unlearn/sweep.py", "                timeout=None if args.timeout_s is None else", "                timeout=None if True else",
+        "tests/test_sweep.py::test_a_timeout_starts_no_trial_after_it_and_the_same_command_continues",
+    ),
+    "a pruned trial records no disruption": (
+        "hf_unlearn/sweep.py", '            self.trial.set_user_attr("disruption", self.disruption)\n', "",
+        "tests/test_sweep.py::test_a_trial_beyond_the_disruption_budget_is_pruned",
+    ),
     "hf-unlearn --help imports torch": (
         "hf_unlearn/cli.py", "from typing import Any\n", "from typing import Any\n\nimport torch  # noqa: F401\n",
         "tests/test_cli.py::test_help_version_and_env_import_nothing_heavy",
