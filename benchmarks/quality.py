@@ -439,6 +439,27 @@ def collect(args: argparse.Namespace) -> dict:
     return results
 
 
+def run_time(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Recorded seconds per scenario: every trial's (its study's ``seconds``, pruned and failed ones included) and
+    every evaluation's and attempt's. A run cut short and resumed records only its last part."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    seconds: dict[str, dict[str, float]] = {}
+    for scenario in ("code", "facts"):
+        trials = evaluations_s = 0.0
+        for name in METHODS:
+            folder = Path(args.output_dir) / scenario / name
+            if (folder / "sweep" / "study.db").is_file():
+                study = optuna.load_study(study_name=f"{name}-{scenario}", storage=f"sqlite:///{folder / 'sweep' / 'study.db'}")
+                trials += sum(t.user_attrs.get("seconds", 0.0) for t in study.get_trials(deepcopy=False))
+        for path in (Path(args.output_dir) / scenario).glob("**/evaluation*.json"):
+            evaluations_s += json.loads(path.read_text()).get("seconds") or 0.0
+        if trials or evaluations_s:
+            seconds[scenario] = {"trials": trials, "evaluations": evaluations_s}
+    return seconds
+
+
 def write(args: argparse.Namespace) -> dict:
     results = collect(args)
     output_dir = Path(args.output_dir)
@@ -452,6 +473,10 @@ def write(args: argparse.Namespace) -> dict:
 
 def markdown(args: argparse.Namespace, results: dict) -> str:
     lines = [f"Scale `{args.scale}`: {json.dumps(SCALES[args.scale])}", ""]
+    times = run_time(args)
+    if times:
+        lines += ["Recorded run time (single-threaded workers; a run cut short and resumed records its last part): " + "; ".join(
+            f"{scenario} {t['trials'] / 3600:.1f} h of trials, {t['evaluations'] / 3600:.1f} h of evaluations" for scenario, t in times.items()), ""]  # fmt: skip
     for scenario, rows in results.items():
         metric = next(iter(rows.values()))["metric"]
         baseline = rows.get("no_unlearning", {}).get("attack_best") or {}
