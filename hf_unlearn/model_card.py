@@ -138,7 +138,7 @@ def eval_results(info: UnlearningInfo, report: RobustnessReport | None) -> list[
     if not unlearned:
         return None
     run, metric, source = report.runs[unlearned[0]], report.best_metric, str(info.forget.get("source", "forget data"))
-    points = {"after unlearning": run["after_unlearning"], f"at the attacker's best over {len(run['attacks'])} relearning attacks": run["attack_best"]}
+    points = {"after unlearning": run["after_unlearning"], f"at the attacker's best over {attack_count(len(run['attacks']))}": run["attack_best"]}
     return [
         EvalResult(task_type="text-generation", dataset_type=source, dataset_name=f"{source} (held-out forget split)", metric_type=metric,
                    metric_name=f"{metric} {when}", metric_value=round(point[metric], 4))  # fmt: skip
@@ -218,12 +218,17 @@ def _data_table(info: UnlearningInfo) -> str:
     return "\n".join(rows)
 
 
+def attack_count(n: int) -> str:
+    """"3 attacks": fine-tuning and those that train nothing (quantization, prompts) alike."""
+    return f"{n} attack" + ("" if n == 1 else "s")
+
+
 def _robustness(report: RobustnessReport) -> str:
     """The attacker's best over the suite, for this model and the untouched one, from the robustness report."""
     metric = report.best_metric
     harness = sorted(m for m in report.metrics() if m.startswith("harness_"))  # lm-evaluation-harness scores, if any
     lines = [
-        f"The attacker's best held-out `{metric}` over {len(next(iter(report.runs.values()))['attacks'])} relearning attacks "
+        f"The attacker's best held-out `{metric}` over {attack_count(len(next(iter(report.runs.values()))['attacks']))} "
         f"(each on a fresh copy of the weights; {'higher' if report.greater_is_better else 'lower'} is a stronger attack), "
         f"with the retain loss at that point. Full report: `{REPORT_NAME}.md`, `{REPORT_NAME}.json`, `{REPORT_NAME}.png`.",
         "",

@@ -5,7 +5,7 @@ Two scenarios, each ending in a RobustnessReport (JSON, markdown, PNG of the att
 - ``code`` (default): forget Python source of the standard library (the MUDMAN paper's Python
   experiment, offline), keep English prose of the standard library's pydoc help topics. The
   forget modules are split 50/25/25 into unlearn / attack / eval *by module* and then cut into
-  100-token chunks, so the attack fine-tunes on files that are never evaluated and the held-out
+  64-token chunks, so the attack fine-tunes on files that are never evaluated and the held-out
   loss is measured on files nothing trained on. The attacker's best point is the lowest held-out
   forget loss.
 - ``facts`` (`make demo SCENARIO=facts`): forget the world capitals the model knows, with the
