@@ -20,7 +20,7 @@ $(INSTALLED): setup.cfg pyproject.toml $(LOCK)
 install: $(INSTALLED)
 
 ## The default demo: MUDMAN on the embedded SmolLM2, the quick attack suite, a robustness report and a model card
-## (~14 min on 2 CPU cores). `make demo SCENARIO=facts`: the world-capitals facts scenario instead.
+## (17 min on 2 shared CPU cores: docs/results.md). `make demo SCENARIO=facts`: the world-capitals facts scenario instead.
 SCENARIO ?= code
 demo: install
 	$(PYTHON) recipes/demo.py --scenario $(SCENARIO) $(ARGS)

@@ -134,6 +134,10 @@ ATTEMPTS = {
 # Settings that may change between runs on one state: which studies run, how many trials they run to.
 RESUMABLE = ("methods", "trials")
 RESULTS = Path(__file__).resolve().parent / "results" / "quality"
+# README carries the default scale's tables between these lines, as `--report` prints them (tests/test_quality_benchmark.py
+# keeps the two equal); `--update_readme` rewrites them.
+README = Path(__file__).resolve().parents[1] / "README.md"
+README_TABLES = ("<!-- quality tables: written by `python benchmarks/quality.py --report --update_readme` -->", "<!-- end of quality tables -->")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -150,6 +154,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch threads of this worker (default: torch's)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--report", action="store_true", help="write and print the table from the state; compute nothing")
+    parser.add_argument("--update_readme", action="store_true", help="also put the table into README.md (between its quality-table lines)")
     parser.add_argument("--time_limit_minutes", type=float, default=None, help="start no trial or evaluation after this long; "
                         "the state keeps what finished and the same command continues (a GPU lease's single run)")  # fmt: skip
     parser.add_argument("--attempts", nargs="+", choices=sorted(ATTEMPTS), default=[], help="run these attempts (after their method's study) "
@@ -161,6 +166,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.output_dir is None:
         committed = {"default": RESULTS, "extended": RESULTS, "paper": RESULTS.with_name("quality_paper")}  # GPU leases continue it
         args.output_dir = str(committed[args.scale]) if args.scale in committed else f"outputs/benchmarks/quality_{args.scale}"
+    if args.update_readme and (args.scale != "default" or Path(args.output_dir).resolve() != RESULTS):
+        parser.error("--update_readme: README carries the default scale's committed state; drop --scale, --quick and --output_dir")
     return args
 
 
@@ -510,6 +517,18 @@ def markdown(args: argparse.Namespace, results: dict) -> str:
     return "\n".join(lines)
 
 
+def readme_tables(readme: Path = README) -> str:
+    """The tables README carries (between ``README_TABLES``)."""
+    text = readme.read_text()
+    return text[text.index(README_TABLES[0]) + len(README_TABLES[0]) : text.index(README_TABLES[1])].strip()
+
+
+def update_readme(tables: str, readme: Path = README) -> None:
+    text = readme.read_text()
+    begin, end = text.index(README_TABLES[0]) + len(README_TABLES[0]), text.index(README_TABLES[1])
+    write_text(readme, f"{text[:begin]}\n\n{tables}\n\n{text[end:]}")
+
+
 def plot(results: dict, path: Path) -> None:
     """Bars of the attacker's best per method and scenario, as the MUDMAN paper's ablation figure."""
     import matplotlib
@@ -541,7 +560,10 @@ def main(argv: list[str] | None = None) -> None:
             run_attempts(args)
         else:
             run(args)
-    print(markdown(args, write(args)))
+    tables = markdown(args, write(args))
+    if args.update_readme:
+        update_readme(tables)
+    print(tables)
 
 
 if __name__ == "__main__":

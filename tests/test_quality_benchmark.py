@@ -3,6 +3,7 @@
 import importlib.util
 from dataclasses import replace
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -230,3 +231,33 @@ def test_an_attempt_is_redone_when_its_method_was_re_tuned(tmp_path, monkeypatch
     quality.write_json(quality.evaluation_path(args, "code", "mudman"), {**tuned, "settings": {"unlearning_rate": 2e-4}})
     quality.run_attempts(args)
     assert redone == ["code"] and not quality.attempt_path(args, "code", "mudman_10x_passes").exists()
+
+
+def test_readme_tables_are_what_the_committed_state_prints_without_computing(tmp_path, monkeypatch, capsys):
+    """The acceptance of the comparison: `python benchmarks/quality.py` on a clone computes nothing (every study and
+    held-out evaluation is committed) and prints README's tables."""
+    state = tmp_path / "quality"
+    shutil.copytree(quality.RESULTS, state)
+
+    def computing(*args, **kwargs):
+        raise AssertionError("the committed state lacks a study or an evaluation: it would compute")
+
+    monkeypatch.setattr(quality, "run_sweep", computing)
+    monkeypatch.setattr(quality, "evaluate", computing)
+    quality.main(["--output_dir", str(state)])
+    printed = capsys.readouterr().out.strip()
+    tables = quality.readme_tables()
+    assert tables == printed[printed.index("Scale `default`") :], "README's tables are not the state's: --report --update_readme"
+    for scenario in ("code", "facts"):
+        table = tables.split(f"### {scenario}: ")[1].split("###")[0]
+        assert all(f"| {name} |" in table for name in ["no_unlearning", *quality.SCALES["default"]["methods"]])
+
+
+def test_update_readme_rewrites_only_the_tables(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"before\n{quality.README_TABLES[0]}\nold\n{quality.README_TABLES[1]}\nafter\n")
+    quality.update_readme("| new |", readme)
+    assert readme.read_text() == f"before\n{quality.README_TABLES[0]}\n\n| new |\n\n{quality.README_TABLES[1]}\nafter\n"
+    assert quality.readme_tables(readme) == "| new |"
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--report", "--update_readme", "--quick"])
