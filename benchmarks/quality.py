@@ -168,6 +168,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.output_dir = str(committed[args.scale]) if args.scale in committed else f"outputs/benchmarks/quality_{args.scale}"
     if args.update_readme and (args.scale != "default" or Path(args.output_dir).resolve() != RESULTS):
         parser.error("--update_readme: README carries the default scale's committed state; drop --scale, --quick and --output_dir")
+    if args.update_readme:
+        readme_span()  # before any computing: README must have the lines the tables go between
     return args
 
 
@@ -517,16 +519,24 @@ def markdown(args: argparse.Namespace, results: dict) -> str:
     return "\n".join(lines)
 
 
-def readme_tables(readme: Path = README) -> str:
-    """The tables README carries (between ``README_TABLES``)."""
+def readme_span(readme: Path = README) -> tuple[int, int]:
+    """Where README's tables lie: between the end of ``README_TABLES[0]`` and the start of ``README_TABLES[1]``."""
     text = readme.read_text()
-    return text[text.index(README_TABLES[0]) + len(README_TABLES[0]) : text.index(README_TABLES[1])].strip()
+    if README_TABLES[0] not in text or README_TABLES[1] not in text[text.index(README_TABLES[0]) :]:
+        raise SystemExit(f"{readme}: no quality-table lines to write between; put these two lines where the tables go:\n"
+                         + "\n".join(README_TABLES))  # fmt: skip
+    begin = text.index(README_TABLES[0]) + len(README_TABLES[0])
+    return begin, text.index(README_TABLES[1], begin)
+
+
+def readme_tables(readme: Path = README) -> str:
+    begin, end = readme_span(readme)
+    return readme.read_text()[begin:end].strip()
 
 
 def update_readme(tables: str, readme: Path = README) -> None:
-    text = readme.read_text()
-    begin, end = text.index(README_TABLES[0]) + len(README_TABLES[0]), text.index(README_TABLES[1])
-    write_text(readme, f"{text[:begin]}\n\n{tables}\n\n{text[end:]}")
+    text, (begin, end) = readme.read_text(), readme_span(readme)
+    write_text(readme, f"{text[:begin]}\n\n{tables.strip()}\n\n{text[end:]}")
 
 
 def plot(results: dict, path: Path) -> None:

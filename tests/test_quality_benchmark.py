@@ -246,6 +246,8 @@ def test_readme_tables_are_what_the_committed_state_prints_without_computing(tmp
     monkeypatch.setattr(quality, "evaluate", computing)
     quality.main(["--output_dir", str(state)])
     printed = capsys.readouterr().out.strip()
+    attempts = [key for key in quality.ATTEMPTS for scenario in ("code", "facts") if quality.attempt_path(quality.parse_args([]), scenario, key).is_file()]
+    quality.run_attempts(quality.parse_args(["--output_dir", str(state), "--attempts", *dict.fromkeys(attempts)]))  # none stale
     tables = quality.readme_tables()
     assert tables == printed[printed.index("Scale `default`") :], "README's tables are not the state's: --report --update_readme"
     for scenario in ("code", "facts"):
@@ -259,5 +261,8 @@ def test_update_readme_rewrites_only_the_tables(tmp_path):
     quality.update_readme("| new |", readme)
     assert readme.read_text() == f"before\n{quality.README_TABLES[0]}\n\n| new |\n\n{quality.README_TABLES[1]}\nafter\n"
     assert quality.readme_tables(readme) == "| new |"
+    readme.write_text(f"{quality.README_TABLES[1]}\n{quality.README_TABLES[0]}\n")
+    with pytest.raises(SystemExit, match="no quality-table lines"):
+        quality.readme_tables(readme)
     with pytest.raises(SystemExit):
         quality.parse_args(["--report", "--update_readme", "--quick"])
