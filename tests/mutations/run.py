@@ -236,6 +236,14 @@ MUTANTS = {
         "hf_unlearn/cli.py", "from typing import Any\n", "from typing import Any\n\nimport torch  # noqa: F401\n",
         "tests/test_cli.py::test_help_version_and_env_import_nothing_heavy",
     ),
+    "README's quality tables never rewritten": (
+        "benchmarks/quality.py", '    write_text(readme, f"{text[:begin]}\\n\\n{tables.strip()}\\n\\n{text[end:]}")', "    write_text(readme, text)",
+        "tests/test_quality_benchmark.py::test_update_readme_rewrites_only_the_tables",
+    ),
+    "README without its quality-table lines read as an empty table": (
+        "benchmarks/quality.py", "    if README_TABLES[0] not in text or README_TABLES[1] not in text[text.index(README_TABLES[0]) :]:", "    if False:",
+        "tests/test_quality_benchmark.py::test_update_readme_rewrites_only_the_tables",
+    ),
 }
 
 
