@@ -166,10 +166,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.output_dir is None:
         committed = {"default": RESULTS, "extended": RESULTS, "paper": RESULTS.with_name("quality_paper")}  # GPU leases continue it
         args.output_dir = str(committed[args.scale]) if args.scale in committed else f"outputs/benchmarks/quality_{args.scale}"
-    if args.update_readme and (args.scale != "default" or Path(args.output_dir).resolve() != RESULTS):
-        parser.error("--update_readme: README carries the default scale's committed state; drop --scale, --quick and --output_dir")
     if args.update_readme:
-        readme_span()  # before any computing: README must have the lines the tables go between
+        if args.scale != "default" or Path(args.output_dir).resolve() != RESULTS:
+            parser.error("--update_readme: README carries the default scale's committed state; drop --scale, --quick and --output_dir")
+        readme_span(README.read_text())  # before any computing: README must have the lines the tables go between
     return args
 
 
@@ -519,9 +519,8 @@ def markdown(args: argparse.Namespace, results: dict) -> str:
     return "\n".join(lines)
 
 
-def readme_span(readme: Path = README) -> tuple[int, int]:
-    """Where README's tables lie: between the end of ``README_TABLES[0]`` and the start of ``README_TABLES[1]``."""
-    text = readme.read_text()
+def readme_span(text: str, readme: Path = README) -> tuple[int, int]:
+    """Where README's tables lie in its ``text``: between the end of ``README_TABLES[0]`` and the start of ``README_TABLES[1]``."""
     if README_TABLES[0] not in text or README_TABLES[1] not in text[text.index(README_TABLES[0]) :]:
         raise SystemExit(f"{readme}: no quality-table lines to write between; put these two lines where the tables go:\n"
                          + "\n".join(README_TABLES))  # fmt: skip
@@ -530,12 +529,14 @@ def readme_span(readme: Path = README) -> tuple[int, int]:
 
 
 def readme_tables(readme: Path = README) -> str:
-    begin, end = readme_span(readme)
-    return readme.read_text()[begin:end].strip()
+    text = readme.read_text()
+    begin, end = readme_span(text, readme)
+    return text[begin:end].strip()
 
 
 def update_readme(tables: str, readme: Path = README) -> None:
-    text, (begin, end) = readme.read_text(), readme_span(readme)
+    text = readme.read_text()
+    begin, end = readme_span(text, readme)
     write_text(readme, f"{text[:begin]}\n\n{tables.strip()}\n\n{text[end:]}")
 
 

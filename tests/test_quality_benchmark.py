@@ -247,7 +247,7 @@ def test_readme_tables_are_what_the_committed_state_prints_without_computing(tmp
     quality.main(["--output_dir", str(state)])
     printed = capsys.readouterr().out.strip()
     for scenario in ("code", "facts"):  # and every finished attempt is current (its method not re-tuned since)
-        attempts = [key for key in quality.ATTEMPTS if quality.attempt_path(quality.parse_args([]), scenario, key).is_file()]
+        attempts = [key for key in quality.ATTEMPTS if quality.attempt_path(quality.parse_args(["--output_dir", str(state)]), scenario, key).is_file()]
         quality.run_attempts(quality.parse_args(["--output_dir", str(state), "--scenarios", scenario, "--attempts", *attempts]))
     tables = quality.readme_tables()
     assert tables == printed[printed.index("Scale `default`") :], "README's tables are not the state's: --report --update_readme"
