@@ -521,11 +521,12 @@ def markdown(args: argparse.Namespace, results: dict) -> str:
 
 def readme_span(text: str, readme: Path = README) -> tuple[int, int]:
     """Where README's tables lie in its ``text``: between the end of ``README_TABLES[0]`` and the start of ``README_TABLES[1]``."""
-    if README_TABLES[0] not in text or README_TABLES[1] not in text[text.index(README_TABLES[0]) :]:
+    begin = text.find(README_TABLES[0])
+    end = text.find(README_TABLES[1], begin + len(README_TABLES[0])) if begin >= 0 else -1
+    if end < 0:
         raise SystemExit(f"{readme}: no quality-table lines to write between; put these two lines where the tables go:\n"
                          + "\n".join(README_TABLES))  # fmt: skip
-    begin = text.index(README_TABLES[0]) + len(README_TABLES[0])
-    return begin, text.index(README_TABLES[1], begin)
+    return begin + len(README_TABLES[0]), end
 
 
 def readme_tables(readme: Path = README) -> str:

@@ -246,8 +246,9 @@ def test_readme_tables_are_what_the_committed_state_prints_without_computing(tmp
     monkeypatch.setattr(quality, "evaluate", computing)
     quality.main(["--output_dir", str(state)])
     printed = capsys.readouterr().out.strip()
+    args = quality.parse_args(["--output_dir", str(state)])
     for scenario in ("code", "facts"):  # and every finished attempt is current (its method not re-tuned since)
-        attempts = [key for key in quality.ATTEMPTS if quality.attempt_path(quality.parse_args(["--output_dir", str(state)]), scenario, key).is_file()]
+        attempts = [key for key in quality.ATTEMPTS if quality.attempt_path(args, scenario, key).is_file()]
         quality.run_attempts(quality.parse_args(["--output_dir", str(state), "--scenarios", scenario, "--attempts", *attempts]))
     tables = quality.readme_tables()
     assert tables == printed[printed.index("Scale `default`") :], "README's tables are not the state's: --report --update_readme"
