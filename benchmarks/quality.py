@@ -17,8 +17,8 @@ with a fresh seed, in fp32, and attacked with the ``standard`` suite. ``no_unlea
 untouched model under the same attacks.
 
 Trials run under bf16 autocast (fp32 weights, so no update is rounded away): 1.9x faster per trial
-on this CPU, objective within 1e-3 nats of fp32 (README, "Quality benchmark"). Held-out evaluations
-run in fp32.
+on this CPU, loss within 0.0015 nats of fp32 (median; docs/results.md, "Quality benchmark", gives the
+measurement). Held-out evaluations run in fp32.
 
 Resumable, and its state is committed: the studies (SQLite), every finished trial's attack results
 and every finished evaluation (JSON), never weights, live in ``benchmarks/results/quality/`` (the
