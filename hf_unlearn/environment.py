@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 PACKAGES = ("hf_unlearn", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "huggingface_hub", "tokenizers",
@@ -27,12 +28,25 @@ def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | No
     return versions
 
 
+def cpu_model() -> str:
+    """The CPU's model name ("AMD EPYC 7B13", "Intel(R) Xeon(R) Platinum 8481C"): kernels, and so the last bits of
+    float results, differ between CPU families. From /proc/cpuinfo on Linux, else what ``platform`` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def environment(devices: bool = True) -> dict[str, Any]:
-    """Python, platform, CPU count, the package versions and (``devices``) torch's threads and accelerators."""
+    """Python, platform, CPU model and count, the package versions and (``devices``) torch's threads, its CPU kernels'
+    instruction set and the accelerators."""
     info: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "cpus": os.cpu_count(),
         "packages": package_versions(),
     }
@@ -40,5 +54,6 @@ def environment(devices: bool = True) -> dict[str, Any]:
         import torch
 
         info["torch_threads"] = torch.get_num_threads()
+        info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         info["cuda"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
     return info

@@ -12,14 +12,20 @@ from collections.abc import Sequence
 import torch
 
 
+def at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in float32 if it is in a narrower float type (bf16, fp16), else itself: state and sums are kept in
+    fp32 for half-precision models, and a float64 model (the golden test's) is never rounded to fp32 on the way."""
+    return tensor if tensor.dtype in (torch.float32, torch.float64) else tensor.float()
+
+
 def global_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """L2 norm of all tensors taken together, computed in fp32 (bf16 sums of squares lose precision).
+    """L2 norm of all tensors taken together, computed in fp32 or wider (bf16 sums of squares lose precision).
 
     One norm per tensor (``torch._foreach_norm``: no full-size temporaries), then the norm of those.
     """
     if not tensors:
         raise ValueError("global_norm needs at least one tensor")
-    norms = torch._foreach_norm([t.detach() if t.dtype == torch.float32 else t.detach().float() for t in tensors])
+    norms = torch._foreach_norm([at_least_float32(t.detach()) for t in tensors])
     return torch.linalg.vector_norm(torch.stack(norms))
 
 
@@ -82,7 +88,7 @@ def principal_directions(data: torch.Tensor, num_components: int, niter: int = 1
     components, as in CIR's authors' code. Returns (1 + num_components, width), fewer components
     if there are fewer samples.
     """
-    data = data.float()
+    data = at_least_float32(data)
     mean = data.mean(dim=0, keepdim=True)
     directions = [mean / mean.norm().clamp(min=1e-12)]
     num_components = min(num_components, data.shape[0] - 1, data.shape[1] - 1)
@@ -96,7 +102,7 @@ def principal_directions(data: torch.Tensor, num_components: int, niter: int = 1
 
 def orthonormal_basis(directions: torch.Tensor) -> torch.Tensor:
     """Orthonormal rows spanning the same space as the rows of ``directions`` (QR)."""
-    q, _ = torch.linalg.qr(directions.float().T)
+    q, _ = torch.linalg.qr(at_least_float32(directions).T)
     return q.T.contiguous()
 
 
@@ -131,5 +137,5 @@ def rebuild_weight_grad(
     loss gradients at its outputs g_t, each collapsed along its directions (see ``collapse``). With
     no directions this is exactly autograd's weight gradient restricted to those tokens.
     """
-    grads = collapse(output_grads.float(), grad_directions, sequential)
-    return grads.T @ collapse(activations.float(), act_directions, sequential)
+    grads = collapse(at_least_float32(output_grads), grad_directions, sequential)
+    return grads.T @ collapse(at_least_float32(activations), act_directions, sequential)

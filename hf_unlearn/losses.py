@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from trl.trainer.utils import selective_log_softmax
 
+from .gradients import at_least_float32
+
 IGNORE_INDEX = -100
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -51,7 +53,7 @@ def _shifted(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, 
     """
     targets = labels[:, 1:]
     valid = targets != IGNORE_INDEX
-    return logits[:, :-1, :][valid].float(), targets[valid]
+    return at_least_float32(logits[:, :-1, :][valid]), targets[valid]
 
 
 def _mean_or_zero(values: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -68,7 +70,7 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     them, and of their gradient in the backward pass (~150 MB at 8 x 100 tokens on SmolLM2).
     """
     targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX).flatten()
-    values = F.cross_entropy(logits.float().flatten(0, 1), targets, reduction="none")  # 0 at ignored positions
+    values = F.cross_entropy(at_least_float32(logits).flatten(0, 1), targets, reduction="none")  # 0 at ignored positions
     return _mean_or_zero(values[targets != IGNORE_INDEX], logits)
 
 
@@ -79,7 +81,7 @@ def token_loss_sums(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.T
     processes it was cut into (a mean of batch means weighs a token by its batch's size).
     """
     targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
-    values = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")  # 0 at ignored positions
+    values = F.cross_entropy(at_least_float32(logits).transpose(1, 2), targets, reduction="none")  # 0 at ignored positions
     return values.double().sum(dim=1), (targets != IGNORE_INDEX).sum(dim=1)
 
 
@@ -123,7 +125,7 @@ def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch
     """
     targets = labels[:, 1:]
     valid = targets != IGNORE_INDEX
-    token_logprobs = selective_log_softmax(logits[:, :-1].float(), targets.clamp(min=0))  # TRL's memory-efficient gather
+    token_logprobs = selective_log_softmax(at_least_float32(logits[:, :-1]), targets.clamp(min=0))  # TRL's memory-efficient gather
     return (token_logprobs * valid).sum(dim=1), valid.sum(dim=1)
 
 
@@ -152,12 +154,12 @@ def _token_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def steering_loss(hidden: torch.Tensor, control: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """RMU's forget term: mean squared error between activations (batch, seq, width) and ``control`` (width,)."""
-    return _token_mean((hidden.float() - control) ** 2, mask)
+    return _token_mean((at_least_float32(hidden) - control) ** 2, mask)
 
 
 def activation_mse(hidden: torch.Tensor, original: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """RMU's retain term: mean squared error to the frozen model's activations."""
-    return _token_mean((hidden.float() - original.float()) ** 2, mask)
+    return _token_mean((at_least_float32(hidden) - at_least_float32(original)) ** 2, mask)
 
 
 def representation_distance(hidden: torch.Tensor, original: torch.Tensor, mask: torch.Tensor, squared: bool = False) -> torch.Tensor:
@@ -165,13 +167,13 @@ def representation_distance(hidden: torch.Tensor, original: torch.Tensor, mask: 
 
     Circuit Breakers' retain loss (plain) and TAR's representation-matching retain loss (squared).
     """
-    distance = torch.linalg.vector_norm(hidden.float() - original.float(), dim=-1)
+    distance = torch.linalg.vector_norm(at_least_float32(hidden) - at_least_float32(original), dim=-1)
     return _token_mean(distance**2 if squared else distance, mask)
 
 
 def rerouting_loss(hidden: torch.Tensor, original: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Circuit Breakers' forget term: mean over tokens of relu(cos(h, h_original)); 0 once orthogonal or opposite."""
-    cosine = F.cosine_similarity(hidden.float(), original.float(), dim=-1)
+    cosine = F.cosine_similarity(at_least_float32(hidden), at_least_float32(original), dim=-1)
     return _token_mean(F.relu(cosine), mask)
 
 
@@ -183,9 +185,9 @@ def relative_representation_distance(
 
     ``mean_original_norm``: the denominator when computed elsewhere (over every process's tokens).
     """
-    distance = _token_mean(torch.linalg.vector_norm(hidden.float() - original.float(), dim=-1), mask)
+    distance = _token_mean(torch.linalg.vector_norm(at_least_float32(hidden) - at_least_float32(original), dim=-1), mask)
     if mean_original_norm is None:
-        mean_original_norm = _token_mean(torch.linalg.vector_norm(original.float(), dim=-1), mask)
+        mean_original_norm = _token_mean(torch.linalg.vector_norm(at_least_float32(original), dim=-1), mask)
     return distance / mean_original_norm.clamp(min=1e-6)
 
 
@@ -205,7 +207,7 @@ def mlp_breaking_loss(
     """
     terms = []
     for i, (out, original) in enumerate(zip(outputs, originals)):
-        mean_norm = original.float().norm(dim=-1).mean() if mean_norms is None else mean_norms[i]
+        mean_norm = at_least_float32(original).norm(dim=-1).mean() if mean_norms is None else mean_norms[i]
         scale = mean_norm.clamp(min=1e-6) ** 2
-        terms.append(((out.float() * original.float()).sum(dim=-1) / scale).clamp(min=floor).mean())
+        terms.append(((at_least_float32(out) * at_least_float32(original)).sum(dim=-1) / scale).clamp(min=floor).mean())
     return torch.stack(terms).mean()

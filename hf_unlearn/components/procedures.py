@@ -40,7 +40,7 @@ from torch import nn
 
 from ..distributed import token_mean_over_processes
 from ..forward import LMOutputs, lm_outputs
-from ..gradients import global_norm, normalize_
+from ..gradients import at_least_float32, global_norm, normalize_
 from ..losses import IGNORE_INDEX, cross_entropy
 from ..objective import Objective
 from ..targets import resolve_target_modules
@@ -278,9 +278,9 @@ class OptimizerUpdate(UpdateProcedure):
         anchor = None
         if self.adversary is None or self.adversary.decay < 1:
             if self.writes_full_update and direction is not None:
-                anchor = [p.detach().float() - retain_weight * r for p, r in zip(base, direction)]
+                anchor = [at_least_float32(p.detach()) - retain_weight * r for p, r in zip(base, direction)]
             else:
-                anchor = [p.detach().float() for p in base]
+                anchor = [at_least_float32(p.detach()) for p in base]
 
         # 3. One forward of the forget batch (at the adversary with meta-learning): g_u and g_a.
         attacked = self.adversary.weights if self.adversary is not None else anchor
@@ -299,7 +299,7 @@ class OptimizerUpdate(UpdateProcedure):
         if self.adversary is not None:
             self.adversary.step(adversary_grad, anchor)
         # From here on the update is built in place in the gradient's own (fp32) buffers: no full-size copies.
-        unlearning_grad = [g if g.dtype == torch.float32 else g.float() for g in unlearning_grad]
+        unlearning_grad = [at_least_float32(g) for g in unlearning_grad]
 
         # 4. Normalize, before masking, over all target weights together (with g_u = -g_a, the sign folds in).
         unlearning_grad_norm = global_norm(unlearning_grad)

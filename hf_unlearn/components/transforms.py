@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..forward import LMOutputs, lm_outputs
-from ..gradients import disruption_mask, ema_, top_fraction_mask
+from ..gradients import at_least_float32, disruption_mask, ema_, top_fraction_mask
 from ..losses import representation_distance
 
 
@@ -43,7 +43,7 @@ class RetainMomentum:
         self.ema: list[torch.Tensor] | None = None
 
     def __call__(self, retain_grads: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        grads = [g.float() for g in retain_grads]
+        grads = [at_least_float32(g) for g in retain_grads]
         if self.momentum == 0:
             return grads
         if self.ema is None:
@@ -76,7 +76,7 @@ class WagleMask:
 
     def initialize(self, base: Sequence[torch.Tensor], retain_grads: Sequence[torch.Tensor], forget_grads: Sequence[torch.Tensor]) -> None:
         scores = [
-            ((p.detach().float() - g_r.float() / self.gamma) * g_f.float()).abs()
+            ((at_least_float32(p.detach()) - at_least_float32(g_r) / self.gamma) * at_least_float32(g_f)).abs()
             for p, g_r, g_f in zip(base, retain_grads, forget_grads)
         ]
         self.mask = top_fraction_mask(scores, self.fraction)
@@ -94,14 +94,14 @@ class Adversary:
         if loop % self.fork_every_n_loops != 0:
             return
         if self.weights is None:
-            self.weights = [p.detach().float().clone() for p in base]
+            self.weights = [at_least_float32(p.detach()).clone() for p in base]
         else:  # into the same buffers: a new copy would hold two adversaries in memory while it is made
             torch._foreach_copy_(self.weights, [p.detach() for p in base])
 
     def step(self, forget_ce_grads: Sequence[torch.Tensor], anchor: Sequence[torch.Tensor] | None) -> None:
         """``adv -= lr * g_a``, then ``adv = d * adv + (1 - d) * anchor`` (nothing to do, and no anchor, when d = 1)."""
         for i, (adv, g) in enumerate(zip(self.weights, forget_ce_grads)):
-            adv.sub_(g.float(), alpha=self.lr)
+            adv.sub_(at_least_float32(g), alpha=self.lr)
             if self.decay < 1:
                 adv.mul_(self.decay).add_(anchor[i], alpha=1 - self.decay)
 

@@ -42,7 +42,7 @@ from ..components.procedures import Metrics, StepContext, UpdateProcedure, check
 from ..components.transforms import Reference, to_device
 from ..distributed import gather_rows, mean_over_processes, sum_over_processes, token_mean_over_processes
 from ..forward import decoder_layers, lm_outputs, module_output, stop_after
-from ..gradients import global_norm, orthonormal_basis, principal_directions, rebuild_weight_grad
+from ..gradients import at_least_float32, global_norm, orthonormal_basis, principal_directions, rebuild_weight_grad
 from ..losses import IGNORE_INDEX, available_losses, get_loss, mlp_breaking_loss, relative_representation_distance
 from ..objective import Objective
 from ..registry import Citation, MethodSpec, around, register_method
@@ -217,7 +217,7 @@ class CIRUpdate(UpdateProcedure):
             originals = [original[n][1][selected] for n in mlps]
             # The normaliser is a mean over every process's tokens, as one process would compute it.
             num_tokens = selected.sum()
-            mean_norms = token_mean_over_processes([o.float().norm(dim=-1).mean() for o in originals], num_tokens, step.accelerator)
+            mean_norms = token_mean_over_processes([at_least_float32(o).norm(dim=-1).mean() for o in originals], num_tokens, step.accelerator)
         with capture_io({**targets, **mlps}) as captured, stop:
             outputs = lm_outputs(model, batch)
         if mlps:
@@ -251,12 +251,12 @@ class CIRUpdate(UpdateProcedure):
             loss, io, loss_tokens = self._forget_objective(step, model, forget, loss_mask)
         output_grads = torch.autograd.grad(loss, [out for _, out in io.values()])
         self.passes += 2
-        acts = {name: x.detach()[selected].float() for name, (x, _) in io.items()}
+        acts = {name: at_least_float32(x.detach()[selected]) for name, (x, _) in io.items()}
         # Gradients of the mean loss over every process's tokens (the authors' gradients of a batch's mean
         # loss when one process holds it): rows that do not depend on how the batch is split, so neither
         # do the statistics and the bases.
         share = loss_tokens / sum_over_processes(loss_tokens, step.accelerator)
-        grads = {name: g[selected].float() * share for name, g in zip(io, output_grads)}
+        grads = {name: at_least_float32(g[selected]) * share for name, g in zip(io, output_grads)}
 
         # 2. Raw statistics for the next epoch's bases.
         for name in io:
@@ -282,7 +282,7 @@ class CIRUpdate(UpdateProcedure):
         # Retain step, taken after the unlearning step: its gradient at base - update.
         retain_loss, retain_grad = self._retain_gradient(step, model, retain, base, update)
         for p, u, g in zip(base, update, retain_grad):  # applied as it is: SGD at learning rate 1 (check_full_update_args)
-            p.grad = (u + args.retaining_rate * g.float()).to(p.dtype)
+            p.grad = (u + args.retaining_rate * at_least_float32(g)).to(p.dtype)
         self.loops_done += 1
         return loss_value, {**metrics, "retain_loss": retain_loss, "unlearning_grad_norm": norm}
 
@@ -296,9 +296,9 @@ class CIRUpdate(UpdateProcedure):
         with torch.no_grad():
             original = module_output(model, retain, block, dict(zip(self.target_names, self.reference.original)))
             # The denominator is a mean over every process's tokens, as one process would compute it.
-            local_norm = (original.float().norm(dim=-1) * mask).sum() / mask.sum()
+            local_norm = (at_least_float32(original).norm(dim=-1) * mask).sum() / mask.sum()
             (mean_norm,) = token_mean_over_processes([local_norm], mask.sum(), step.accelerator)
-        leaves = [(p.detach().float() - u).to(p.dtype).requires_grad_() for p, u in zip(base, update)]
+        leaves = [(at_least_float32(p.detach()) - u).to(p.dtype).requires_grad_() for p, u in zip(base, update)]
         with step.autocast():
             current = module_output(model, retain, block, dict(zip(self.target_names, leaves)))
             loss = relative_representation_distance(current, original, mask, mean_norm)
