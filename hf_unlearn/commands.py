@@ -140,9 +140,8 @@ def run_unlearn(model_config: ModelConfig, data_args: DataArguments, config: Unl
     _, model, tokenizer = load_model(model_config.model_name_or_path, model_config.dtype)
     scenario = code_scenario(data_args, tokenizer)
     trainer = unlearn(model, config, scenario, tokenizer, peft_config=get_peft_config(model_config))
-    trainer.save_model(config.output_dir)
-    metrics = trainer.evaluate()
-    trainer.create_model_card()
+    metrics = trainer.final_metrics()  # the last step's evaluation, unless the weights changed since
+    trainer.save_model(config.output_dir)  # with the card and unlearning_info.json
     if config.push_to_hub:
         trainer.push_to_hub()
     if trainer.is_world_process_zero():

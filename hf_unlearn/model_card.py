@@ -34,7 +34,7 @@ class UnlearningInfo:
     base_model: str
     method: str
     settings: dict[str, Any]  # the method's settings that differ from its config's defaults
-    forget: dict[str, Any]  # {"source": ..., "examples": ..., "tokens": ...}
+    forget: dict[str, Any]  # {"source", "examples", "tokens" (the split), "trained_examples", "trained_tokens" (the run)}
     retain: dict[str, Any]
     disruption: dict[str, float] = field(default_factory=dict)  # {"retain_loss_before": ..., "retain_loss_after": ...}
     data: dict[str, Any] = field(default_factory=dict)  # the run's DataArguments, which `hf-unlearn evaluate` reuses
@@ -211,11 +211,22 @@ def registered_citation(method: str) -> Citation | None:
 
 
 def _data_table(info: UnlearningInfo) -> str:
-    rows = ["| | source | examples | tokens |", "|---|---|---|---|"]
+    """The forget and retain splits' sizes, and how much of the forget split the run trained on (a short run trains
+    on a fraction of it: the split alone would overstate what was unlearned)."""
+    rows = ["| | source | examples in the split | tokens in the split | trained on |", "|---|---|---|---|---|"]
     for part in ("forget", "retain"):
         entry = getattr(info, part)
-        rows.append(f"| {part} | {entry.get('source', '?')} | {entry.get('examples', '?')} | {entry.get('tokens', '?')} |")
+        trained = ""
+        if "trained_examples" in entry:
+            distinct = min(entry["trained_examples"], entry.get("examples", entry["trained_examples"]))
+            trained = f"{entry['trained_examples']:,} examples ({distinct:,} distinct)"
+            trained += f", {entry['trained_tokens']:,} tokens" if "trained_tokens" in entry else ""
+        rows.append(f"| {part} | {entry.get('source', '?')} | {_count(entry.get('examples'))} | {_count(entry.get('tokens'))} | {trained} |")
     return "\n".join(rows)
+
+
+def _count(value: int | None) -> str:
+    return "?" if value is None else f"{value:,}"
 
 
 def attack_count(n: int) -> str:
@@ -253,4 +264,5 @@ def _robustness(report: RobustnessReport) -> str:
             f"{point_label(best)}) | "
             f"{best.get('retain_loss', float('nan')):.4f} |{cells}"
         )
-    return "\n".join(lines)
+    samples = report.text_samples_markdown()
+    return "\n".join(lines) + ("\n\n" + samples.replace("### ", "#### ", 1) if samples else "")

@@ -76,6 +76,10 @@ class UnlearnConfig(TrainingArguments):
         default=None, metadata={"help": "Retain examples per step and process; None: per_device_train_batch_size."}
     )
     logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
+    include_num_input_tokens_seen: str = field(
+        default="non_padding",
+        metadata={"help": "Count the forget tokens trained on (all, non_padding or no): the model card states them."},
+    )
     # One disruption budget, one unit, for every method (hf_unlearn.evaluation.disruption): the sweep prunes by the same
     # DisruptionBudget, and the card states it.
     disruption_budget: float | None = field(

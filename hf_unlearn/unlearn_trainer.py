@@ -141,6 +141,7 @@ class UnlearnTrainer(CausalLMTrainer):
             self.add_callback(BrokenModelGuard(self))
         if args.max_passes is not None:
             self.add_callback(PassBudget(self))
+        self.add_callback(CheckpointsWhenDue())
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
         """``Trainer.train``; ``resume_from_checkpoint=True`` resumes from the newest *complete* checkpoint."""
@@ -190,20 +191,41 @@ class UnlearnTrainer(CausalLMTrainer):
                 "Resume with that run's settings and data, or train from the start in a new output_dir"
             )
 
+    def final_metrics(self) -> dict[str, float]:
+        """The evaluation of the trained weights: the last step's, when training evaluated them (transformers
+        evaluates the last step under a step strategy) and kept them, otherwise a new ``evaluate()``."""
+        budget = next((cb for cb in self.callback_handler.callbacks if isinstance(cb, DisruptionBudgetCallback)), None)
+        restored = budget is not None and budget.exceeded_at is not None  # weights of an earlier evaluation
+        last = next((entry for entry in reversed(self.state.log_history) if "eval_retain_loss" in entry or "eval_loss" in entry), None)
+        if last is not None and last.get("step") == self.state.global_step and not restored:
+            return {k: v for k, v in last.items() if k.startswith("eval_") or k == "epoch"}
+        return self.evaluate()
+
     # --- what was done, for the model card -------------------------------------------------------------
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """``Trainer.save_model``, and, when called by the user (not for a checkpoint), the model card and
+        ``unlearning_info.json`` beside the weights: the folder is then complete for ``hf-unlearn evaluate``."""
+        super().save_model(output_dir, _internal_call)
+        if not _internal_call:
+            self.write_model_card(output_dir or self.args.output_dir)
+
     def create_model_card(self, model_name: str | None = None, **kwargs: Any) -> None:
-        """Write the unlearning model card (``README.md``) and ``unlearning_info.json`` into ``output_dir``.
+        """Write the unlearning model card (``README.md``) and ``unlearning_info.json`` into ``output_dir``
+        (``save_model`` and ``push_to_hub`` call it; call it again after evaluating to update the disruption).
 
         The card (``hf_unlearn.model_card.model_card``) says what was forgotten (``data_sources`` names it),
         with which method and settings, the disruption measured, and the robustness table when
         ``robustness_report.json`` is in ``output_dir`` (``hf-unlearn evaluate`` puts it there) and measured these
         weights; a report of other weights (a run before this one, in the same folder) is removed.
-        ``push_to_hub`` calls this and uploads the folder.
         """
+        self.write_model_card(self.args.output_dir, model_name)
+
+    def write_model_card(self, output_dir: str | Path, model_name: str | None = None) -> None:
+        """``create_model_card`` into ``output_dir``."""
         if not self.is_world_process_zero():
             return
-        output_dir = Path(self.args.output_dir)
+        output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         info = self.unlearning_info()
         info.save(output_dir)
@@ -226,6 +248,11 @@ class UnlearnTrainer(CausalLMTrainer):
             tokens = sum(len(ids) for ids in dataset["input_ids"])
             return {"source": self.data_sources.get(part, "(a dataset given to UnlearnTrainer)"), "examples": len(dataset), "tokens": tokens}
 
+        batch = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+        trained = {"trained_examples": examples_drawn(self.state.global_step, batch, len(self.train_dataset))}
+        if self.args.include_num_input_tokens_seen != "no":
+            trained["trained_tokens"] = int(self.state.num_input_tokens_seen)
+
         evaluations = [entry["eval_retain_loss"] for entry in self.state.log_history if "eval_retain_loss" in entry]
         disruption = {"retain_loss_before": evaluations[0], "retain_loss_after": evaluations[-1]} if len(evaluations) > 1 else {}
         budget = next((cb for cb in self.callback_handler.callbacks if isinstance(cb, DisruptionBudgetCallback)), None)
@@ -233,7 +260,7 @@ class UnlearnTrainer(CausalLMTrainer):
             disruption["retain_loss_after"] = budget.within_budget["value"]  # the weights kept, not the evaluation beyond the budget
         return UnlearningInfo(
             base_model=self.base_model, method=self.args.method, settings=method_settings(self.args),
-            forget=described("forget", self.train_dataset), retain=described("retain", self.retain_stream.dataset),
+            forget={**described("forget", self.train_dataset), **trained}, retain=described("retain", self.retain_stream.dataset),
             disruption=disruption, data=self.data_arguments, adapter=self.peft_config is not None,
             base_model_path=self.base_model_path, license=base_model_license(self.base_model_path), wandb_url=open_run_url(),
             disruption_budget=None if budget is None else str(budget.budget),
@@ -357,6 +384,15 @@ class UnlearnTrainer(CausalLMTrainer):
                 callback.load_state_dict(state["callbacks"][name])
 
 
+def examples_drawn(steps: int, batch_size: int, num_examples: int) -> int:
+    """Forget examples the training loop drew in ``steps`` steps of ``batch_size`` (every process, every accumulated
+    micro-batch) from a dataset of ``num_examples``, repeats counted: each epoch takes every example once and ends
+    with a partial batch."""
+    steps_per_epoch = math.ceil(num_examples / batch_size)
+    epochs, steps_into_epoch = divmod(steps, steps_per_epoch)
+    return epochs * num_examples + min(steps_into_epoch * batch_size, num_examples)
+
+
 def check_target_modules_apply(args: UnlearnConfig, adapter: bool) -> None:
     """Refuse ``target_modules`` set for an adapter run: the adapter trains its own targets, so the setting would be ignored."""
     spec = type(args).__dataclass_fields__["target_modules"]
@@ -411,6 +447,29 @@ class BrokenModelGuard(TrainerCallback):
 
     def load_state_dict(self, state: dict) -> None:
         self.start = state["start"]
+
+
+class CheckpointsWhenDue(TrainerCallback):
+    """Checkpoints at the save strategy's steps only. transformers also saves one at the last step, beside the final
+    model that ``save_model`` writes: for SmolLM2-135M 0.7 GB that nothing can resume (the run is over). The size of
+    the first checkpoint is logged, so that a user sees what ``save_total_limit`` keeps."""
+
+    def __init__(self):
+        self.size_logged = False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        due = args.save_strategy == "steps" and state.save_steps > 0 and state.global_step % state.save_steps == 0
+        if state.global_step >= state.max_steps and not due and args.save_strategy == "steps":
+            control.should_save = False
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        if self.size_logged or not state.is_world_process_zero or not folder.is_dir():
+            return
+        self.size_logged = True
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        limit = f"save_total_limit={args.save_total_limit} keeps at most that many" if args.save_total_limit else "no save_total_limit: all are kept"
+        logger.warning(f"{folder}: {size / 1e9:.2f} GB (weights, optimizer and method state) per checkpoint; {limit}")
 
 
 class PassBudget(TrainerCallback):

@@ -42,7 +42,7 @@ def test_help_works_for_every_method_and_lists_config_and_methods(method, capsys
 def test_the_card_round_trips_with_its_metadata(tmp_path):
     info = UnlearningInfo(
         base_model="HuggingFaceTB/SmolLM2-135M-Instruct", method="npo", settings={"npo_beta": 0.2, "learning_rate": 3e-5},
-        forget={"source": "wikitext", "examples": 120, "tokens": 12000}, retain={"source": "pydoc_prose", "examples": 300, "tokens": 30000},
+        forget={"source": "wikitext", "examples": 120, "tokens": 12000, "trained_examples": 8, "trained_tokens": 800}, retain={"source": "pydoc_prose", "examples": 300, "tokens": 30000},
         disruption={"retain_loss_before": 3.3, "retain_loss_after": 3.35},
     )  # fmt: skip
     path = tmp_path / "README.md"
@@ -52,7 +52,7 @@ def test_the_card_round_trips_with_its_metadata(tmp_path):
     assert card.data.datasets == ["Salesforce/wikitext"], "Hub-backed sources only; the offline prose is not a Hub dataset"
     assert card.data.tags == ["hf_unlearn", "unlearning", "npo"] and card.data.library_name == "transformers"
     text = card.text
-    assert "| `npo_beta` | `0.2` |" in text and "| forget | wikitext | 120 | 12000 |" in text
+    assert "| `npo_beta` | `0.2` |" in text and "| forget | wikitext | 120 | 12,000 | 8 examples (8 distinct), 800 tokens |" in text
     assert "+0.0500 nats" in text and "arXiv:2404.05868" in text and "arXiv:2506.12484" not in text, "NPO's citation only"
     assert "- transformers: " in text, "framework versions"
     assert "Not measured yet" in text
