@@ -73,6 +73,11 @@ class RelearnAttackConfig(TrainingArguments):
             "attack broke the model, so the point is marked and never counts as the attacker's best."
         },
     )
+    text_samples: int = field(
+        default=3,
+        metadata={"help": "Greedy completions of this many held-out forget prompts, at the start and at each new best point "
+                  "of an attack: the report shows the text of the untouched, unlearned and attacked models. 0: none."},  # fmt: skip
+    )
     dataset_text_field: str = field(default="text", metadata={"help": "Text column when not pre-tokenized."})
     max_length: int | None = field(default=1024, metadata={"help": "Truncate tokenized text to this many tokens."})
 
@@ -100,6 +105,8 @@ class RelearnAttackConfig(TrainingArguments):
                 setattr(self, name, [getattr(self, name)])
         if self.divergence_retain_ratio <= 1:
             raise invalid_setting("divergence_retain_ratio", self.divergence_retain_ratio, "it must be > 1 (e.g. 1.5: retain loss +50 %)")
+        if self.text_samples < 0:
+            raise invalid_setting("text_samples", self.text_samples, "it must be >= 0 (0: no text samples)")
         if self.use_peft and self.attack_modules:
             raise invalid_setting("attack_modules", self.attack_modules, "use lora_target_modules with use_peft=True")
         if self.use_peft and self.lora_r < 1:

@@ -15,7 +15,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 from ..causal_lm_trainer import CausalLMTrainer
 from ..data.pairing import RetainStream
 from ..evaluation.disruption import METRIC, broke_the_model
-from ..evaluation.evaluators import Evaluator
+from ..evaluation.evaluators import Evaluator, FactEvaluator
+from ..evaluation.samples import greedy_completions, sample_prompts
 from ..models import with_lora_adapter
 from ..targets import resolve_target_modules
 from .relearn_config import RelearnAttackConfig
@@ -98,6 +99,9 @@ class RelearnAttackTrainer(CausalLMTrainer):
         super().__init__(model, args, attack_dataset, "attack", eval_dataset, processing_class, data_collator, callbacks, optimizers, evaluators)
         self.start_point = start_point
         self.add_callback(_StopWhenDiverged(self))
+        facts = next((e.dataset for e in self.evaluators.values() if isinstance(e, FactEvaluator)), None)
+        self.sample_prompts = sample_prompts(self.eval_dataset["forget"], facts, self.processing_class, args.text_samples)
+        self.samples_at: dict[int, list[dict[str, str]]] = {}  # step -> greedy completions of sample_prompts
         self.retain_stream = None
         if retain_dataset is not None:
             self.retain_stream = RetainStream(
@@ -132,10 +136,26 @@ class RelearnAttackTrainer(CausalLMTrainer):
         super().training_step(model, retain_batch, num_items_in_batch)
         return forget_loss
 
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """``CausalLMTrainer.evaluate``; at the start and whenever the point is the attack's best so far, the greedy
+        completions of ``sample_prompts`` too (``attack_curve`` carries them), so the best point always has its text."""
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        if eval_dataset is None and self.sample_prompts:
+            curve = self.attack_curve()
+            try:
+                is_best = best_of(curve, self.args.metric_for_best_model, bool(self.args.greater_is_better)) is curve[-1]
+            except ValueError:  # nothing valid yet
+                is_best = False
+            if is_best or self.state.global_step == 0:
+                model = self.accelerator.unwrap_model(self.model)
+                self.samples_at[self.state.global_step] = greedy_completions(model, self.processing_class, self.sample_prompts)
+        return metrics
+
     def attack_curve(self) -> list[dict[str, float]]:
         """Every evaluation so far, by step: ``[{"step": 0, "forget_loss": ..., "retain_loss": ..., ...}, ...]``.
 
-        Points where the attack broke the model carry ``"diverged": True``.
+        Points where the attack broke the model carry ``"diverged": True``; the start and the points that were the
+        attack's best when evaluated carry ``"samples"`` (greedy completions of held-out forget prompts).
         """
         points: dict[int, dict[str, float]] = {}
         if self.start_point is not None:
@@ -148,6 +168,9 @@ class RelearnAttackTrainer(CausalLMTrainer):
             }
             if values:
                 points.setdefault(entry["step"], {"step": entry["step"]}).update(values)
+        for step, samples in self.samples_at.items():
+            if step in points:
+                points[step]["samples"] = samples
         curve = [points[step] for step in sorted(points)]
         for point in curve[1:]:
             point.pop("diverged", None)

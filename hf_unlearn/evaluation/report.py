@@ -45,6 +45,11 @@ def attack_kind(attack: dict[str, Any]) -> str:
     return attack.get("kind", "fine_tune")
 
 
+def _one_line(text: str) -> str:
+    """Text for a markdown code span: newlines shown as ⏎, backticks as quotes."""
+    return text.replace("\n", "⏎").replace("`", "'")
+
+
 def finite_or_null(value: Any) -> Any:
     """``value`` with every NaN/inf float replaced by None, so that JSON files stay valid JSON."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -119,7 +124,7 @@ class RobustnessReport:
         for run in self.runs:
             for stage in STAGES:
                 for metric, value in (self.stage(run, stage) or {}).items():
-                    if metric != "attack":
+                    if isinstance(value, (int, float)):
                         flat[f"robustness/{run}/{stage}/{metric}"] = value
             if "retain_loss" in self.before:
                 change = disruption.change(self.before[METRIC], self.runs[run]["after_unlearning"][METRIC])
@@ -183,6 +188,41 @@ class RobustnessReport:
                     f"| {run} | {name} | {attack_kind(attack)} | {attack['settings']} | {point_label(best) if best else ''} | "
                     + " | ".join(cells) + f" | {diverged} |"
                 )
+        samples = self.text_samples_markdown()
+        return "\n".join(lines) + "\n" + ("\n" + samples if samples else "")
+
+    def text_samples(self) -> list[dict[str, str]]:
+        """The held-out forget prompts with the greedy completions of the untouched model, of each unlearned model and
+        of each at the attacker's best (where its point recorded text; ``RelearnAttackConfig.text_samples``):
+        ``[{"prompt": ..., "expected": ..., "untouched": ..., "<run>": ..., "<run> attacked": ...}]``."""
+        columns = {"untouched": self.runs[self.baseline]["after_unlearning"].get("samples")}
+        for run, result in self.runs.items():
+            if run != self.baseline:
+                columns[run] = result["after_unlearning"].get("samples")
+                columns[f"{run} attacked"] = (result["attack_best"] or {}).get("samples")
+        reference = columns["untouched"] or next((samples for samples in columns.values() if samples), None)
+        if not reference:
+            return []
+        rows = []
+        for i, sample in enumerate(reference):
+            row = {"prompt": sample["prompt"], **({"expected": sample["expected"]} if "expected" in sample else {})}
+            for name, samples in columns.items():
+                # An in-context or prompt attack's best saw a prefixed prompt: its text is shown, its prompt is in the JSON.
+                row[name] = samples[i]["completion"] if samples and i < len(samples) else None
+            rows.append(row)
+        return rows
+
+    def text_samples_markdown(self) -> str:
+        """``text_samples`` as a markdown section ("" when no attack recorded text)."""
+        rows = self.text_samples()
+        if not rows:
+            return ""
+        names = [k for k in rows[0] if k not in ("prompt", "expected")]
+        lines = ["### What the models say", "", "Greedy completions of held-out forget prompts (never trained on by the method or "
+                 "the attacks); `attacked`: the model at the attacker's best point.", ""]  # fmt: skip
+        for row in rows:
+            lines.append(f"- **prompt:** `{_one_line(row['prompt'])}`" + (f" (expected: `{_one_line(row['expected'])}`)" if "expected" in row else ""))
+            lines += [f"  - {name}: `{_one_line(row[name])}`" if row[name] is not None else f"  - {name}: (no text recorded)" for name in names]
         return "\n".join(lines) + "\n"
 
     def curve_metrics(self) -> list[str]:
@@ -288,6 +328,9 @@ class RobustnessReport:
             "robustness/curves_table": curves,
             "robustness/curves": wandb.Image(str(self.plot(Path(tempfile.mkdtemp()) / "curves.png"))),
         }
+        samples = self.text_samples()
+        if samples:
+            media["robustness/text_samples"] = wandb.Table(columns=list(samples[0]), data=[list(row.values()) for row in samples])
         for metric in self.curve_metrics():
             media[f"robustness/curve/{metric}"] = wandb.plot.line(curves, "step", metric, stroke="series", title=f"{metric} under attack")
         return media
