@@ -1,0 +1,147 @@
+"""What a new user meets first: README's Python example as printed, the model folder it writes, the card's account
+of what was trained on, the text the report shows, and no work done twice."""
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import pytest
+from conftest import FORGET_TEXTS, RETAIN_TEXTS, tiny_llama, unlearn_config, write_local_files
+from datasets import Dataset
+
+import hf_unlearn
+import hf_unlearn.data
+from hf_unlearn import AttackSuite, MUDMANConfig, UnlearnTrainer
+from hf_unlearn.unlearn_trainer import examples_drawn
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_python_example() -> str:
+    text = (ROOT / "README.md").read_text()
+    return re.search(r"```python\n(.*?)```", text[text.index("## Using it") :], re.S).group(1)
+
+
+def test_the_readme_python_example_runs_as_printed(tmp_path, monkeypatch, capsys):
+    """It died at its last line after 10 minutes of training (the standard suite needs the retain split). Run as
+    printed, made small by parameters: the tiny model as the "embedded" one, local files as the data sources,
+    2 steps of training and of every attack."""
+    model_dir, local = write_local_files(tmp_path)
+    build = hf_unlearn.data.build_unlearning_data
+    monkeypatch.setattr(hf_unlearn, "default_model_path", lambda: str(model_dir))
+    monkeypatch.setattr(
+        hf_unlearn.data, "build_unlearning_data",
+        lambda args, tokenizer: build(dataclasses.replace(args, forget_source=local.forget_source, retain_source=local.retain_source,
+                                                          chunk_length=16, max_eval_examples=8), tokenizer),
+    )  # fmt: skip
+    monkeypatch.setattr(hf_unlearn, "MUDMANConfig", lambda **settings: MUDMANConfig(**{**settings, "max_steps": 2, "report_to": "none"}))
+    preset = AttackSuite.preset.__func__
+    monkeypatch.setattr(AttackSuite, "preset", classmethod(lambda cls, name, **common: preset(cls, name, **{**common, "max_steps": 2})))
+    monkeypatch.chdir(tmp_path)
+
+    exec(compile(readme_python_example(), "README.md", "exec"), {})
+
+    printed = capsys.readouterr().out
+    assert "'attack': " in printed and "'samples': " in printed, printed[-2000:]
+    folder = tmp_path / "outputs" / "mudman"
+    assert {"model.safetensors", "README.md", "unlearning_info.json"} <= {p.name for p in folder.iterdir()}, "save_model writes the card"
+    assert json.loads((folder / "unlearning_info.json").read_text())["method"] == "mudman"
+
+
+def test_save_model_writes_the_card_and_the_info_into_the_folder_it_saves_to(tmp_path, forget_dataset, retain_dataset, tokenizer):
+    trainer = UnlearnTrainer(
+        tiny_llama(len(tokenizer)), unlearn_config(tmp_path / "run", max_steps=2), forget_dataset=forget_dataset,
+        retain_dataset=retain_dataset, processing_class=tokenizer,
+    )  # fmt: skip
+    trainer.train()
+    trainer.save_model(str(tmp_path / "elsewhere"))
+    assert {"README.md", "unlearning_info.json", "model.safetensors"} <= {p.name for p in (tmp_path / "elsewhere").iterdir()}
+
+
+@pytest.mark.parametrize(
+    ("steps", "batch", "examples", "drawn"),
+    [(2, 4, 96, 8), (0, 4, 96, 0), (3, 4, 10, 10), (4, 4, 10, 10 + 4), (6, 4, 10, 20), (8, 4, 10, 28)],  # ceil(10 / 4) = 3 steps an epoch
+)
+def test_examples_drawn_counts_partial_batches_and_epochs(steps, batch, examples, drawn):
+    assert examples_drawn(steps, batch, examples) == drawn
+
+
+def test_the_card_says_what_was_trained_on_beside_the_split(tmp_path, tokenizer):
+    """After 2 steps of 4 the card said 96 examples (the split); it now also says 8 were trained on, and their tokens."""
+    forget = Dataset.from_dict({"text": FORGET_TEXTS * 4})
+    trainer = UnlearnTrainer(
+        tiny_llama(len(tokenizer)), unlearn_config(tmp_path, max_steps=2), forget_dataset=forget,
+        retain_dataset=Dataset.from_dict({"text": RETAIN_TEXTS}), processing_class=tokenizer,
+    )  # fmt: skip
+    trainer.train()
+    trainer.save_model()
+    info = json.loads((tmp_path / "unlearning_info.json").read_text())["forget"]
+    trained_tokens = sum(len(tokenizer(text)["input_ids"]) for text in FORGET_TEXTS[:8])  # no shuffle: the same length each
+    assert info["examples"] == 96 and info["trained_examples"] == 8
+    assert info["trained_tokens"] == pytest.approx(trained_tokens, rel=0.2)
+    assert f"| 96 | {info['tokens']:,} | 8 examples (8 distinct), {info['trained_tokens']:,} tokens |" in (tmp_path / "README.md").read_text()
+
+
+def test_unlearn_evaluates_the_final_weights_once_and_saves_no_unasked_checkpoint(tmp_path, monkeypatch):
+    """`hf-unlearn unlearn` evaluated again after the last step's evaluation (2 min on SmolLM2), and a 2-step run wrote
+    a 0.7 GB checkpoint beside the model."""
+    from hf_unlearn.cli import main
+    from hf_unlearn.unlearn_trainer import UnlearnTrainer as Trainer
+
+    model_dir, data = write_local_files(tmp_path)
+    evaluations = []
+    evaluate = Trainer.evaluate
+
+    def counted(self, eval_dataset=None, *args, **kwargs):
+        if eval_dataset is None:  # the whole evaluation (it evaluates each of its datasets in turn)
+            evaluations.append(self.state.global_step)
+        return evaluate(self, eval_dataset, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "evaluate", counted)
+    main(["unlearn", "--model_name_or_path", str(model_dir), "--forget_source", data.forget_source, "--retain_source", data.retain_source,
+          "--chunk_length", "16", "--max_steps", "3", "--per_device_train_batch_size", "4", "--eval_strategy", "steps", "--eval_steps", "2",
+          "--save_strategy", "steps", "--save_steps", "2", "--output_dir", str(tmp_path / "out"), "--report_to", "none"])  # fmt: skip
+    assert evaluations == [2, 3], "each weights evaluated once: at step 2, and at the last step (3) by the training loop"
+    assert sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*")) == ["checkpoint-2"], "the asked-for checkpoint only"
+
+
+def test_the_report_and_the_card_show_the_text_of_each_model(tmp_path, tokenizer):
+    """Held-out forget prompts answered by the untouched model, the unlearned model and the attacked one at the
+    attacker's best, in the report (markdown, JSON) and the card; facts show split B's questions with their answers."""
+    from hf_unlearn.evaluation import FactEvaluator
+    from hf_unlearn.pipeline import robustness_report
+
+    facts = Dataset.from_dict({"prompt": ["The vault code is", "Ann reads"], "answer": ["1234", "books"]})
+    suite = AttackSuite.preset("quick", output_dir=str(tmp_path), names=["adamw_1e-4"], max_steps=4, eval_steps=2,
+                               per_device_train_batch_size=4, metric_for_best_model="eval_facts_accuracy")  # fmt: skip
+    forget = Dataset.from_dict({"text": FORGET_TEXTS})
+    report = robustness_report(
+        "t", {"unlearned": tiny_llama(len(tokenizer), seed=1), "no_unlearning": tiny_llama(len(tokenizer))}, suite,
+        attack_dataset=forget, eval_dataset={"forget": forget, "retain": Dataset.from_dict({"text": RETAIN_TEXTS})},
+        evaluators={"facts": FactEvaluator(facts)}, processing_class=tokenizer,
+    )  # fmt: skip
+    rows = report.text_samples()
+    assert [row["prompt"] for row in rows] == ["The vault code is", "Ann reads"] and rows[0]["expected"] == "1234"
+    assert all(isinstance(row[name], str) for row in rows for name in ("untouched", "unlearned", "unlearned attacked"))
+    assert rows[0]["unlearned"] != rows[0]["untouched"], "each model's own text"
+    markdown = report.to_markdown()
+    assert "What the models say" in markdown and f"unlearned attacked: `{rows[0]['unlearned attacked']}`" in markdown
+    best = report.runs["unlearned"]["attack_best"]
+    assert best["samples"][0]["completion"] == rows[0]["unlearned attacked"], "the text of the attacker's best point"
+
+    from hf_unlearn.model_card import UnlearningInfo, model_card
+
+    info = UnlearningInfo(base_model="tiny", method="mudman", settings={}, forget={"source": "f"}, retain={"source": "r"})
+    assert "What the models say" in model_card(info, report).text
+
+
+def test_text_samples_of_a_text_scenario_show_the_true_continuation(tokenizer):
+    from hf_unlearn.evaluation.samples import PROMPT_TOKENS, greedy_completions, sample_prompts
+
+    chunks = Dataset.from_dict({"input_ids": [tokenizer(text)["input_ids"] * 2 for text in FORGET_TEXTS[:3]]})
+    prompts = sample_prompts(chunks, None, tokenizer, 2)
+    assert len(prompts) == 2 and len(prompts[0]["input_ids"]) == PROMPT_TOKENS
+    assert (prompts[0]["prompt"] + prompts[0]["expected"]).replace(" ", "") in (FORGET_TEXTS[0] * 2).replace(" ", "")
+    samples = greedy_completions(tiny_llama(len(tokenizer)), tokenizer, prompts)
+    assert [set(sample) for sample in samples] == [{"prompt", "completion", "expected"}] * 2 and samples[0]["completion"]
