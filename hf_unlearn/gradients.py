@@ -18,6 +18,15 @@ def at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
     return tensor if tensor.dtype in (torch.float32, torch.float64) else tensor.float()
 
 
+def loss_gradients(loss: torch.Tensor, leaves: Sequence[torch.Tensor], retain_graph: bool = False) -> list[torch.Tensor]:
+    """The gradient of ``loss`` with respect to each of ``leaves``: zero for a leaf the loss does not depend on (a
+    trained layer above the one a representation loss reads, as with CIR's ``retain_layer`` or Circuit Breakers'
+    ``cb_layers`` below the last layer), where autograd would raise; all zero when it depends on none."""
+    if not loss.requires_grad:
+        return [torch.zeros_like(leaf) for leaf in leaves]
+    return list(torch.autograd.grad(loss, leaves, retain_graph=retain_graph, materialize_grads=True))
+
+
 def global_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """L2 norm of all tensors taken together, computed in fp32 or wider (bf16 sums of squares lose precision).
 

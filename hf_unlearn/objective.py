@@ -31,6 +31,11 @@ class Objective:
 
     def __init__(self, args: Any):
         self.args = args
+        self.derived: dict[str, Any] = {}  # settings left unset (None) and derived from the model: {field: value}
+
+    def fit_to_model(self, model: nn.Module) -> None:
+        """Check the settings that name layers against ``model`` and derive those left unset from its depth (into
+        ``derived``); the procedure's setup calls it, so a layer the model lacks is refused before training."""
 
     def target_modules(self, model: nn.Module) -> list[str]:
         """Which weights train (``target_modules`` syntax)."""

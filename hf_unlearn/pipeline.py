@@ -16,7 +16,6 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 from .attacks import AttackSuite
 from .evaluation.evaluators import Evaluator
 from .evaluation.report import RobustnessReport
-from .model_card import method_settings
 from .scenarios import Scenario
 from .tracking import group_name, wandb_run
 from .unlearn_config import UnlearnConfig
@@ -91,7 +90,7 @@ def unlearn(
     )  # fmt: skip
     trainer.data_sources = scenario.sources
     trainer.data_arguments = scenario.details.get("data_arguments", {})
-    run_config = {"method": config.method, "method_settings": method_settings(config), "data": {**scenario.sources, **scenario.details}}
+    run_config = {"method": config.method, "method_settings": trainer.method_settings(), "data": {**scenario.sources, **scenario.details}}
     # Left open: the caller may still evaluate with this trainer, whose WandbCallback logs into the run.
     group = wandb_group or group_name(config.run_name, config.method)
     with wandb_run(config.report_to, group, "unlearn", "unlearn", run_config, finish=False):

@@ -9,6 +9,10 @@ An entry of ``target_modules`` is one of
   (``"gate_proj"``, ``"mlp.up_proj"``);
 - a regular expression matched against the full module name (``r"model\\.layers\\.[0-5]\\.mlp\\.gate_proj"``).
 Only the ``weight`` of each matched module is trained, never its bias.
+
+Settings that name decoder layers (RMU's ``rmu_layer``, Circuit Breakers' ``cb_layers``, CIR's ``loss_layers``
+and ``retain_layer``) default to fractions of the model's depth (``depth_fraction``) and are checked against it
+(``check_layers``) when the method is set up on its model, before any training step (``Objective.fit_to_model``).
 """
 
 from __future__ import annotations
@@ -90,3 +94,23 @@ def resolve_target_modules(model: nn.Module, target_modules: Sequence[str]) -> d
             )
         selected.update(found)
     return {f"{name}.weight": layers[name].weight for name in layers if name in selected}
+
+
+def model_depth(model: nn.Module) -> int:
+    """The model's number of decoder layers (``config.num_hidden_layers``; GPT-2's ``n_layer`` answers to it too)."""
+    return model.config.num_hidden_layers
+
+
+def depth_fraction(depth: int, numerator: int, denominator: int) -> int:
+    """``numerator / denominator`` of ``depth``, rounded half up; in integers, so no float error moves a half."""
+    return (2 * numerator * depth + denominator) // (2 * denominator)
+
+
+def check_layers(flag: str, value: int | Sequence[int], low: int, high: int, depth: int) -> None:
+    """Refuse ``value`` (one layer index or a non-empty list) unless every index lies in ``low .. high``."""
+    layers = [value] if isinstance(value, int) else list(value)
+    if not layers or not all(low <= layer <= high for layer in layers):
+        raise ValueError(
+            f"{flag}={value!r} does not fit this model ({depth} decoder layers): use layers {low} to {high}, "
+            f"or leave {flag} unset to derive it from the depth"
+        )

@@ -32,6 +32,7 @@ from .gradients import global_norm
 from .model_card import REPORT_NAME, UnlearningInfo, base_model_license, base_model_name, base_model_path, method_settings, model_card
 from .models import with_lora_adapter
 from .registry import get_method
+from .targets import model_depth
 from .tracking import open_run_url
 from .unlearn_config import UnlearnConfig
 
@@ -171,10 +172,15 @@ class UnlearnTrainer(CausalLMTrainer):
 
     def run_identity(self) -> dict[str, Any]:
         """What makes a checkpoint this run's: the method and its settings (how long it runs aside), the model, the data."""
-        settings = {k: v for k, v in method_settings(self.args).items() if k not in ("max_steps", "num_train_epochs", "max_passes")}
+        settings = {k: v for k, v in self.method_settings().items() if k not in ("max_steps", "num_train_epochs", "max_passes")}
         identity = {"method": self.args.method, "settings": settings, "base_model": self.base_model,
                     "forget_data": self.train_dataset._fingerprint, "retain_data": self.retain_stream.dataset._fingerprint}  # fmt: skip
         return json.loads(json.dumps(identity, default=str))
+
+    def method_settings(self) -> dict[str, Any]:
+        """The method's settings that differ from its config's defaults, and those derived from the model (layers left
+        unset): what the run used, for the model card and the checkpoints' run identity."""
+        return {**method_settings(self.args), **self.objective.derived}
 
     def check_same_run(self, checkpoint: str) -> None:
         """Refuse a checkpoint of another run (another method, settings, model or data): continuing it would end on
@@ -259,7 +265,7 @@ class UnlearnTrainer(CausalLMTrainer):
         if disruption and budget is not None and budget.exceeded_at is not None and budget.within_budget is not None:
             disruption["retain_loss_after"] = budget.within_budget["value"]  # the weights kept, not the evaluation beyond the budget
         return UnlearningInfo(
-            base_model=self.base_model, method=self.args.method, settings=method_settings(self.args),
+            base_model=self.base_model, method=self.args.method, settings=self.method_settings(),
             forget={**described("forget", self.train_dataset), **trained}, retain=described("retain", self.retain_stream.dataset),
             disruption=disruption, data=self.data_arguments, adapter=self.peft_config is not None,
             base_model_path=self.base_model_path, license=base_model_license(self.base_model_path), wandb_url=open_run_url(),
@@ -278,7 +284,10 @@ class UnlearnTrainer(CausalLMTrainer):
                 'disruption_budget is checked on eval_retain_loss: pass eval_dataset={"retain": ..., ...} (held-out general '
                 "text), or set disruption_budget=None"
             )
-        self.procedure.setup(model, processing_class)  # picks and unfreezes the target weights
+        self.procedure.setup(model, processing_class)  # fits the layer settings, picks and unfreezes the target weights
+        if self.objective.derived and args.process_index == 0:  # once per run; unlearning_info.json records them too
+            derived = ", ".join(f"{name}={value}" for name, value in self.objective.derived.items())
+            logger.warning(f"{args.method}: {derived}, derived from the model's depth ({model_depth(model)} decoder layers)")
         return model
 
     def _next_retain_batch(self) -> dict[str, torch.Tensor]:

@@ -40,7 +40,7 @@ from torch import nn
 
 from ..distributed import token_mean_over_processes
 from ..forward import LMOutputs, lm_outputs
-from ..gradients import at_least_float32, global_norm, normalize_
+from ..gradients import at_least_float32, global_norm, loss_gradients, normalize_
 from ..losses import IGNORE_INDEX, cross_entropy
 from ..objective import Objective
 from ..targets import resolve_target_modules
@@ -114,11 +114,12 @@ class UpdateProcedure:
         return {}
 
     def setup(self, model: nn.Module, processing_class: Any = None) -> None:
-        """Choose the trained weights and freeze every other parameter.
+        """Fit the objective's layer settings to the model, choose the trained weights and freeze every other parameter.
 
         A PEFT model trains its adapter (the parameters PEFT left trainable); otherwise the
         objective's ``target_modules`` name them.
         """
+        self.objective.fit_to_model(model)
         if is_peft_model(model):
             targets = [name for name, param in model.named_parameters() if param.requires_grad]
         else:
@@ -165,7 +166,7 @@ class UpdateProcedure:
             outputs = lm_outputs(model, batch, dict(zip(self.target_names, leaves)), hidden_states)
             losses = [fn(outputs) for fn in loss_fns]
         del outputs  # the logits (vocabulary-wide) are not needed by the backward pass: free them before it
-        grads = [torch.autograd.grad(loss, leaves, retain_graph=i + 1 < len(losses)) for i, loss in enumerate(losses)]
+        grads = [loss_gradients(loss, leaves, retain_graph=i + 1 < len(losses)) for i, loss in enumerate(losses)]
         self.passes += 1 + len(losses)  # one forward, one backward per loss
         # One all-reduce for the losses and all gradients of this pass.
         num_tokens = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()

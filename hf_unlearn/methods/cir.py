@@ -17,8 +17,8 @@ rebuilding the update, so only fact-specific directions change. Per step (one fo
    norm ``step_norm``; then a retain step: the gradient of the distance of layer
    ``retain_layer``'s representations to the original model's (mean distance / mean original
    norm, the authors' ``cb_retain``) on a retain batch, taken after the unlearning step, times
-   ``retaining_rate``. The sum is the update, applied by plain SGD at learning rate 1. Epoch 0
-   only collects statistics.
+   ``retaining_rate`` (zero for trained weights above that layer, which do not reach it). The sum
+   is the update, applied by plain SGD at learning rate 1. Epoch 0 only collects statistics.
 4. At the first step of each epoch the bases are recomputed from the previous epoch's statistics
    (gathered across processes first).
 
@@ -42,11 +42,11 @@ from ..components.procedures import Metrics, StepContext, UpdateProcedure, check
 from ..components.transforms import Reference, to_device
 from ..distributed import gather_rows, mean_over_processes, sum_over_processes, token_mean_over_processes
 from ..forward import decoder_layers, lm_outputs, module_output, stop_after
-from ..gradients import at_least_float32, global_norm, orthonormal_basis, principal_directions, rebuild_weight_grad
+from ..gradients import at_least_float32, global_norm, loss_gradients, orthonormal_basis, principal_directions, rebuild_weight_grad
 from ..losses import IGNORE_INDEX, available_losses, get_loss, mlp_breaking_loss, relative_representation_distance
 from ..objective import Objective
 from ..registry import Citation, MethodSpec, around, register_method
-from ..targets import layer_index, resolve_target_modules
+from ..targets import check_layers, depth_fraction, layer_index, model_depth, resolve_target_modules
 from ..unlearn_config import FullUpdateArguments, UnlearnConfig
 
 MLP_BREAKING = "mlp_breaking"
@@ -77,22 +77,31 @@ def cir_token_masks(
 
 @dataclass
 class CIRConfig(FullUpdateArguments, UnlearnConfig):
-    """Configuration of CIR (defaults: the paper's Llama-3.1-8B setting, see the module docstring)."""
+    """Configuration of CIR (defaults: the paper's Llama-3.1-8B setting, see the module docstring; its layers scaled to
+    the model's depth, ``default_cir_layers``)."""
 
     method: str = field(default="cir", metadata={"help": "Unlearning method (registry name)."})
     cir_loss: str = field(
         default=MLP_BREAKING,
         metadata={"help": f"Forget loss: '{MLP_BREAKING}' or a registry loss ({', '.join(available_losses())})."},
     )
-    loss_layers: list[int] = field(
-        default_factory=lambda: list(range(6, 12)), metadata={"help": "Decoder layers whose MLP outputs MLP breaking uses."}
+    loss_layers: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Decoder layers whose MLP outputs MLP breaking uses (0-based); default: from 1/5 of the depth up to "
+            "retain_layer's block, rounded (6 .. 11 on SmolLM2-135M)."
+        },
     )
     act_components: int = field(default=23, metadata={"help": "Principal components collapsed from activations (besides the mean)."})
     grad_components: int = field(default=35, metadata={"help": "Principal components collapsed from output gradients (besides the mean)."})
     pca_niter: int = field(default=16, metadata={"help": "Subspace iterations of torch.pca_lowrank."})
     step_norm: float = field(default=0.2, metadata={"help": "Global L2 norm of every unlearning update."})
-    retain_layer: int = field(
-        default=12, metadata={"help": "hidden_states index held at the original (k: the output of block k-1; >= 1)."}
+    retain_layer: int | None = field(
+        default=None,
+        metadata={
+            "help": "hidden_states index held at the original (k: the output of block k-1; >= 1); trained weights above "
+            "it get no retain term. Default: 2/5 of the depth, rounded (12 on SmolLM2-135M)."
+        },
     )
     retaining_rate: float = field(default=3e-4, metadata={"help": "Step size of the retain step after each update."})
     projection: str = field(
@@ -129,11 +138,19 @@ class CIRConfig(FullUpdateArguments, UnlearnConfig):
                 raise ValueError(f"{name}={getattr(self, name)!r} is invalid: it must be >= 0")
         if self.projection not in PROJECTIONS:
             raise ValueError(f"projection={self.projection!r} is invalid: use one of {', '.join(PROJECTIONS)}")
-        if self.retain_layer < 1:
+        if self.retain_layer is not None and self.retain_layer < 1:
             raise ValueError(f"retain_layer={self.retain_layer!r} is invalid: it must be >= 1 (hidden_states[0] is the embeddings)")
         if self.step_norm <= 0:
             raise ValueError(f"step_norm={self.step_norm!r} is invalid: it must be > 0")
         super().__post_init__()
+
+
+def default_cir_layers(depth: int) -> tuple[list[int], int]:
+    """CIR's (``loss_layers``, ``retain_layer``) for a model of ``depth`` decoder layers: the retain term on the output
+    of the block at 2/5 of the depth, MLP breaking from 1/5 of it up to that block (6 .. 11 and 12 of SmolLM2-135M's
+    30 layers, the values the authors use on Llama-3.1-8B's 32); at least one loss layer, and retain_layer >= 1."""
+    retain_layer = max(1, depth_fraction(depth, 2, 5))
+    return list(range(min(depth_fraction(depth, 1, 5), retain_layer - 1), retain_layer)), retain_layer
 
 
 @contextmanager
@@ -197,9 +214,10 @@ class CIRUpdate(UpdateProcedure):
         return cir_token_masks(batch["input_ids"], batch["attention_mask"], self.args.cut_off_tokens, self.bos_token_id)
 
     def _mlps(self, model: nn.Module) -> dict[str, nn.Module]:
-        mlps = {name: m for name, m in model.named_modules() if name.endswith(".mlp") and layer_index(name) in set(self.args.loss_layers)}
-        if len(mlps) != len(set(self.args.loss_layers)):
-            raise ValueError(f"loss_layers={self.args.loss_layers}: found MLPs {sorted(mlps)}; the model has fewer layers")
+        loss_layers = set(self.objective.loss_layers)
+        mlps = {name: m for name, m in model.named_modules() if name.endswith(".mlp") and layer_index(name) in loss_layers}
+        if len(mlps) != len(loss_layers):
+            raise ValueError(f"loss_layers={self.objective.loss_layers}: found MLPs {sorted(mlps)}; the model names its MLPs otherwise")
         return mlps
 
     def _forget_objective(
@@ -291,7 +309,7 @@ class CIRUpdate(UpdateProcedure):
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The relative distance of ``hidden_states[retain_layer]`` to the original's on ``retain``, and its
         gradient at the weights after the unlearning step, averaged over every process's tokens."""
-        block = decoder_layers(model)[self.args.retain_layer - 1]  # hidden_states[k] is block k-1's output
+        block = decoder_layers(model)[self.objective.retain_layer - 1]  # hidden_states[k] is block k-1's output
         mask = retain["attention_mask"]
         with torch.no_grad():
             original = module_output(model, retain, block, dict(zip(self.target_names, self.reference.original)))
@@ -302,7 +320,7 @@ class CIRUpdate(UpdateProcedure):
         with step.autocast():
             current = module_output(model, retain, block, dict(zip(self.target_names, leaves)))
             loss = relative_representation_distance(current, original, mask, mean_norm)
-        grads = torch.autograd.grad(loss, leaves)
+        grads = loss_gradients(loss, leaves)  # zero for trained weights above the block, which do not reach its output
         self.passes += 3
         loss, *grads = token_mean_over_processes([loss.detach(), *grads], mask.sum(), step.accelerator)
         return loss, grads
@@ -346,6 +364,22 @@ class CIR(Objective):
     outputs inside the collapsed update, ``CIRUpdate``."""
 
     uses_reference = frozenset({"forget", "retain"})
+    loss_layers: list[int] | None  # resolved against the model by fit_to_model (None: a registry loss, which reads none)
+    retain_layer: int
+
+    def fit_to_model(self, model: nn.Module) -> None:
+        depth = model_depth(model)
+        loss_layers, retain_layer = default_cir_layers(depth)
+        if self.args.loss_layers is not None:
+            check_layers("loss_layers", self.args.loss_layers, 0, depth - 1, depth)
+        elif self.args.cir_loss == MLP_BREAKING:
+            self.derived["loss_layers"] = loss_layers
+        if self.args.retain_layer is not None:
+            check_layers("retain_layer", self.args.retain_layer, 1, depth, depth)  # hidden_states[k] is block k-1's output
+        else:
+            self.derived["retain_layer"] = retain_layer
+        self.loss_layers = self.derived.get("loss_layers", self.args.loss_layers)
+        self.retain_layer = self.derived.get("retain_layer", self.args.retain_layer)
 
     def target_modules(self, model: nn.Module) -> list[str]:
         """``target_modules``; with MLP breaking, only in the layers up to the last loss layer: no later
@@ -353,5 +387,5 @@ class CIR(Objective):
         if self.args.cir_loss != MLP_BREAKING:
             return self.args.target_modules
         names = resolve_target_modules(model, self.args.target_modules)
-        last = max(self.args.loss_layers)
+        last = max(self.loss_layers)
         return [name.removesuffix(".weight") for name in names if (layer_index(name) or 0) <= last]

@@ -1,10 +1,11 @@
 """RMU: Representation Misdirection for Unlearning (Li et al. 2024, "The WMDP Benchmark", arXiv 2403.03218).
 
-On forget tokens, the output of decoder layer ``rmu_layer`` is steered towards ``steering_coef * u``
-(u a fixed random unit vector, seeded); on retain tokens it is held at the frozen model's output
-(mean squared error, weighted by ``retaining_rate``, RMU's alpha). Only the MLP output matrices of
-layers ``rmu_layer - 2 .. rmu_layer`` train by default, so the frozen activations come from the
-current model with those three tensors at their original values: no second model.
+On forget tokens, the output of decoder layer ``rmu_layer`` (default: 7/30 of the depth) is steered
+towards ``steering_coef * u`` (u a fixed random unit vector, seeded); on retain tokens it is held at
+the frozen model's output (mean squared error, weighted by ``retaining_rate``, RMU's alpha). Only
+the MLP output matrices of layers ``rmu_layer - 2 .. rmu_layer`` train by default, so the frozen
+activations come from the current model with those three tensors at their original values: no
+second model.
 """
 
 from __future__ import annotations
@@ -19,14 +20,20 @@ from ..forward import LMOutputs
 from ..losses import activation_mse, steering_loss
 from ..objective import Objective
 from ..registry import Citation, around, register_method
-from ..targets import layer_modules
+from ..targets import check_layers, depth_fraction, layer_modules, model_depth
 from ..unlearn_config import UnlearnConfig
 
 
 @dataclass
 class RMUConfig(RateArguments, TransformArguments, OptimizerArguments, UnlearnConfig):
     method: str = field(default="rmu", metadata={"help": "Unlearning method (registry name)."})
-    rmu_layer: int = field(default=7, metadata={"help": "Decoder layer whose output is steered (0-based)."})
+    rmu_layer: int | None = field(
+        default=None,
+        metadata={
+            "help": "Decoder layer whose output is steered (0-based); "
+            "default: 7/30 of the depth, rounded (7 on SmolLM2-135M)."
+        },
+    )
     steering_coef: float = field(default=6.5, metadata={"help": "Norm c of the steering target c*u."})
     retaining_rate: float = field(default=1200.0, metadata={"help": "RMU's alpha: weight of the retain activation MSE."})
     target_modules: list[str] = field(
@@ -36,9 +43,15 @@ class RMUConfig(RateArguments, TransformArguments, OptimizerArguments, UnlearnCo
     learning_rate: float = field(default=5e-5, metadata={"help": "The optimizer's learning rate (RMU paper)."})
 
     def __post_init__(self):
-        if self.rmu_layer < 0 or self.steering_coef <= 0:
+        if (self.rmu_layer is not None and self.rmu_layer < 0) or self.steering_coef <= 0:
             raise ValueError(f"rmu_layer={self.rmu_layer} / steering_coef={self.steering_coef}: use a layer >= 0 and a coefficient > 0")
         super().__post_init__()
+
+
+def default_rmu_layer(depth: int) -> int:
+    """``rmu_layer`` for a model of ``depth`` decoder layers: 7/30 of it, as the authors' 7 of Zephyr-7B's 32 and
+    7 of SmolLM2-135M's 30 (an early-middle layer)."""
+    return depth_fraction(depth, 7, 30)
 
 
 def control_vector(width: int, steering_coef: float, seed: int) -> torch.Tensor:
@@ -58,15 +71,21 @@ def control_vector(width: int, steering_coef: float, seed: int) -> torch.Tensor:
 class RMU(Objective):
     uses_reference = frozenset({"retain"})
     uses_hidden_states = True
+    layer: int  # rmu_layer, resolved against the model by fit_to_model
+
+    def fit_to_model(self, model: nn.Module) -> None:
+        depth = model_depth(model)
+        if self.args.rmu_layer is None:
+            self.derived["rmu_layer"] = default_rmu_layer(depth)
+        else:
+            check_layers("rmu_layer", self.args.rmu_layer, 0, depth - 1, depth)
+        self.layer = self.derived.get("rmu_layer", self.args.rmu_layer)
 
     def target_modules(self, model: nn.Module) -> list[str]:
-        layer = self.args.rmu_layer
-        if layer >= model.config.num_hidden_layers:
-            raise ValueError(f"rmu_layer={layer} is invalid: the model has {model.config.num_hidden_layers} layers")
-        return self.args.target_modules or layer_modules(model, "last_mlp", range(max(0, layer - 2), layer + 1))
+        return self.args.target_modules or layer_modules(model, "last_mlp", range(max(0, self.layer - 2), self.layer + 1))
 
     def _activations(self, outputs: LMOutputs) -> torch.Tensor:
-        return outputs.hidden_states[self.args.rmu_layer + 1]  # [0] is the embeddings
+        return outputs.hidden_states[self.layer + 1]  # [0] is the embeddings
 
     def forget_loss(self, outputs: LMOutputs, batch: dict[str, torch.Tensor], reference: LMOutputs | None) -> torch.Tensor:
         hidden = self._activations(outputs)
