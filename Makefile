@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 # The tested versions of every dependency (torch included): `make install` and CI install exactly these.
 LOCK ?= constraints.txt
 
-.PHONY: install lock demo test test-fast clean
+.PHONY: install lock quickstart demo test test-fast clean
 
 $(INSTALLED): setup.cfg pyproject.toml $(LOCK)
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -18,6 +18,12 @@ $(INSTALLED): setup.cfg pyproject.toml $(LOCK)
 	touch $(INSTALLED)
 
 install: $(INSTALLED)
+
+## The first run: MUDMAN on the embedded SmolLM2 (10 loops), the quick attack suite (6 steps), the report with the
+## models' text and the card, in outputs/quickstart/code/ (under 3 min on 2 CPU cores: docs/results.md).
+QUICKSTART = --output_dir outputs/quickstart --unlearn_steps 10 --attack_steps 6 --eval_every 3 --max_forget_documents 20 --max_eval_examples 8
+quickstart: install
+	$(PYTHON) recipes/demo.py $(QUICKSTART) $(ARGS)
 
 ## The default demo: MUDMAN on the embedded SmolLM2, the quick attack suite, a robustness report and a model card
 ## (17 min on 2 shared CPU cores: docs/results.md). `make demo SCENARIO=facts`: the world-capitals facts scenario instead.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -30,6 +31,8 @@ COMMANDS = {"unlearn": "unlearn_command", "attack": "attack_command", "sweep": "
 LAUNCH_FLAGS = ("--num_processes", "--accelerate_config", "--main_process_port")
 # What a command raises for bad input (a missing file or package, a wrong value), printed without a traceback.
 INPUT_ERRORS = (ValueError, FileNotFoundError, ModuleNotFoundError)
+# What `accelerate launch` raises when a process it started exits with an error (torch elastic, or a plain subprocess).
+LAUNCH_FAILURES = ("ChildFailedError", "CalledProcessError")
 
 
 def split_launch_flags(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
@@ -69,6 +72,8 @@ def launch(command: str, flags: dict[str, str], arguments: list[str]) -> None:
         if not torch.cuda.is_available():
             os.environ["ACCELERATE_USE_CPU"] = "1"
     parsed = launch_command_parser().parse_args([*launch_arguments, "--module", "hf_unlearn.cli", command, *arguments])
+    # A failed process says why itself; torch elastic's own lines about it ("failed (exitcode: 1)") would follow it.
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     launch_command(parsed)
 
 
@@ -107,17 +112,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     mask_secrets(sys.argv)
     flags, arguments = split_launch_flags(argv[1:])
     if flags:
-        launch(argv[0], flags, arguments)
+        try:
+            launch(argv[0], flags, arguments)
+        except Exception as error:  # a process failed: it printed why (one line); the launcher's traceback adds nothing
+            if os.environ.get("HF_UNLEARN_TRACEBACK") or type(error).__name__ not in LAUNCH_FAILURES:
+                raise
+            sys.exit(1)
         return
+    run_command(argv[0], arguments)
+
+
+def run_command(command: str, arguments: list[str]) -> None:
+    """``hf-unlearn <command> <arguments>`` in this process (``recipes/*.py`` call it too): bad input ends in one line,
+    printed by the main process only, and exit status 1."""
     from .tracking import finish_open_run
 
     try:
-        getattr(importlib.import_module("hf_unlearn.commands"), COMMANDS[argv[0]])(arguments)
+        getattr(importlib.import_module("hf_unlearn.commands"), COMMANDS[command])(arguments)
     except INPUT_ERRORS as error:
         if os.environ.get("HF_UNLEARN_TRACEBACK"):
             raise
-        # Bad input is named in the message, with its fix: that, not a traceback, is what the user needs.
-        print(f"hf-unlearn {argv[0]}: error: {error}\n(HF_UNLEARN_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        # Bad input is named in the message, with its fix: that, not a traceback, is what the user needs. Every process
+        # of a launch meets it; the main one says it.
+        if os.environ.get("RANK", "0") == "0":
+            print(f"hf-unlearn {command}: error: {error}\n(HF_UNLEARN_TRACEBACK=1 shows the traceback)", file=sys.stderr)
         sys.exit(1)
     finally:
         finish_open_run()  # the unlearn stage's W&B run stays open for the evaluation after training

@@ -7,8 +7,10 @@ under ``accelerate launch``. ``recipes/*.py`` are thin wrappers over the same fu
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib.util
 import json
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -70,20 +72,63 @@ def with_config_path(args: Sequence[str]) -> list[str]:
     return resolved
 
 
+def with_negative_numbers_attached(args: Sequence[str]) -> list[str]:
+    """``--flag -1e-5`` as ``--flag=-1e-5``: argparse reads a value that starts with "-" and is not a plain integer or
+    decimal as the next flag, and fails with "expected one argument" after printing the whole usage."""
+    attached, args = [], list(args)
+    while args:
+        arg = args.pop(0)
+        if arg.startswith("--") and "=" not in arg and args and args[0].startswith("-") and _is_number(args[0]):
+            attached.append(f"{arg}={args.pop(0)}")
+        else:
+            attached.append(arg)
+    return attached
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 class Parser(TrlParser):
     """``TrlParser`` whose ``--help`` works for every method and lists ``--config`` (which TrlParser reads
-    before argparse sees it)."""
+    before argparse sees it); no abbreviated flags (``--max_step`` would silently be ``--max_steps``), negative
+    numbers after a space, and settings no dataclass reads named with the methods that have them."""
 
     def __init__(self, dataclass_types: Sequence[type], description: str, command: str, usage: str | None = None):
-        super().__init__(dataclass_types, description=description, prog=f"hf-unlearn {command}", usage=usage)
+        super().__init__(dataclass_types, description=description, prog=f"hf-unlearn {command}", usage=usage, allow_abbrev=False)
         self.add_argument("--config", metavar="YAML", help=CONFIG_HELP)
+        self.command = command
         for action in self._actions:  # argparse formats help strings with %: "+0.1 %" must not break --help
             if action.help:
                 action.help = action.help.replace("%", "%%")
 
     def parse_args_and_config(self, args: Sequence[str] | None = None, **kwargs) -> tuple:
-        outputs = super().parse_args_and_config(with_config_path(sys.argv[1:] if args is None else args), **kwargs)
+        args = with_negative_numbers_attached(with_config_path(sys.argv[1:] if args is None else args))
+        try:
+            outputs = super().parse_args_and_config(args, **kwargs)
+        except ValueError as error:
+            if "not used by the HfArgumentParser" not in str(error):
+                raise
+            raise ValueError(self.unread_settings_message(str(error))) from error
         return tuple(output for output in outputs if dataclasses.is_dataclass(output))  # not the --config namespace
+
+    def unread_settings_message(self, message: str) -> str:
+        """HfArgumentParser's "Some specified arguments are not used" as one line naming each setting and who reads it."""
+        names = re.findall(r"--([A-Za-z0-9_]+)", message) or re.findall(r"'([A-Za-z0-9_]+)'", message)
+        method = next((t for t in self.dataclass_types if issubclass(t, UnlearnConfig)), None)
+        parts = []
+        for name in names or [message]:
+            owners = [m for m in available_methods() if name in {f.name for f in dataclasses.fields(get_method(m).config)}]
+            close = difflib.get_close_matches(f"--{name}", [o for a in self._actions for o in a.option_strings if o.startswith("--")], n=1)
+            where = ("every method has it" if len(owners) == len(available_methods()) else f"it belongs to {', '.join(owners)}" if owners
+                     else f"did you mean {close[0]}?" if close else "no method has it")  # fmt: skip
+            subject = f"method {method.__dataclass_fields__['method'].default!r}" if method else f"hf-unlearn {self.command}"
+            parts.append(f"--{name} is not a setting of {subject} ({where})")
+        return "; ".join(parts) + f": remove it, or see hf-unlearn {self.command} --help"
 
 
 def parser_for(dataclass_types: Sequence[type], description: str, command: str, usage: str | None = None) -> Parser:
@@ -204,13 +249,17 @@ def suite_from(args: AttackArguments, config: RelearnAttackConfig) -> AttackSuit
     return AttackSuite.preset(args.attack_suite, output_dir=config.output_dir, **common)
 
 
-def run_attack(model_args: ModelArguments, data_args: DataArguments, config: RelearnAttackConfig, args: AttackArguments) -> dict:
-    """The attack suite on the model (and on ``baseline_model``): ``attack_suite.json`` (and a report) in ``output_dir``."""
+def run_attack(
+    model_args: ModelArguments, data_args: DataArguments, config: RelearnAttackConfig, args: AttackArguments, given_names: set[str] | None = None
+) -> dict:
+    """The attack suite on the model (and on ``baseline_model``): ``attack_suite.json`` (and a report) in ``output_dir``.
+    A model folder written by ``hf-unlearn unlearn`` is attacked on the data it was unlearned on, as ``evaluate`` does."""
     model_path, model, tokenizer = load_model(model_args.model_name_or_path, model_args.dtype)
+    data_args, _, _ = run_data(model_path, data_args, given_names, "attack")
     scenario = code_scenario(data_args, tokenizer)
     suite = suite_from(args, config)
     result = attack(model, suite.in_folder("attacked"), scenario, tokenizer, resume=True)  # finished attacks are read back
-    output = {"model": model_path, "attack_suite": args.attack_suite, "best": result.best_point(), **result.to_dict()}
+    output = {"model": model_path, "data": dataclasses.asdict(data_args), "attack_suite": args.attack_suite, "best": result.best_point(), **result.to_dict()}
     report = None
     if args.baseline_model is not None:
         _, baseline, _ = load_model(args.baseline_model, model_args.dtype)
@@ -231,13 +280,18 @@ def run_attack(model_args: ModelArguments, data_args: DataArguments, config: Rel
 
 
 def attack_command(argv: Sequence[str]) -> dict:
+    argv = list(argv)
+    if argv and not argv[0].startswith("-"):  # hf-unlearn attack MODEL ...
+        argv = ["--model_name_or_path", argv[0], *argv[1:]]
     parser = parser_for(
         (ModelArguments, DataArguments, RelearnAttackConfig, AttackArguments),
         "Attacks on a model (fine-tuning on the forget data's attack split, and those that train nothing), measure what "
-        "comes back. The data is the flags' (or the --config's): give the data the model was unlearned on.",
+        "comes back. A folder written by `hf-unlearn unlearn` is attacked on the data it was unlearned on (its "
+        "unlearning_info.json); data flags given here override it, with a warning. Another model: on the flags' data.",
         "attack",
+        usage="hf-unlearn attack [MODEL_FOLDER] [--attack_suite PRESET] [other flags below]",
     )
-    return run_attack(*parser.parse_args_and_config(list(argv)))
+    return run_attack(*parser.parse_args_and_config(argv), given_settings(argv))
 
 
 # --- sweep ------------------------------------------------------------------------------------------
@@ -253,7 +307,7 @@ def sweep_command(argv: Sequence[str]) -> dict:
     try:
         model_args, data_args, args = parser.parse_args_and_config(list(argv))
     except ValueError as error:  # unlearn's training flags: say what a sweep takes instead
-        if "not used by the HfArgumentParser" not in str(error):
+        if "is not a setting of" not in str(error):
             raise
         raise ValueError(
             f"{error}: a sweep sets each trial's length and batch itself (--pass_budget, --batch_size); settings every trial "
@@ -327,6 +381,20 @@ def evaluation_data(
     return DataArguments(**{**recorded, **given}), differing
 
 
+def run_data(
+    model_path: str, data_args: DataArguments, given_names: set[str] | None, command: str
+) -> tuple[DataArguments, dict[str, dict[str, Any]], UnlearningInfo | None]:
+    """The data to attack ``model_path`` on: the data its unlearning run recorded (``unlearning_info.json``), with the
+    data settings given here on top, each differing one named in a warning; ``(data, the differences, the record)``."""
+    info_path = Path(model_path) / INFO_FILE
+    recorded = UnlearningInfo.load(info_path.parent) if info_path.is_file() else None
+    data_args, differing = evaluation_data(data_args, recorded.data if recorded else {}, given_names)
+    if differing:
+        changes = "; ".join(f"{k}: {v['unlearning']!r} -> {v['evaluation']!r}" for k, v in sorted(differing.items()))
+        print(f"warning: hf-unlearn {command} on other data than {model_path} was unlearned on ({changes})", file=sys.stderr)
+    return data_args, differing, recorded
+
+
 def recorded_baseline(recorded: UnlearningInfo | None, info_path: Path) -> str:
     """The model the run started from, where this machine can load it: the folder or Hub id it was loaded from, the
     embedded SmolLM2, or the recorded Hub id; otherwise an error asking for ``--baseline``."""
@@ -364,19 +432,15 @@ def run_evaluate(args: EvaluateArguments, data_args: DataArguments, given_names:
         raise ValueError("--lm_eval_tasks needs lm-evaluation-harness: pip install 'hf_unlearn[lm-eval]'")
     model_path, model, tokenizer = load_model(args.model_name_or_path, args.dtype)
     info_path = Path(model_path) / INFO_FILE
-    recorded = UnlearningInfo.load(info_path.parent) if info_path.is_file() else None
+    data_args, differing, recorded = run_data(model_path, data_args, given_names, "evaluate")
     args.baseline = args.baseline or recorded_baseline(recorded, info_path)
     baseline_path, baseline, baseline_tokenizer = load_model(args.baseline, args.dtype)
     check_same_tokenizer(tokenizer, baseline_tokenizer, model_path, baseline_path)
     output_dir = Path(args.output_dir or model_path)
     if not output_dir.is_dir() and args.output_dir is None:
         raise ValueError(f"{model_path} is not a local folder: give --output_dir for the report")
-    data_args, differing = evaluation_data(data_args, recorded.data if recorded else {}, given_names)
     if recorded is None or not recorded.data:
         print(f"warning: {info_path} records no unlearning data: evaluating on the data flags given ({data_args.forget_source})", file=sys.stderr)
-    if differing:
-        changes = "; ".join(f"{k}: {v['unlearning']!r} -> {v['evaluation']!r}" for k, v in sorted(differing.items()))
-        print(f"warning: evaluating on other data than {model_path} was unlearned on ({changes}); the card will say so", file=sys.stderr)
     scenario = code_scenario(data_args, tokenizer)
     overrides = {} if args.attack_steps is None else {"max_steps": args.attack_steps}
     suite = AttackSuite.preset(

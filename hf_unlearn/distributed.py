@@ -69,8 +69,8 @@ def check_process_count(world_size: int) -> None:
         asked = requested_processes(psutil.Process(os.getppid()).cmdline())
     except Exception:  # no psutil, or the parent is gone: nothing to compare
         return
-    if asked and asked > 1:
-        raise RuntimeError(
+    if asked and asked > 1:  # bad input, told in one line like the others (hf_unlearn.cli.INPUT_ERRORS)
+        raise ValueError(
             f"accelerate launch asked for --num_processes {asked}, but this run has 1 process (accelerate launch --cpu "
             "starts a single process). For several CPU processes use `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu "
             f"--num_processes {asked} ...` or `ACCELERATE_USE_CPU=1 torchrun --nproc_per_node {asked} ...`."

@@ -17,9 +17,11 @@ def invalid_setting(field_name: str, value: object, fix: str) -> ValueError:
 
 
 def check_finite_rates(args: TrainingArguments, names: tuple[str, ...]) -> None:
+    """Rates are finite and not negative (a negative one reverses what the method does); named, before torch's
+    "Invalid learning rate" or a training that climbs the wrong way."""
     for name in names:
-        if hasattr(args, name) and not math.isfinite(getattr(args, name)):
-            raise invalid_setting(name, getattr(args, name), "rates must be finite numbers")
+        if hasattr(args, name) and not (math.isfinite(getattr(args, name)) and getattr(args, name) >= 0):
+            raise invalid_setting(name, getattr(args, name), "rates must be finite numbers >= 0")
 
 
 def check_max_steps(args: TrainingArguments) -> None:
@@ -100,6 +102,8 @@ class UnlearnConfig(TrainingArguments):
         if not (self.max_retain_loss_ratio == 0 or self.max_retain_loss_ratio > 1):
             raise invalid_setting("max_retain_loss_ratio", self.max_retain_loss_ratio, "it must be > 1 (e.g. 2: twice the start), or 0 to disable it")
         check_finite_rates(self, ("unlearning_rate", "retaining_rate", "adv_lr", "learning_rate"))
+        if self.learning_rate == 0 and not isinstance(self, FullUpdateArguments):
+            raise invalid_setting("learning_rate", 0, f"the optimizer applies {self.method}'s update, so at 0 nothing trains: use a rate > 0")
         check_max_steps(self)
         if self.max_passes is not None and self.max_passes < 1:
             raise invalid_setting("max_passes", self.max_passes, "it must be >= 1, or None for no pass budget")

@@ -17,7 +17,7 @@ same suite attacks that model too and a RobustnessReport is written beside it.
 
 import sys
 
-from hf_unlearn.cli import attack_command
+from hf_unlearn.cli import run_command
 
 if __name__ == "__main__":
-    attack_command(sys.argv[1:])
+    run_command("attack", sys.argv[1:])

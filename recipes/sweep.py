@@ -11,7 +11,7 @@ report the best settings (``<output_dir>/best.yaml``) on the other half (``--for
 
 import sys
 
-from hf_unlearn.cli import sweep_command
+from hf_unlearn.cli import run_command
 
 if __name__ == "__main__":
-    sweep_command(sys.argv[1:])
+    run_command("sweep", sys.argv[1:])

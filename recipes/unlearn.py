@@ -14,7 +14,7 @@ tokenizer are saved to `output_dir`.
 
 import sys
 
-from hf_unlearn.cli import unlearn_command
+from hf_unlearn.cli import run_command
 
 if __name__ == "__main__":
-    unlearn_command(sys.argv[1:])
+    run_command("unlearn", sys.argv[1:])

@@ -145,3 +145,92 @@ def test_text_samples_of_a_text_scenario_show_the_true_continuation(tokenizer):
     assert (prompts[0]["prompt"] + prompts[0]["expected"]).replace(" ", "") in (FORGET_TEXTS[0] * 2).replace(" ", "")
     samples = greedy_completions(tiny_llama(len(tokenizer)), tokenizer, prompts)
     assert [set(sample) for sample in samples] == [{"prompt", "completion", "expected"}] * 2 and samples[0]["completion"]
+
+
+# --- bad input: one line, whatever the launcher ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--learning_rate", "-1e-5"], "learning_rate=-1e-05 is invalid: rates must be finite numbers >= 0"),  # after a space
+        (["--learning_rate=-1e-5"], "learning_rate=-1e-05 is invalid"),  # torch's "Invalid learning rate", unnamed
+        (["--method", "npo", "--learning_rate", "0"], "learning_rate=0 is invalid: the optimizer applies npo's update"),
+        (["--method", "rmu", "--npo_beta", "0.2"], "--npo_beta is not a setting of method 'rmu' (it belongs to npo)"),
+        (["--max_step", "2"], "--max_step is not a setting of method 'mudman' (did you mean --max_steps?)"),  # was read as max_steps
+    ],
+)
+def test_bad_settings_are_named_in_one_line(flags, message, tmp_path, capsys):
+    from hf_unlearn.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["unlearn", *flags, "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and message in err and len(err.strip().splitlines()) == 2, err  # the line, and the traceback hint
+
+
+def test_a_refusal_under_several_processes_is_one_line_from_the_main_process(tmp_path):
+    """It was printed by every rank and followed by ~40 lines of torch elastic's traceback."""
+    import os
+    import subprocess
+    import sys
+
+    model_dir, _ = write_local_files(tmp_path)
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "hf_unlearn.cli", "unlearn", "--num_processes", "2", "--model_name_or_path", str(model_dir),
+         "--forget_source", str(tmp_path / "missing.jsonl"), "--output_dir", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower() or "Traceback" in line]
+    assert len(errors) == 1 and errors[0].startswith("hf-unlearn unlearn: error: ") and "missing.jsonl" in errors[0], done.stderr[-3000:]
+
+
+def test_attack_on_an_unlearned_folder_uses_its_recorded_data(tmp_path, capsys):
+    """`hf-unlearn attack FOLDER` attacked the built-in Python source without a word; it now takes the data the folder
+    was unlearned on, as `evaluate` does, and names a data flag that differs."""
+    from hf_unlearn.cli import main
+
+    model_dir, data = write_local_files(tmp_path)
+    main(["unlearn", "--model_name_or_path", str(model_dir), "--forget_source", data.forget_source, "--retain_source", data.retain_source,
+          "--chunk_length", "16", "--max_steps", "1", "--per_device_train_batch_size", "4", "--output_dir", str(tmp_path / "out"),
+          "--report_to", "none"])  # fmt: skip
+    attack = ["--attack_suite", "quick", "--max_steps", "1", "--per_device_train_batch_size", "4"]
+    main(["attack", str(tmp_path / "out"), *attack, "--output_dir", str(tmp_path / "a")])
+    assert json.loads((tmp_path / "a" / "attack_suite.json").read_text())["data"]["forget_source"] == data.forget_source
+    assert "warning" not in capsys.readouterr().err
+    main(["attack", str(tmp_path / "out"), *attack, "--chunk_length", "12", "--output_dir", str(tmp_path / "b")])
+    used = json.loads((tmp_path / "b" / "attack_suite.json").read_text())["data"]
+    assert used["forget_source"] == data.forget_source and used["chunk_length"] == 12
+    err = capsys.readouterr().err
+    assert "hf-unlearn attack on other data than" in err and "chunk_length: 16 -> 12" in err, err
+
+
+# --- the first run -------------------------------------------------------------------------------------
+
+
+def test_make_quickstart_writes_the_report_with_text_and_the_card(tmp_path):
+    """`make quickstart` (README's first command): unlearn, the quick suite, the report with the models' text, the card.
+    Run as the Makefile has it, on the tiny model as the embedded one, with its scale made smaller by appended flags."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    makefile = (ROOT / "Makefile").read_text()
+    flags = re.search(r"^QUICKSTART = (.*)$", makefile, re.M).group(1)
+    assert re.search(r"^quickstart: install\n\t\$\(PYTHON\) recipes/demo.py \$\(QUICKSTART\) \$\(ARGS\)$", makefile, re.M)
+    model_dir, _ = write_local_files(tmp_path)
+    (tmp_path / "cache").mkdir()
+    model_dir.rename(tmp_path / "cache" / "SmolLM2-135M-Instruct")
+    small = ["--unlearn_steps", "2", "--attack_steps", "2", "--eval_every", "1", "--max_forget_documents", "4", "--chunk_length", "16",
+             "--max_eval_examples", "2", "--output_dir", str(tmp_path / "outputs")]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / "demo.py"), *shlex.split(flags), *small], capture_output=True, text=True, timeout=900,
+        env=os.environ | {"HF_UNLEARN_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "What the models say" in (tmp_path / "outputs" / "code" / "robustness_report.md").read_text()
+    card = (tmp_path / "outputs" / "code" / "unlearn" / "README.md").read_text()
+    assert "What the models say" in card and "| mudman |" in card

@@ -14,7 +14,8 @@ by far more than ``TOLERANCE``. So the golden test sees code changes, not the ma
 environment, CPU model included, it was written in. Circuit Breakers runs as a LoRA adapter with random (not zero)
 initial B: from the exact reference its first update is rounding noise (see ``hf_unlearn/methods/circuit_breakers.py``).
 
-    python tests/test_golden.py [NAME ...]   # rewrite entries (only when a change is *meant* to alter results)
+    python tests/test_golden.py [NAME ...]           # rewrite entries (only when a change is *meant* to alter results)
+    ATEN_CPU_CAPABILITY=avx2 python tests/test_golden.py --check   # the largest differences, with other kernels
 """
 
 import json
@@ -184,10 +185,17 @@ if __name__ == "__main__":
     import tempfile
 
     torch.set_num_threads(1)
-    names = sys.argv[1:] or list(CONFIGS)
+    check = "--check" in sys.argv  # print each configuration's largest difference against the file, write nothing
+    names = [a for a in sys.argv[1:] if a != "--check"] or list(CONFIGS)
     golden = json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else {"weights": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        golden["weights"].update({name: run(name, Path(tmp) / name) for name in names})
+        results = {name: run(name, Path(tmp) / name) for name in names}
+    if check:
+        differences = {name: largest_difference(results[name], golden["weights"][name])[0] for name in names}
+        print("\n".join(f"{name}: {difference:.2g}" for name, difference in differences.items()))
+        print(f"largest: {max(differences.values()):.2g} ({torch.backends.cpu.get_cpu_capability()} kernels; tolerance {TOLERANCE})")
+        sys.exit(0)
+    golden["weights"].update(results)
     golden["environment"] = environment()
     GOLDEN.write_text(json.dumps(golden, indent=1))
     print(f"wrote {', '.join(names)} to {GOLDEN}", file=sys.stderr)
