@@ -24,7 +24,6 @@ from trl import ModelConfig, TrlParser, get_peft_config
 
 from .attacks import PRESETS, AttackSuite
 from .attacks.relearn_config import RelearnAttackConfig
-from .data import DataArguments
 from .evaluation.evaluators import HarnessEvaluator
 from .evaluation.report import RobustnessReport, finite_or_null
 from .forward import weights_digest
@@ -32,7 +31,8 @@ from .model_card import INFO_FILE, REPORT_NAME, UnlearningInfo, base_model_name,
 from .models import EMBEDDED_HUB_ID, load_model
 from .pipeline import attack, robustness_report, unlearn
 from .registry import available_methods, get_method
-from .scenarios import code_scenario
+from .data import DataArguments
+from .scenarios import ScenarioArguments, scenario_arguments
 from .sweep import SweepArguments, run_sweep
 from .tracking import group_name
 from .unlearn_config import UnlearnConfig
@@ -175,15 +175,15 @@ def unlearn_parser(argv: Sequence[str]) -> TrlParser:
         f"Unlearn a forget set with UnlearnTrainer. Methods: {', '.join(available_methods())} (--method picks one; the flags "
         f"shown are those of {config_class.__name__}, the config of '{config_class.__dataclass_fields__['method'].default}')."
     )
-    return parser_for((ModelConfig, DataArguments, config_class), description, "unlearn")
+    return parser_for((ModelConfig, ScenarioArguments, config_class), description, "unlearn")
 
 
-def run_unlearn(model_config: ModelConfig, data_args: DataArguments, config: UnlearnConfig):
+def run_unlearn(model_config: ModelConfig, data_args: ScenarioArguments, config: UnlearnConfig):
     """Unlearn, save the model (and its card) to ``output_dir``, evaluate, push when asked."""
     if config.push_to_hub:
         check_hub_access("--push_to_hub")
     _, model, tokenizer = load_model(model_config.model_name_or_path, model_config.dtype)
-    scenario = code_scenario(data_args, tokenizer)
+    scenario = data_args.build(tokenizer, model)
     trainer = unlearn(model, config, scenario, tokenizer, peft_config=get_peft_config(model_config))
     metrics = trainer.final_metrics()  # the last step's evaluation, unless the weights changed since
     trainer.save_model(config.output_dir)  # with the card and unlearning_info.json
@@ -233,11 +233,14 @@ class AttackArguments:
 KIND_SETTINGS = ("kind", "quantize_bits", "quantize_group_size", "in_context_shots", "prompt_templates")
 
 
-def suite_from(args: AttackArguments, config: RelearnAttackConfig) -> AttackSuite:
-    """The chosen preset, with every setting of ``config`` that differs from the defaults applied to each attack."""
+def suite_from(args: AttackArguments, config: RelearnAttackConfig, metric: str) -> AttackSuite:
+    """The chosen preset, with every setting of ``config`` that differs from the defaults applied to each attack;
+    the attacker optimises the scenario's ``metric`` unless ``--metric_for_best_model`` says otherwise."""
+    defaults = RelearnAttackConfig(output_dir=config.output_dir)
+    if config.metric_for_best_model == defaults.metric_for_best_model and metric != config.metric_for_best_model:
+        config = dataclasses.replace(config, metric_for_best_model=metric, greater_is_better=None)  # inferred from the name
     if args.attack_suite == "none":
         return AttackSuite({"attack": config})
-    defaults = RelearnAttackConfig(output_dir=config.output_dir)
     common = {
         f.name: getattr(config, f.name)
         for f in dataclasses.fields(RelearnAttackConfig)
@@ -250,14 +253,17 @@ def suite_from(args: AttackArguments, config: RelearnAttackConfig) -> AttackSuit
 
 
 def run_attack(
-    model_args: ModelArguments, data_args: DataArguments, config: RelearnAttackConfig, args: AttackArguments, given_names: set[str] | None = None
+    model_args: ModelArguments, data_args: ScenarioArguments, config: RelearnAttackConfig, args: AttackArguments, given_names: set[str] | None = None
 ) -> dict:
     """The attack suite on the model (and on ``baseline_model``): ``attack_suite.json`` (and a report) in ``output_dir``.
     A model folder written by ``hf-unlearn unlearn`` is attacked on the data it was unlearned on, as ``evaluate`` does."""
     model_path, model, tokenizer = load_model(model_args.model_name_or_path, model_args.dtype)
-    data_args, _, _ = run_data(model_path, data_args, given_names, "attack")
-    scenario = code_scenario(data_args, tokenizer)
-    suite = suite_from(args, config)
+    data_args, _, recorded = run_data(model_path, data_args, given_names, "attack")
+    untouched = None
+    if data_args.scenario == "facts":  # the facts the model knew before unlearning: its baseline's, else its own
+        untouched = model if recorded is None else load_model(recorded_baseline(recorded, Path(model_path) / INFO_FILE), model_args.dtype)[1]
+    scenario = data_args.build(tokenizer, untouched)
+    suite = suite_from(args, config, scenario.best_metric)
     result = attack(model, suite.in_folder("attacked"), scenario, tokenizer, resume=True)  # finished attacks are read back
     output = {"model": model_path, "data": dataclasses.asdict(data_args), "attack_suite": args.attack_suite, "best": result.best_point(), **result.to_dict()}
     report = None
@@ -265,7 +271,7 @@ def run_attack(
         _, baseline, _ = load_model(args.baseline_model, model_args.dtype)
         report = robustness_report(
             f"Relearning attacks on {model_path}", {"attacked": model, "no_unlearning": baseline}, suite,
-            attack_dataset=scenario.attack, eval_dataset=scenario.eval, processing_class=tokenizer,
+            attack_dataset=scenario.attack, eval_dataset=scenario.eval, evaluators=scenario.evaluators, processing_class=tokenizer,
             retain_dataset=scenario.retain, details={"model": model_path, "baseline": args.baseline_model, "data": dataclasses.asdict(data_args)},
             resume=True,
         )  # fmt: skip
@@ -284,7 +290,7 @@ def attack_command(argv: Sequence[str]) -> dict:
     if argv and not argv[0].startswith("-"):  # hf-unlearn attack MODEL ...
         argv = ["--model_name_or_path", argv[0], *argv[1:]]
     parser = parser_for(
-        (ModelArguments, DataArguments, RelearnAttackConfig, AttackArguments),
+        (ModelArguments, ScenarioArguments, RelearnAttackConfig, AttackArguments),
         "Attacks on a model (fine-tuning on the forget data's attack split, and those that train nothing), measure what "
         "comes back. A folder written by `hf-unlearn unlearn` is attacked on the data it was unlearned on (its "
         "unlearning_info.json); data flags given here override it, with a warning. Another model: on the flags' data.",
@@ -362,12 +368,12 @@ def given_settings(argv: Sequence[str]) -> set[str]:
 
 
 def evaluation_data(
-    data_args: DataArguments, recorded: dict[str, Any], given_names: set[str] | None = None
-) -> tuple[DataArguments, dict[str, dict[str, Any]]]:
+    data_args: ScenarioArguments, recorded: dict[str, Any], given_names: set[str] | None = None
+) -> tuple[ScenarioArguments, dict[str, dict[str, Any]]]:
     """The data to evaluate on: the unlearning run's (``recorded``, from its ``unlearning_info.json``) with the data
     settings given here on top (``given_names``; default: those that differ from the defaults), and which of those
     differ from the run's."""
-    defaults = dataclasses.asdict(DataArguments())
+    defaults = dataclasses.asdict(ScenarioArguments())
     given = {
         name: value
         for name, value in dataclasses.asdict(data_args).items()
@@ -378,12 +384,12 @@ def evaluation_data(
         for name, value in given.items()
         if recorded and value != recorded.get(name, defaults[name])
     }
-    return DataArguments(**{**recorded, **given}), differing
+    return scenario_arguments({**recorded, **given}), differing
 
 
 def run_data(
-    model_path: str, data_args: DataArguments, given_names: set[str] | None, command: str
-) -> tuple[DataArguments, dict[str, dict[str, Any]], UnlearningInfo | None]:
+    model_path: str, data_args: ScenarioArguments, given_names: set[str] | None, command: str
+) -> tuple[ScenarioArguments, dict[str, dict[str, Any]], UnlearningInfo | None]:
     """The data to attack ``model_path`` on: the data its unlearning run recorded (``unlearning_info.json``), with the
     data settings given here on top, each differing one named in a warning; ``(data, the differences, the record)``."""
     info_path = Path(model_path) / INFO_FILE
@@ -421,7 +427,7 @@ def check_same_tokenizer(tokenizer: PreTrainedTokenizerBase, baseline: PreTraine
         )
 
 
-def run_evaluate(args: EvaluateArguments, data_args: DataArguments, given_names: set[str] | None = None) -> RobustnessReport:
+def run_evaluate(args: EvaluateArguments, data_args: ScenarioArguments, given_names: set[str] | None = None) -> RobustnessReport:
     """The attack suite on the unlearned model and on its baseline, on the data it was unlearned on (unless data
     flags say otherwise); the report and the card go to the model's folder."""
     if args.push_to_hub:  # checked before hours of attacks, not after
@@ -441,13 +447,14 @@ def run_evaluate(args: EvaluateArguments, data_args: DataArguments, given_names:
         raise ValueError(f"{model_path} is not a local folder: give --output_dir for the report")
     if recorded is None or not recorded.data:
         print(f"warning: {info_path} records no unlearning data: evaluating on the data flags given ({data_args.forget_source})", file=sys.stderr)
-    scenario = code_scenario(data_args, tokenizer)
+    scenario = data_args.build(tokenizer, baseline)  # the facts the model knew before unlearning
     overrides = {} if args.attack_steps is None else {"max_steps": args.attack_steps}
     suite = AttackSuite.preset(
         args.attack_suite, output_dir=str(output_dir / "attacks"), per_device_train_batch_size=args.batch_size,
-        report_to=args.report_to, **({"bf16": True, "use_cpu": not torch.cuda.is_available()} if args.bf16 else {}), **overrides,
+        report_to=args.report_to, metric_for_best_model=scenario.best_metric,
+        **({"bf16": True, "use_cpu": not torch.cuda.is_available()} if args.bf16 else {}), **overrides,
     )  # fmt: skip
-    evaluators = {}
+    evaluators = dict(scenario.evaluators)  # split B's facts, for the facts scenario
     if args.lm_eval_tasks:
         limit = int(args.lm_eval_limit) if args.lm_eval_limit and args.lm_eval_limit >= 1 else args.lm_eval_limit
         evaluators["harness"] = HarnessEvaluator(args.lm_eval_tasks, args.lm_eval_include_path, limit, args.batch_size)
@@ -484,7 +491,7 @@ def evaluate_command(argv: Sequence[str]) -> RobustnessReport:
     if argv and not argv[0].startswith("-"):  # hf-unlearn evaluate MODEL ...
         argv = ["--model_name_or_path", argv[0], *argv[1:]]
     parser = parser_for(
-        (EvaluateArguments, DataArguments),
+        (EvaluateArguments, ScenarioArguments),
         "Attack an unlearned model and its baseline with an attack suite; write the robustness report and the model card. "
         "The data is the unlearning run's (its unlearning_info.json); data flags given here override it, with a warning.",
         "evaluate",

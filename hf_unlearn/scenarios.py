@@ -1,4 +1,8 @@
-"""The two offline robustness scenarios the demo, the benchmarks and the sweep share.
+"""The offline robustness scenarios the commands, the demo, the benchmarks and the sweep share.
+
+``ScenarioArguments`` is the one argument set of a scenario (``--scenario code | facts`` and its data fields), with
+one ``build()``: ``hf-unlearn unlearn``, ``attack`` and ``evaluate`` take it, and ``unlearning_info.json`` records it,
+so ``evaluate`` attacks a model with the scenario it was unlearned in.
 
 - ``code_scenario``: the MUDMAN paper's Python experiment. Forget Python source of the standard
   library, keep English prose; documents split unlearn / attack / eval before chunking. The
@@ -18,7 +22,7 @@ documents (prose), which it splits from the retain text before any training sees
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from datasets import Dataset
@@ -26,7 +30,8 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from .data import DataArguments, build_unlearning_data, chunk_tokens, load_text_source, split_dataset
-from .data.facts import fact_sentences, facts_protocol_splits, tokenize_facts, world_capitals
+from .data.facts import facts as load_facts
+from .data.facts import fact_sentences, facts_protocol_splits, tokenize_facts, us_state_capitals, world_capitals
 from .evaluation.evaluators import Evaluator, FactEvaluator
 from .evaluation.facts import known_facts
 
@@ -109,3 +114,77 @@ def facts_scenario(
         evaluators={"facts": FactEvaluator(parts["eval"])},  # split B, never attacked
         details=details,
     )
+
+
+SCENARIOS = ("code", "facts")
+# Built-in fact sets of the facts scenario (``facts_source``); any other value is a JSON/JSONL file of facts.
+FACT_SETS = {"world_capitals": None, "us_state_capitals": us_state_capitals}
+
+
+@dataclass
+class ScenarioChoice:
+    """Which scenario, and its settings beyond the text data: declared once, for ``ScenarioArguments`` (every command)
+    and the sweep's arguments."""
+
+    scenario: str = field(default="code", metadata={"help": f"The scenario: {', '.join(SCENARIOS)}."})
+    facts_source: str = field(
+        default="world_capitals",
+        metadata={"help": f"facts: {', '.join(FACT_SETS)}, or a JSON/JSONL file of facts (prompt, answer, optional phrasings)."},
+    )
+    max_countries: int = field(default=120, metadata={"help": "facts, world_capitals: capitals of this many most populous countries."})
+    phrasings: int = field(default=3, metadata={"help": "facts: train on this many fact-stating sentences per fact (0: prompt + answer)."})
+    general_source: str | None = field(
+        default=None,
+        metadata={"help": "Disruption text: held-out chunks of this source, which no method trains on; default: the scenario's "
+                  "(code: held-out retain documents; facts: python_stdlib)."},  # fmt: skip
+    )
+
+    def check_scenario(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"scenario={self.scenario!r} is invalid: use one of {', '.join(SCENARIOS)}")
+        if self.phrasings < 0:
+            raise ValueError(f"phrasings={self.phrasings!r} is invalid: use 0 (prompt + answer) or a number of sentences")
+
+
+@dataclass
+class ScenarioArguments(ScenarioChoice, DataArguments):
+    """A scenario and its data: ``code`` (forget ``forget_source`` text, keep ``retain_source``; the attacker's best is
+    the lowest held-out forget loss) or ``facts`` (Deeb & Roger: unlearn every fact of ``facts_source`` the untouched
+    model knows, attack on split A, score split B by greedy accuracy; the text fields give its retain text)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.check_scenario()
+
+    @classmethod
+    def of(cls, choice: ScenarioChoice, data_args: DataArguments) -> ScenarioArguments:
+        """The scenario ``choice`` names, on ``data_args``'s data."""
+        return cls(**asdict(data_args), **{f.name: getattr(choice, f.name) for f in fields(ScenarioChoice)})
+
+    def fact_set(self) -> Dataset:
+        if self.facts_source == "world_capitals":
+            return world_capitals(self.max_countries)
+        if self.facts_source in FACT_SETS:
+            return FACT_SETS[self.facts_source]()
+        return load_facts(self.facts_source)
+
+    def build(self, tokenizer: PreTrainedTokenizerBase, untouched: nn.Module | None = None) -> Scenario:
+        """The scenario's data. ``untouched``: the model before unlearning, which decides the facts it knows (facts)."""
+        if self.scenario == "code":
+            return code_scenario(self, tokenizer, general_source=self.general_source)
+        if untouched is None:
+            raise ValueError("the facts scenario needs the model before unlearning, which decides the facts it knows")
+        scenario = facts_scenario(
+            untouched, tokenizer, self.fact_set(), retain_source=self.retain_source, general_source=self.general_source or "python_stdlib",
+            chunk_length=self.chunk_length, max_eval_examples=self.max_eval_examples or 32, phrasings=self.phrasings or None,
+            seed=self.split_seed,
+        )  # fmt: skip
+        scenario.details["data_arguments"] = asdict(self)
+        return scenario
+
+
+def scenario_arguments(recorded: dict) -> ScenarioArguments:
+    """``ScenarioArguments`` from a record (``unlearning_info.json``'s ``data``; one written before scenarios were
+    recorded is the code scenario's), ignoring keys it does not know."""
+    names = {f.name for f in fields(ScenarioArguments) if f.init}
+    return ScenarioArguments(**{k: v for k, v in recorded.items() if k in names})

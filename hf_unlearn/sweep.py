@@ -40,23 +40,21 @@ from transformers import TrainerCallback, TrainingArguments
 
 from .attacks import PRESETS, AttackSuite
 from .data import DataArguments
-from .data.facts import world_capitals
 from .evaluation.disruption import DisruptionBudget
 from .models import load_model
 from .pipeline import attack, unlearn
 from .registry import around, available_methods, get_method  # noqa: F401  (around: the search-space helper, re-exported)
-from .scenarios import Scenario, code_scenario, facts_scenario
+from .scenarios import Scenario, ScenarioArguments, ScenarioChoice, facts_scenario
 from .tracking import finish_open_run, reports_to_wandb
 
-SCENARIOS = ("code", "facts")
 
 
 @dataclass
-class SweepArguments:
-    """The search (``recipes/sweep.py``, ``hf-unlearn sweep``): what is tuned, under which budgets, against which attacks."""
+class SweepArguments(ScenarioChoice):
+    """The search (``recipes/sweep.py``, ``hf-unlearn sweep``): in which scenario (``ScenarioChoice``), what is tuned,
+    under which budgets, against which attacks."""
 
     method: str = field(default="mudman", metadata={"help": "Method to tune (any registered method: hf-unlearn unlearn --help lists them)."})
-    scenario: str = field(default="code", metadata={"help": "code (forget / retain text, DataArguments) or facts (Deeb & Roger)."})
     search_space: dict | str | None = field(
         default=None,
         metadata={
@@ -82,8 +80,6 @@ class SweepArguments:
         metadata={"help": "Trials under bf16 autocast (weights and updates stay fp32): about 1.9x faster on CPUs with bf16 units."},
     )
     batch_size: int = field(default=8, metadata={"help": "Examples per step, unlearning and attacks."})
-    max_countries: int = field(default=120, metadata={"help": "facts: capitals of this many most populous countries."})
-    phrasings: int = field(default=3, metadata={"help": "facts: fact-stating sentences per fact (0: prompt + answer)."})
     storage: str | None = field(default=None, metadata={"help": "Optuna storage URL; default sqlite:///<output_dir>/study.db."})
     study_name: str | None = field(default=None, metadata={"help": "Study name; default <method>-<scenario>."})
     top_k: int = field(default=5, metadata={"help": "The summary reports mean +- SEM over the best this-many trials."})
@@ -99,8 +95,7 @@ class SweepArguments:
     def __post_init__(self):
         if self.method not in available_methods():
             raise ValueError(f"method={self.method!r} is invalid: use one of {', '.join(available_methods())}")
-        if self.scenario not in SCENARIOS:
-            raise ValueError(f"scenario={self.scenario!r} is invalid: use one of {', '.join(SCENARIOS)}")
+        self.check_scenario()
         DisruptionBudget(self.disruption_budget, self.disruption_unit)  # refuses a unit or amount it cannot use
         if self.attack_suite not in PRESETS:
             raise ValueError(f"attack_suite={self.attack_suite!r} is invalid: use one of {', '.join(PRESETS)}")
@@ -150,13 +145,13 @@ def suggest(trial: Any, name: str, spec: dict[str, Any]) -> Any:
 
 
 def build_scenario(args: SweepArguments, data_args: DataArguments, model: Any, tokenizer: Any, facts: Any = None) -> Scenario:
-    """The sweep's scenario; ``facts`` (facts scenario): another fact set than the world capitals it tunes on."""
-    if args.scenario == "code":
-        return code_scenario(data_args, tokenizer, general_source=None)
+    """The sweep's scenario; ``facts`` (facts scenario): another fact set than the one it tunes on."""
+    if facts is None:
+        return ScenarioArguments.of(args, data_args).build(tokenizer, model)
     return facts_scenario(
-        model, tokenizer, world_capitals(args.max_countries) if facts is None else facts, retain_source=data_args.retain_source,
-        chunk_length=data_args.chunk_length, max_eval_examples=data_args.max_eval_examples or 32,
-        phrasings=args.phrasings or None, seed=data_args.split_seed,
+        model, tokenizer, facts, retain_source=data_args.retain_source, general_source=args.general_source or "python_stdlib",
+        chunk_length=data_args.chunk_length,
+        max_eval_examples=data_args.max_eval_examples or 32, phrasings=args.phrasings or None, seed=data_args.split_seed,
     )  # fmt: skip
 
 
@@ -412,14 +407,16 @@ def summarize(study: Any, args: SweepArguments, data_args: DataArguments, model_
         )  # fmt: skip
         settings = {
             "method": args.method, **({"model_name_or_path": model_name_or_path} if model_name_or_path else {}),
-            **asdict(data_args), **{k: v for k, v in args.fixed.items() if not k.endswith("token")}, **best.params, "per_device_train_batch_size": args.batch_size,
+            **asdict(ScenarioArguments.of(args, data_args)), **{k: v for k, v in args.fixed.items() if not k.endswith("token")}, **best.params, "per_device_train_batch_size": args.batch_size,
             "max_steps": best.user_attrs.get("steps", args.pass_budget), "seed": args.seed,
             "disruption_budget": None,  # as the trial ran: pruned beyond the sweep's budget, never stopped
             "output_dir": f"outputs/{args.method}_tuned_{args.scenario}",
         }  # fmt: skip
         (output_dir / "best.yaml").write_text(
             f"# {args.study_name}: best of {len(complete)} completed trials (trial {best.number}), objective {best.value:.4g}\n"
-            f"#   hf-unlearn unlearn --config {output_dir / 'best.yaml'} --forget_pool test   (held-out documents; 'all': every one)\n"
+            + (f"#   hf-unlearn unlearn --config {output_dir / 'best.yaml'} --forget_pool test   (held-out documents; 'all': every one)\n"
+               if args.scenario == "code" else
+               f"#   hf-unlearn unlearn --config {output_dir / 'best.yaml'}   (the facts scenario: every known fact; split B held out)\n")
             + yaml.safe_dump(settings, sort_keys=False)
         )
         plot_study(study, output_dir)
