@@ -26,6 +26,8 @@ _EXPORTS = {
     "available_methods": "registry",
     "get_method": "registry",
     "register_method": "registry",
+    "UndoConfig": "undo",
+    "UndoTrainer": "undo",
     "UnlearnConfig": "unlearn_config",
     "UnlearnTrainer": "unlearn_trainer",
 }
@@ -67,5 +69,6 @@ if TYPE_CHECKING:
     from .models import default_model_path  # noqa: F401
     from .objective import Objective  # noqa: F401
     from .registry import available_methods, get_method, register_method  # noqa: F401
+    from .undo import UndoConfig, UndoTrainer  # noqa: F401
     from .unlearn_config import UnlearnConfig  # noqa: F401
     from .unlearn_trainer import UnlearnTrainer  # noqa: F401

@@ -18,7 +18,7 @@ LAYERS = [
     ("hf_unlearn.objective", "hf_unlearn.evaluation", "hf_unlearn.unlearn_config", "hf_unlearn.attacks.relearn_config"),
     ("hf_unlearn.components", "hf_unlearn.model_card", "hf_unlearn.callbacks"),
     ("hf_unlearn.methods",),
-    ("hf_unlearn.causal_lm_trainer", "hf_unlearn.unlearn_trainer", "hf_unlearn.attacks.relearn_trainer"),
+    ("hf_unlearn.causal_lm_trainer", "hf_unlearn.unlearn_trainer", "hf_unlearn.attacks.relearn_trainer", "hf_unlearn.undo"),
     ("hf_unlearn.attacks", "hf_unlearn.scenarios"),
     ("hf_unlearn.pipeline",),
     ("hf_unlearn.sweep",),
