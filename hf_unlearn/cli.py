@@ -1,6 +1,7 @@
 """``hf-unlearn``: the recipes as one installed command, in the manner of the ``trl`` CLI.
 
     hf-unlearn unlearn  --config mudman_smollm2_code [--method npo ...]
+    hf-unlearn distill  outputs/mudman_smollm2_code --noise_alpha 0.3   # UNDO: noise, then distill the unlearned model
     hf-unlearn attack   --model_name_or_path outputs/mudman_smollm2_code [--attack_suite standard]
     hf-unlearn sweep    --method mudman --n_trials 20
     hf-unlearn evaluate outputs/mudman_smollm2_code --baseline embedded [--push_to_hub]
@@ -26,7 +27,8 @@ from collections.abc import Sequence
 from typing import Any
 
 # Command name -> its function in hf_unlearn.commands.
-COMMANDS = {"unlearn": "unlearn_command", "attack": "attack_command", "sweep": "sweep_command", "evaluate": "evaluate_command"}
+COMMANDS = {"unlearn": "unlearn_command", "distill": "distill_command", "attack": "attack_command", "sweep": "sweep_command",
+            "evaluate": "evaluate_command"}
 # Flags that go to `accelerate launch` rather than to the command, each with one value.
 LAUNCH_FLAGS = ("--num_processes", "--accelerate_config", "--main_process_port")
 # What a command raises for bad input (a missing file or package, a wrong value), printed without a traceback.

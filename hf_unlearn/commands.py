@@ -19,11 +19,14 @@ from typing import Any
 
 import torch
 import yaml
+from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 from trl import ModelConfig, TrlParser, get_peft_config
 
 from .attacks import PRESETS, AttackSuite
+from .attacks.inputs import tokenized
 from .attacks.relearn_config import RelearnAttackConfig
+from .data import DataArguments
 from .evaluation.evaluators import HarnessEvaluator
 from .evaluation.report import RobustnessReport, finite_or_null
 from .forward import weights_digest
@@ -31,10 +34,10 @@ from .model_card import INFO_FILE, REPORT_NAME, UnlearningInfo, base_model_name,
 from .models import EMBEDDED_HUB_ID, load_model
 from .pipeline import attack, robustness_report, unlearn
 from .registry import available_methods, get_method
-from .data import DataArguments
-from .scenarios import ScenarioArguments, scenario_arguments
+from .scenarios import Scenario, ScenarioArguments, scenario_arguments
 from .sweep import SweepArguments, run_sweep
 from .tracking import group_name
+from .undo import UndoConfig, UndoTrainer
 from .unlearn_config import UnlearnConfig
 
 CONFIG_HELP = (
@@ -298,6 +301,68 @@ def attack_command(argv: Sequence[str]) -> dict:
         usage="hf-unlearn attack [MODEL_FOLDER] [--attack_suite PRESET] [other flags below]",
     )
     return run_attack(*parser.parse_args_and_config(argv), given_settings(argv))
+
+
+# --- distill (UNDO) -------------------------------------------------------------------------------
+
+
+@dataclass
+class DistillArguments:
+    model_name_or_path: str = field(metadata={"help": "The unlearned model, the teacher (a folder written by `hf-unlearn unlearn`, or a Hub id)."})
+    dtype: str = field(default="float32", metadata={"help": "Weights' dtype (the student trains: keep float32; --bf16 for autocast)."})
+
+
+def distillation_text(scenario: Scenario, tokenizer: PreTrainedTokenizerBase, seed: int) -> Dataset:
+    """What UNDO distills on, as the authors mix it: the scenario's retain text and its forget-domain text, alternated
+    (their language run: 50/50), so the student also copies the teacher's unlearned outputs on the forget domain."""
+    from datasets import interleave_datasets
+
+    parts = [tokenized(part, tokenizer).select_columns(["input_ids"]) for part in (scenario.retain, scenario.unlearn)]
+    return interleave_datasets(parts, seed=seed, stopping_strategy="all_exhausted")
+
+
+def run_distill(args: DistillArguments, data_args: ScenarioArguments, config: UndoConfig, given_names: set[str] | None = None) -> UndoTrainer:
+    """UNDO on an unlearned model: a noised copy distilled from it on the data it was unlearned on; the student, its
+    ``distillation_info.json``, an ``unlearning_info.json`` with the distillation recorded, and the card."""
+    model_path, model, tokenizer = load_model(args.model_name_or_path, args.dtype)
+    data_args, _, recorded = run_data(model_path, data_args, given_names, "distill")
+    untouched = None
+    if data_args.scenario == "facts":
+        untouched = load_model(recorded_baseline(recorded, Path(model_path) / INFO_FILE), args.dtype)[1]
+    scenario = data_args.build(tokenizer, untouched)
+    if given_names is not None and "output_dir" not in given_names:
+        config = dataclasses.replace(config, output_dir=f"{model_path.rstrip('/')}_undo")
+    trainer = UndoTrainer(
+        model, config, train_dataset=distillation_text(scenario, tokenizer, config.seed), eval_dataset=scenario.eval,
+        processing_class=tokenizer, evaluators=scenario.evaluators,
+    )  # fmt: skip
+    trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    trainer.save_model(config.output_dir)
+    if trainer.is_world_process_zero():
+        info = recorded or UnlearningInfo(
+            base_model=base_model_name(trainer.teacher), method="unknown", settings={}, forget={"source": data_args.forget_source},
+            retain={"source": data_args.retain_source}, data=dataclasses.asdict(data_args),
+        )  # fmt: skip
+        info = dataclasses.replace(info, distillation=trainer.distillation_info())
+        info.save(config.output_dir)
+        model_card(info, None, config.hub_model_id).save(Path(config.output_dir) / "README.md")
+        print(json.dumps(finite_or_null(info.distillation), indent=2))
+        print(f"\nThe distilled model is in {config.output_dir}. Measure its robustness with:\n  hf-unlearn evaluate {config.output_dir}")
+    return trainer
+
+
+def distill_command(argv: Sequence[str]) -> UndoTrainer:
+    argv = list(argv)
+    if argv and not argv[0].startswith("-"):  # hf-unlearn distill TEACHER_FOLDER ...
+        argv = ["--model_name_or_path", argv[0], *argv[1:]]
+    parser = parser_for(
+        (DistillArguments, ScenarioArguments, UndoConfig),
+        "UNDO (Lee et al. 2025): noise a copy of an unlearned model, then distill the unlearned model into it, on the data "
+        "it was unlearned on (its unlearning_info.json: retain and forget-domain text, alternated); data flags override it.",
+        "distill",
+        usage="hf-unlearn distill UNLEARNED_MODEL_FOLDER [--noise_alpha 0.3] [--max_steps N] [other flags below]",
+    )
+    return run_distill(*parser.parse_args_and_config(argv), given_settings(argv))
 
 
 # --- sweep ------------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ class UnlearningInfo:
     license: str | None = None  # the base model's, which the unlearned weights inherit
     wandb_url: str | None = None  # the unlearning run's W&B page, when it was logged online
     disruption_budget: str | None = None  # "+0.1 %", "+0.05 nats": the run's budget (UnlearnConfig.disruption_budget), if any
+    distillation: dict[str, Any] = field(default_factory=dict)  # UNDO after unlearning (UndoTrainer.distillation_info()), if any
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / INFO_FILE
@@ -168,7 +169,7 @@ def model_card(info: UnlearningInfo, report: RobustnessReport | None = None, mod
         "retain data, and so that fine-tuning on part of the forgotten data does not bring the rest back.",
         "## What was forgotten\n\n" + _data_table(info),
         f"## Method\n\n`method={info.method}`; settings that differ from the method's defaults:\n\n| setting | value |\n|---|---|\n{settings}"
-        + (f"\n\nTraining logs: [the W&B run]({info.wandb_url})." if info.wandb_url else ""),
+        + (f"\n\nTraining logs: [the W&B run]({info.wandb_url})." if info.wandb_url else "") + _distillation_text(info.distillation),
     ]
     disruption = info.disruption or _disruption_from(report)
     if disruption:
@@ -223,6 +224,20 @@ def _data_table(info: UnlearningInfo) -> str:
             trained += f", {entry['trained_tokens']:,} tokens" if "trained_tokens" in entry else ""
         rows.append(f"| {part} | {entry.get('source', '?')} | {_count(entry.get('examples'))} | {_count(entry.get('tokens'))} | {trained} |")
     return "\n".join(rows)
+
+
+def _distillation_text(distillation: dict[str, Any]) -> str:
+    """The UNDO stage, when the unlearned model was distilled into a noised copy of itself (``hf-unlearn distill``)."""
+    if not distillation:
+        return ""
+    share = distillation.get("distill_to_pretraining_tokens")
+    stopped = (f"it stopped at step {distillation['tolerance_reached_at_step']}, within {distillation['distill_tolerance']:.0%} of the "
+               "unlearned model's retain loss" if distillation.get("tolerance_reached") else "it did not reach its retain-loss tolerance")  # fmt: skip
+    return (
+        f"\n\nThen **UNDO** (Lee et al. 2025, arXiv 2506.06278): the unlearned model was distilled into a copy of itself noised with "
+        f"α={distillation['noise_alpha']}, β={distillation['noise_beta']}, on {_count(distillation.get('distill_tokens'))} tokens"
+        + (f" ({share:.2g} of the base model's pretraining tokens)" if share else "") + f" in {distillation.get('steps')} steps; {stopped}."
+    )
 
 
 def _count(value: int | None) -> str:

@@ -54,6 +54,7 @@ def small(command: str, data: list[str], tasks: Path, port: int) -> str:
         "unlearn": [*data, *steps, "--max_eval_examples", "8"],
         "attack": [*data, *steps, "--max_eval_examples", "8"],
         "evaluate": ["--attack_steps", "2", "--batch_size", "4", "--lm_eval_include_path", str(tasks), "--lm_eval_limit", "4"],
+        "distill": ["--max_steps", "2", "--eval_steps", "1", "--warmup_steps", "1", "--per_device_train_batch_size", "4"],
         "sweep": [*data, "--n_trials", "2", "--pass_budget", "8", "--eval_steps", "4", "--batch_size", "4", "--attack_steps", "2",
                   "--disruption_budget", "10", "--max_eval_examples", "8"],  # fmt: skip
     }.get(subcommand, [])
@@ -115,6 +116,12 @@ def check_outputs(command: str, stdout: str, unlearned: Path, hub_files, forget_
         assert not (unlearned / "robustness_report.json").exists(), "a report of the weights this run replaced is removed"
         if "--num_processes" in command:
             assert "The unlearned model (2 processes)" in stdout and "model.safetensors" in hub_files()
+    elif command.startswith("hf-unlearn distill outputs/mudman"):
+        student = work / "outputs" / "mudman_smollm2_code_undo"
+        assert {"model.safetensors", "distillation_info.json", "unlearning_info.json", "README.md"} <= {p.name for p in student.iterdir()}
+    elif command.startswith("hf-unlearn evaluate outputs/mudman_smollm2_code_undo"):
+        report = json.loads((work / "outputs" / "mudman_smollm2_code_undo" / "robustness_report.json").read_text())
+        assert report["details"]["baseline"] == "embedded" and report["details"]["data"]["forget_source"] == forget_source
     elif command.startswith("hf-unlearn evaluate outputs/mudman"):
         assert {f"robustness_report.{e}" for e in ("json", "md", "png")} <= {p.name for p in unlearned.iterdir()}
         report = json.loads((unlearned / "robustness_report.json").read_text())
