@@ -134,6 +134,12 @@ class Parser(TrlParser):
         return "; ".join(parts) + f": remove it, or see hf-unlearn {self.command} --help"
 
 
+def with_model_folder(argv: Sequence[str]) -> list[str]:
+    """``hf-unlearn <command> FOLDER [flags]``: a first argument that is no flag names the model (``--model_name_or_path``)."""
+    argv = list(argv)
+    return ["--model_name_or_path", argv[0], *argv[1:]] if argv and not argv[0].startswith("-") else argv
+
+
 def parser_for(dataclass_types: Sequence[type], description: str, command: str, usage: str | None = None) -> Parser:
     """The parser of ``hf-unlearn <command>``."""
     return Parser(dataclass_types, description, command, usage)
@@ -289,9 +295,7 @@ def run_attack(
 
 
 def attack_command(argv: Sequence[str]) -> dict:
-    argv = list(argv)
-    if argv and not argv[0].startswith("-"):  # hf-unlearn attack MODEL ...
-        argv = ["--model_name_or_path", argv[0], *argv[1:]]
+    argv = with_model_folder(argv)
     parser = parser_for(
         (ModelArguments, ScenarioArguments, RelearnAttackConfig, AttackArguments),
         "Attacks on a model (fine-tuning on the forget data's attack split, and those that train nothing), measure what "
@@ -352,9 +356,7 @@ def run_distill(args: DistillArguments, data_args: ScenarioArguments, config: Un
 
 
 def distill_command(argv: Sequence[str]) -> UndoTrainer:
-    argv = list(argv)
-    if argv and not argv[0].startswith("-"):  # hf-unlearn distill TEACHER_FOLDER ...
-        argv = ["--model_name_or_path", argv[0], *argv[1:]]
+    argv = with_model_folder(argv)
     parser = parser_for(
         (DistillArguments, ScenarioArguments, UndoConfig),
         "UNDO (Lee et al. 2025): noise a copy of an unlearned model, then distill the unlearned model into it, on the data "
@@ -552,9 +554,7 @@ def run_evaluate(args: EvaluateArguments, data_args: ScenarioArguments, given_na
 
 
 def evaluate_command(argv: Sequence[str]) -> RobustnessReport:
-    argv = list(argv)
-    if argv and not argv[0].startswith("-"):  # hf-unlearn evaluate MODEL ...
-        argv = ["--model_name_or_path", argv[0], *argv[1:]]
+    argv = with_model_folder(argv)
     parser = parser_for(
         (EvaluateArguments, ScenarioArguments),
         "Attack an unlearned model and its baseline with an attack suite; write the robustness report and the model card. "
