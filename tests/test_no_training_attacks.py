@@ -165,10 +165,10 @@ def test_the_attack_command_takes_a_kind_for_one_attack_only(tmp_path):
     from hf_unlearn.commands import AttackArguments, suite_from
 
     config = RelearnAttackConfig(output_dir=str(tmp_path), kind="quantize", quantize_bits=8)
-    assert suite_from(AttackArguments(attack_suite="none"), config).attacks["attack"].kind == "quantize"
+    assert suite_from(AttackArguments(attack_suite="none"), config, "eval_forget_loss").attacks["attack"].kind == "quantize"
     with pytest.raises(ValueError, match="--kind, --quantize_bits describe one attack"):
-        suite_from(AttackArguments(attack_suite="standard"), config)
-    kinds = {c.kind for c in suite_from(AttackArguments(attack_suite="standard"), RelearnAttackConfig(output_dir=str(tmp_path))).attacks.values()}
+        suite_from(AttackArguments(attack_suite="standard"), config, "eval_forget_loss")
+    kinds = {c.kind for c in suite_from(AttackArguments(attack_suite="standard"), RelearnAttackConfig(output_dir=str(tmp_path)), "eval_forget_loss").attacks.values()}
     assert kinds == {"fine_tune", "quantize", "in_context", "prompt"}
 
 

@@ -1,5 +1,6 @@
 """The recipes (thin wrappers over hf_unlearn.cli): YAML configs parse, unlearn -> attack runs end to end."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -13,8 +14,8 @@ import hf_unlearn
 from hf_unlearn import MUDMANConfig, RelearnAttackConfig
 from hf_unlearn.attacks import PRESETS
 from hf_unlearn.cli import AttackArguments, ModelArguments, parser_for, run_attack, run_unlearn, unlearn_parser
-from hf_unlearn.data import DataArguments
 from hf_unlearn.evaluation import RobustnessReport
+from hf_unlearn.scenarios import ScenarioArguments
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -27,7 +28,7 @@ def test_yaml_configs_parse():
     assert data_args.forget_source == "python_stdlib" and data_args.chunk_length == 64
     assert config.method == "mudman" and config.target_modules == ["gate_proj"] and config.save_total_limit == 2
     assert config.max_steps == 7, "command-line flags override the YAML"
-    parser = parser_for((ModelArguments, DataArguments, RelearnAttackConfig, AttackArguments), "attack", "attack")
+    parser = parser_for((ModelArguments, ScenarioArguments, RelearnAttackConfig, AttackArguments), "attack", "attack")
     config_path = str(Path(hf_unlearn.__file__).parent / "configs" / "relearn_attack_smollm2_code.yaml")  # or by path
     _, attack_data_args, attack_config, attack_args = parser.parse_args_and_config(["--config", config_path])
     assert attack_data_args == data_args, "the attack must rebuild the unlearning run's splits"
@@ -58,7 +59,8 @@ def test_recipes_are_thin_wrappers_that_run(recipe):
 
 
 def test_unlearn_then_attack(tmp_path):
-    model_dir, data_args = write_local_files(tmp_path)
+    model_dir, data = write_local_files(tmp_path)
+    data_args = ScenarioArguments(**dataclasses.asdict(data))
     common = dict(per_device_train_batch_size=4, max_steps=3, report_to="none", disable_tqdm=True)
     unlearned_dir = tmp_path / "unlearned"
     trainer = run_unlearn(

@@ -23,12 +23,52 @@ MUTANTS = {
         "tests/test_golden.py", 'PEFT = {"circuit_breakers": dict(r=4, target_modules=["gate_proj", "up_proj", "down_proj"], init_lora_weights=False)}',
         "PEFT = {}", "tests/test_golden.py::test_configurations_are_well_conditioned",
     ),
+    "first run: a float64 model's state rounded to fp32": (
+        "hf_unlearn/gradients.py", "    return tensor if tensor.dtype in (torch.float32, torch.float64) else tensor.float()", "    return tensor.float()",
+        "tests/test_golden.py::test_weights_match_the_golden_file",
+    ),
+    "first run: abbreviated flags accepted": (
+        "hf_unlearn/commands.py", 'usage=usage, allow_abbrev=False)', "usage=usage)",
+        "tests/test_first_run.py::test_bad_settings_are_named_in_one_line",
+    ),
+    "first run: every process prints the refusal": (
+        "hf_unlearn/cli.py", '        if os.environ.get("RANK", "0") == "0":', "        if True:",
+        "tests/test_first_run.py::test_a_refusal_under_several_processes_is_one_line_from_the_main_process",
+    ),
+    "first run: a zero learning rate trains nothing, silently": (
+        "hf_unlearn/unlearn_config.py", "        if self.learning_rate == 0 and not isinstance(self, FullUpdateArguments):", "        if False:",
+        "tests/test_first_run.py::test_bad_settings_are_named_in_one_line",
+    ),
+    "first run: a checkpoint at the last step beside the final model": (
+        "hf_unlearn/unlearn_trainer.py", "            control.should_save = False", "            pass",
+        "tests/test_first_run.py::test_unlearn_evaluates_the_final_weights_once_and_saves_no_unasked_checkpoint",
+    ),
+    "first run: the final weights evaluated twice": (
+        "hf_unlearn/unlearn_trainer.py", '        if last is not None and last.get("step") == self.state.global_step and not restored:', "        if False:",
+        "tests/test_first_run.py::test_unlearn_evaluates_the_final_weights_once_and_saves_no_unasked_checkpoint",
+    ),
+    "first run: save_model writes no card": (
+        "hf_unlearn/unlearn_trainer.py", "        if not _internal_call:\n            self.write_model_card(", "        if False:\n            self.write_model_card(",
+        "tests/test_first_run.py::test_save_model_writes_the_card_and_the_info_into_the_folder_it_saves_to",
+    ),
+    "first run: attack ignores the folder's recorded data": (
+        "hf_unlearn/commands.py", '    data_args, _, recorded = run_data(model_path, data_args, given_names, "attack")', "    recorded = None",
+        "tests/test_first_run.py::test_attack_on_an_unlearned_folder_uses_its_recorded_data",
+    ),
+    "first run: no text at an attack's best point": (
+        "hf_unlearn/attacks/relearn_trainer.py", "            if is_best or self.state.global_step == 0:", "            if self.state.global_step == 0:",
+        "tests/test_first_run.py::test_the_report_and_the_card_show_the_text_of_each_model",
+    ),
+    "scenario: evaluate attacks with the default scenario": (
+        "hf_unlearn/commands.py", "    defaults = dataclasses.asdict(ScenarioArguments())", "    defaults = dataclasses.asdict(ScenarioArguments())\n    recorded = {}",
+        "tests/test_scenarios.py::test_unlearn_and_evaluate_with_the_facts_scenario_attack_split_a_and_score_split_b",
+    ),
     "W&B: the unlearn run finished before the evaluation logs into it": (
         "hf_unlearn/pipeline.py", '"unlearn", "unlearn", run_config, finish=False)', '"unlearn", "unlearn", run_config, finish=True)',
         "tests/test_cli.py::test_unlearn_command_reports_to_wandb_and_evaluates_into_the_same_run",
     ),
     "evaluate ignores the data recorded in unlearning_info.json": (
-        "hf_unlearn/commands.py", "    return DataArguments(**{**recorded, **given}), differing", "    return DataArguments(**given), differing",
+        "hf_unlearn/commands.py", "    return scenario_arguments({**recorded, **given}), differing", "    return scenario_arguments(given), differing",
         "tests/test_cli.py::test_evaluate_as_printed_uses_the_data_the_model_was_unlearned_on",
     ),
     "the card keeps a report of other weights": (
