@@ -14,6 +14,7 @@ from hf_unlearn.data.fictitious import (
     fictitious_facts,
     invented_name,
     name_is_usable,
+    oracle_models,
 )
 from hf_unlearn.losses import IGNORE_INDEX
 
@@ -103,3 +104,13 @@ def test_every_answer_is_one_smollm2_token():
     for attribute in ATTRIBUTES.values():
         for answer in attribute.answers:
             assert len(tokenizer(" " + answer, add_special_tokens=False)["input_ids"]) == 1, answer
+
+
+def test_oracle_models_are_found_in_the_cache_or_named_with_the_command_that_builds_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_UNLEARN_CACHE", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"target and oracle for seed 3 .*python benchmarks/oracle.py --seed 3"):
+        oracle_models(3)
+    for name in ("target", "oracle"):
+        (tmp_path / "oracle" / f"{name}-3").mkdir(parents=True)
+        (tmp_path / "oracle" / f"{name}-3" / "config.json").write_text("{}")
+    assert oracle_models(3) == {"target": tmp_path / "oracle" / "target-3", "oracle": tmp_path / "oracle" / "oracle-3"}

@@ -17,9 +17,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 from datasets import Dataset
 
+from ..models import cache_root
 from .facts import facts
 
 
@@ -165,3 +167,23 @@ def chance_accuracy(dataset: Dataset) -> float:
         raise ValueError("no facts: chance accuracy is undefined")
     return sum(1 / len(ATTRIBUTES[name].answers) for name in dataset["attribute"]) / len(dataset)
 
+
+
+def oracle_folder(name: str, seed: int) -> Path:
+    """Where ``benchmarks/oracle.py`` saves the fine-tuned ``name`` ("target" or "oracle") for ``seed``: outside git."""
+    return cache_root() / "oracle" / f"{name}-{seed}"
+
+
+def oracle_models(seed: int = 0) -> dict[str, Path]:
+    """The folders of the target (fine-tuned on all fictitious facts) and the oracle (on the retain facts only).
+
+    Each folder holds a model, its tokenizer and ``fictitious_facts.json`` (the generator's arguments).
+    """
+    folders = {name: oracle_folder(name, seed) for name in ("target", "oracle")}
+    missing = [name for name, folder in folders.items() if not (folder / "config.json").is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"the fictitious-facts {' and '.join(missing)} for seed {seed} are not built in {cache_root() / 'oracle'}: "
+            f"build them with `python benchmarks/oracle.py --seed {seed}`"
+        )
+    return folders
