@@ -50,6 +50,9 @@ from hf_unlearn.models import default_model_path
 HERE = Path(__file__).resolve().parent
 TRAINED_SPLITS = {"target": ("forget", "retain"), "oracle": ("retain",)}
 KNOWN = 0.95  # the accuracy a model must reach on the facts it was trained on
+# The documents split as the project's scenarios split their retain text (DataArguments.split_seed, unlearning_splits):
+# the target and oracle train on retain_train documents only, so the retain_eval ones stay held out when unlearning.
+GENERAL_SPLIT_SEED = 42
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -59,10 +62,10 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(partial, path)
 
 
-def general_text(tokenizer, chunk_length: int, seed: int) -> dict[str, Dataset]:
-    """``pydoc_prose`` documents split 75/25 into train and held-out eval, each cut into ``chunk_length``-token chunks."""
-    parts = split_dataset(load_text_source("pydoc_prose"), names=("train", "eval"), fractions=(0.75, 0.25), seed=seed)
-    return {name: chunk_tokens(part, tokenizer, chunk_length=chunk_length).shuffle(seed=seed) for name, part in parts.items()}
+def general_text(tokenizer, chunk_length: int) -> dict[str, Dataset]:
+    """``pydoc_prose`` documents split 75/25 into train and held-out eval (``GENERAL_SPLIT_SEED``), cut into chunks."""
+    parts = split_dataset(load_text_source("pydoc_prose"), names=("train", "eval"), fractions=(0.75, 0.25), seed=GENERAL_SPLIT_SEED)
+    return {name: chunk_tokens(part, tokenizer, chunk_length=chunk_length).shuffle(seed=GENERAL_SPLIT_SEED) for name, part in parts.items()}
 
 
 @torch.no_grad()
@@ -181,7 +184,7 @@ def prepare(args: argparse.Namespace) -> dict:
         return texts.map(lambda row: tokenizer(row["text"]), remove_columns=texts.column_names).select_columns(["input_ids"])
 
     sentences = {split: tokenized(fact_sentences(part, num_phrasings=3)) for split, part in facts.items()}
-    general = general_text(tokenizer, args.chunk_length, args.seed)
+    general = general_text(tokenizer, args.chunk_length)
     num_general = math.ceil(args.general_ratio * sum(len(s) for s in sentences.values()))
     return {
         "tokenizer": tokenizer, "facts": facts, "sentences": sentences,
@@ -229,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     results.mkdir(parents=True, exist_ok=True)
     state_path = results / f"oracle_seed{args.seed}.json"
     setting = {k: v for k, v in vars(args).items() if k not in ("models", "threads", "results_dir")}
+    setting["general_split_seed"] = GENERAL_SPLIT_SEED
     data = prepare(args)
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
     if state.get("setting") != setting:  # another recipe: its epochs and models do not continue this one

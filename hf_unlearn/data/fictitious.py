@@ -168,7 +168,6 @@ def chance_accuracy(dataset: Dataset) -> float:
     return sum(1 / len(ATTRIBUTES[name].answers) for name in dataset["attribute"]) / len(dataset)
 
 
-
 def oracle_folder(name: str, seed: int) -> Path:
     """Where ``benchmarks/oracle.py`` saves the fine-tuned ``name`` ("target" or "oracle") for ``seed``: outside git."""
     return cache_root() / "oracle" / f"{name}-{seed}"
