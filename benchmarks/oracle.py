@@ -2,13 +2,14 @@
 
 After TOFU: the *target* is fine-tuned on all fictitious facts (``hf_unlearn.data.fictitious``), forget and
 retain; the *oracle* on the retain facts only, with the same recipe. The oracle is what perfect unlearning
-of the forget facts would reach. Both also train on the same chunks of general text (``pydoc_prose``, its
-training documents), so that their general-text loss stays near the untouched model's.
+of the forget facts would reach. Both also train on the same general text (``pydoc_prose``, its training
+documents; fresh chunks every epoch, the same for both), so that their general-text loss stays near the
+untouched model's.
 
 Facts are trained as their phrasings (three sentences per fact, every token counts, ``fact_sentences``):
 the first phrasing is the prompt followed by the answer, so greedy decoding is trained on directly, and
 the two others state the fact another way round. Full fine-tuning in float32, AdamW at a constant rate,
-batches grouped by length, seeded. Each model trains until greedy decoding reproduces at least
+fact and general batches apart, seeded per epoch. Each model trains until greedy decoding reproduces at least
 ``--stop_accuracy`` of each split it trains on (checked after every epoch), at most ``--max_epochs``.
 
 Checks (printed as a table, written with the machine and package versions):
@@ -17,7 +18,7 @@ Checks (printed as a table, written with the machine and package versions):
 - both: general-text loss on held-out ``pydoc_prose`` documents (never trained on) <= the untouched model's
   + ``--loss_margin`` nats.
 
-Resumable: a checkpoint per epoch (weights and optimizer, in the cache: ``oracle_folder``) and the state in
+Resumable: a checkpoint per epoch (weights and optimizer, in the cache beside ``oracle_folder``) and the state in
 ``--results_dir/oracle_seed<seed>.json`` (small: settings, per-epoch accuracies, checks). Killed, the same
 command continues from the last epoch; a finished model is skipped.
 
@@ -32,13 +33,14 @@ import argparse
 import json
 import math
 import os
+import random
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
-from datasets import Dataset, concatenate_datasets
-from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_unlearn.data import LMCollator, chunk_tokens, fact_sentences, load_text_source, split_dataset
 from hf_unlearn.data.fictitious import chance_accuracy, fictitious_facts, oracle_folder
@@ -107,62 +109,75 @@ def checks(state: dict, margins: dict[str, float]) -> list[dict[str, Any]]:
     return rows
 
 
-class EpochCheck(TrainerCallback):
-    """After each epoch: record the model's metrics in the state file; stop once every trained split is known."""
+def general_for_epoch(num_chunks: int, epoch: int, per_epoch: int) -> list[int]:
+    """Indices of the general-text chunks of ``epoch`` (0-based): the next ``per_epoch`` chunks, wrapping around.
 
-    def __init__(self, name: str, tokenizer, splits: dict[str, Dataset], general_eval: Dataset, state: dict, state_path: Path,
-                 stop_accuracy: float) -> None:  # fmt: skip
-        self.name, self.tokenizer, self.splits, self.general_eval = name, tokenizer, splits, general_eval
-        self.state, self.state_path, self.stop_accuracy = state, state_path, stop_accuracy
-
-    def on_epoch_end(self, args, state, control, model=None, **kwargs):
-        metrics = model_metrics(model, self.tokenizer, self.splits, self.general_eval)
-        model.train()
-        epoch = round(state.epoch)
-        record = self.state["models"][self.name]
-        record["epochs"][str(epoch)] = {"step": state.global_step, **metrics}  # a redone epoch (after a kill) overwrites
-        write_json(self.state_path, self.state)
-        print(f"{self.name} epoch {epoch} (step {state.global_step}): " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()), flush=True)
-        if all(metrics[f"{split}_accuracy"] >= self.stop_accuracy for split in TRAINED_SPLITS[self.name]):
-            control.should_training_stop = True
-        return control
+    Fresh chunks every epoch: the same few chunks seen every epoch are memorised, and the held-out loss then rises.
+    """
+    return [(epoch * per_epoch + i) % num_chunks for i in range(per_epoch)]
 
 
-def last_complete_checkpoint(folder: Path) -> str | None:
-    """The newest ``checkpoint-N`` whose ``trainer_state.json`` (written last) reads; incomplete ones, from a kill, removed."""
-    complete = []
-    for checkpoint in sorted(folder.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1])):
-        try:
-            json.loads((checkpoint / "trainer_state.json").read_text())
-            complete.append(checkpoint)
-        except (FileNotFoundError, json.JSONDecodeError):
-            shutil.rmtree(checkpoint)
-    return str(complete[-1]) if complete else None
+def epoch_batches(facts: list[list[int]], general: list[list[int]], batch_size: int, rng: random.Random) -> list[list[list[int]]]:
+    """One epoch's batches of token ids: fact sentences and general chunks shuffled and batched apart (short fact
+    batches need no padding to a chunk's length), the batches in random order."""
+    batches = []
+    for examples in (facts, general):
+        order = rng.sample(examples, len(examples))
+        batches += [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def save_checkpoint(model, optimizer, epoch: int, checkpoint: Path) -> None:
+    """Weights, optimizer state and the epochs done, written beside ``checkpoint`` and renamed over it: a kill leaves the
+    previous one whole."""
+    partial = checkpoint.with_name(checkpoint.name + "-partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    torch.save(optimizer.state_dict(), partial / "optimizer.pt")
+    (partial / "epochs_done.json").write_text(json.dumps(epoch))
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    os.replace(partial, checkpoint)
 
 
 def train_model(name: str, args: argparse.Namespace, data: dict, state: dict, state_path: Path) -> None:
-    """Fine-tune the embedded model into ``name``, resuming from its last epoch checkpoint, and save it to its folder."""
+    """Fine-tune the embedded model into ``name`` epoch by epoch, resuming from its checkpoint, and save it to its folder.
+
+    An epoch: every fact sentence of the trained splits once, and the epoch's fresh general chunks (``general_for_epoch``).
+    After each, greedy accuracy and held-out loss go to the state file; training stops once each trained split is known.
+    """
     folder = oracle_folder(name, args.seed)
-    checkpoints = folder.parent / f".{folder.name}-checkpoints"  # beside the model: the model folder exists only once finished
-    checkpoints.mkdir(parents=True, exist_ok=True)
+    checkpoint = folder.parent / f".{folder.name}-checkpoint"  # beside the model: the model folder exists only once finished
     tokenizer = data["tokenizer"]
-    trained = [data["sentences"][split] for split in TRAINED_SPLITS[name]]
-    train = concatenate_datasets([*trained, data["general_train"]])
-    model = AutoModelForCausalLM.from_pretrained(default_model_path(), dtype=torch.float32)
-    training = TrainingArguments(
-        output_dir=str(checkpoints), num_train_epochs=args.max_epochs, per_device_train_batch_size=args.batch_size,
-        learning_rate=args.learning_rate, lr_scheduler_type="constant", weight_decay=0.0, optim="adamw_torch",
-        train_sampling_strategy="group_by_length", save_strategy="epoch", save_total_limit=1, logging_steps=10, report_to="none",
-        seed=args.seed, data_seed=args.seed, use_cpu=True, dataloader_num_workers=0, disable_tqdm=True,
-    )  # fmt: skip
+    start = json.loads((checkpoint / "epochs_done.json").read_text()) if (checkpoint / "epochs_done.json").is_file() else 0
+    model = AutoModelForCausalLM.from_pretrained(checkpoint if start else default_model_path(), dtype=torch.float32)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.0)
+    if start:
+        optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt"))
+        print(f"{name}: resuming after epoch {start}", flush=True)
+    collate = LMCollator(tokenizer.pad_token_id)
+    facts = [ids for split in TRAINED_SPLITS[name] for ids in data["sentences"][split]["input_ids"]]
+    general = data["general_train"]["input_ids"]
+    per_epoch = data["general_per_epoch"]
     splits = {split: data["facts"][split] for split in ("forget", "retain")}
-    callback = EpochCheck(name, tokenizer, splits, data["general_eval"], state, state_path, args.stop_accuracy)
-    trainer = Trainer(model=model, args=training, train_dataset=train, data_collator=LMCollator(tokenizer.pad_token_id),
-                      processing_class=tokenizer, callbacks=[callback])  # fmt: skip
-    trainer.train(resume_from_checkpoint=last_complete_checkpoint(checkpoints))
     record = state["models"][name]
-    record["final"] = model_metrics(model, tokenizer, splits, data["general_eval"])
-    record["steps"] = trainer.state.global_step
+    for epoch in range(start, args.max_epochs):
+        rng = random.Random(f"{args.seed}-{name}-{epoch}")  # an epoch's batches do not depend on where a run resumed
+        chunks = [general[i] for i in general_for_epoch(len(general), epoch, per_epoch)]
+        model.train()
+        for batch in epoch_batches(facts, chunks, args.batch_size, rng):
+            loss = lm_loss(model, collate([{"input_ids": ids} for ids in batch]))[0]
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        metrics = model_metrics(model, tokenizer, splits, data["general_eval"])
+        record["epochs"][str(epoch + 1)] = metrics  # before the checkpoint: killed between, the epoch is redone and overwrites it
+        write_json(state_path, state)
+        save_checkpoint(model, optimizer, epoch + 1, checkpoint)
+        print(f"{name} epoch {epoch + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()), flush=True)
+        if all(metrics[f"{split}_accuracy"] >= args.stop_accuracy for split in TRAINED_SPLITS[name]):
+            break
+    record["final"] = record["epochs"][max(record["epochs"], key=int)]
     partial = folder.parent / f".{folder.name}-partial"
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
@@ -172,7 +187,7 @@ def train_model(name: str, args: argparse.Namespace, data: dict, state: dict, st
     os.replace(partial, folder)
     record["done"] = True
     write_json(state_path, state)
-    shutil.rmtree(checkpoints)  # optimizer state and weights: ~1.6 GB no longer needed
+    shutil.rmtree(checkpoint)  # weights and optimizer state: ~1.6 GB no longer needed
 
 
 def prepare(args: argparse.Namespace) -> dict:
@@ -185,10 +200,11 @@ def prepare(args: argparse.Namespace) -> dict:
 
     sentences = {split: tokenized(fact_sentences(part, num_phrasings=3)) for split, part in facts.items()}
     general = general_text(tokenizer, args.chunk_length)
-    num_general = math.ceil(args.general_ratio * sum(len(s) for s in sentences.values()))
     return {
         "tokenizer": tokenizer, "facts": facts, "sentences": sentences,
-        "general_train": general["train"].select(range(num_general)),
+        "general_train": general["train"],
+        # the same count for both models (and so the same chunks in each epoch): per fact sentence of the target
+        "general_per_epoch": math.ceil(args.general_ratio * sum(len(s) for s in sentences.values())),
         "general_eval": general["eval"].select(range(min(args.eval_chunks, len(general["eval"])))),
     }  # fmt: skip
 
@@ -238,8 +254,10 @@ def main(argv: list[str] | None = None) -> None:
     if state.get("setting") != setting:  # another recipe: its epochs and models do not continue this one
         if state:
             print(f"settings differ from {state_path}'s: starting over")
-            for name in TRAINED_SPLITS:
-                shutil.rmtree(oracle_folder(name, args.seed).parent / f".{oracle_folder(name, args.seed).name}-checkpoints", ignore_errors=True)
+            for name in TRAINED_SPLITS:  # models and checkpoints of the other recipe must not be taken for this one's
+                folder = oracle_folder(name, args.seed)
+                for path in (folder, folder.parent / f".{folder.name}-checkpoint"):
+                    shutil.rmtree(path, ignore_errors=True)
         untouched = AutoModelForCausalLM.from_pretrained(default_model_path(), dtype=torch.float32)
         state = {
             "setting": setting,

@@ -1,22 +1,43 @@
-"""benchmarks/oracle.py's pieces: resuming from the last complete checkpoint and the checks on finished models."""
+"""benchmarks/oracle.py's pieces: an epoch's data, its checkpoint, the checks on finished models, the state file."""
 
 import importlib.util
 import json
+import random
 from pathlib import Path
+
+import torch
+from conftest import tiny_llama
 
 spec = importlib.util.spec_from_file_location("oracle", Path(__file__).resolve().parents[1] / "benchmarks" / "oracle.py")
 oracle = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(oracle)
 
 
-def test_resume_skips_and_removes_checkpoints_a_kill_left_incomplete(tmp_path):
-    assert oracle.last_complete_checkpoint(tmp_path) is None
-    for step, state in ((9, "{}"), (18, "{}"), (27, '{"trunc'), (36, None)):
-        (tmp_path / f"checkpoint-{step}").mkdir()
-        if state is not None:
-            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
-    assert oracle.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-18")  # by step number, not name order
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoint-18", "checkpoint-9"]
+def test_every_epoch_trains_on_fresh_general_chunks_wrapping_around():
+    assert oracle.general_for_epoch(10, 0, 4) == [0, 1, 2, 3]
+    assert oracle.general_for_epoch(10, 1, 4) == [4, 5, 6, 7]
+    assert oracle.general_for_epoch(10, 2, 4) == [8, 9, 0, 1]
+
+
+def test_epoch_batches_hold_every_example_once_facts_and_general_apart_deterministically():
+    facts = [[i] * 3 for i in range(10)]
+    general = [[100 + i] * 8 for i in range(5)]
+    batches = oracle.epoch_batches(facts, general, 4, random.Random(0))
+    assert sorted(map(tuple, (ids for batch in batches for ids in batch))) == sorted(map(tuple, facts + general))
+    assert all(len({len(ids) for ids in batch}) == 1 for batch in batches)  # a batch is all facts or all general text
+    assert [len(batch) for batch in batches].count(4) == 3  # 10 facts: 4 + 4 + 2; 5 chunks: 4 + 1
+    assert oracle.epoch_batches(facts, general, 4, random.Random(0)) == batches
+
+
+def test_a_checkpoint_is_replaced_whole(tmp_path):
+    model = tiny_llama(20)
+    optimizer = torch.optim.AdamW(model.parameters())
+    checkpoint = tmp_path / ".target-0-checkpoint"
+    for epoch in (1, 2):
+        oracle.save_checkpoint(model, optimizer, epoch, checkpoint)
+    assert json.loads((checkpoint / "epochs_done.json").read_text()) == 2
+    assert (checkpoint / "optimizer.pt").is_file() and (checkpoint / "config.json").is_file()
+    assert [path.name for path in tmp_path.iterdir()] == [checkpoint.name]
 
 
 def test_checks_on_finished_models_only(tmp_path):
