@@ -2,6 +2,7 @@
 
 from .collator import LMCollator
 from .facts import encode_fact, fact_sentences, facts, facts_protocol_splits, tokenize_facts, us_state_capitals, world_capitals
+from .fictitious import chance_accuracy, fictitious_facts
 from .offline import pydoc_prose, python_stdlib_source
 from .pairing import RetainStream
 from .processing import chunk_tokens, prepare_eval_datasets, prepare_lm_dataset, split_dataset, unlearning_splits
@@ -17,11 +18,13 @@ __all__ = [
     "LMCollator",
     "RetainStream",
     "build_unlearning_data",
+    "chance_accuracy",
     "chunk_tokens",
     "code_search_net_python",
     "encode_fact",
     "fact_sentences",
     "facts",
+    "fictitious_facts",
     "facts_protocol_splits",
     "load_text_source",
     "mmlu",
