@@ -163,8 +163,8 @@ def test_text_samples_of_a_text_scenario_show_the_true_continuation(tokenizer):
 def test_bad_settings_are_named_in_one_line(flags, message, tmp_path, capsys):
     from hf_unlearn.cli import main
 
-    with pytest.raises(SystemExit) as exit_:
-        main(["unlearn", *flags, "--output_dir", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as exit_:  # a missing model: were the setting accepted, the run would stop there, at once
+        main(["unlearn", *flags, "--model_name_or_path", str(tmp_path / "no_model"), "--output_dir", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert exit_.value.code == 1 and message in err and len(err.strip().splitlines()) == 2, err  # the line, and the traceback hint
 
