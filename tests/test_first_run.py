@@ -234,3 +234,16 @@ def test_make_quickstart_writes_the_report_with_text_and_the_card(tmp_path):
     assert "What the models say" in (tmp_path / "outputs" / "code" / "robustness_report.md").read_text()
     card = (tmp_path / "outputs" / "code" / "unlearn" / "README.md").read_text()
     assert "What the models say" in card and "| mudman |" in card
+
+
+def test_an_attacks_best_point_after_its_start_carries_its_text(tmp_path, tokenizer):
+    """The text is recorded at every evaluation that is the attack's best so far, so the attacker's best point has
+    the attacked model's own text, not the start's."""
+    forget = Dataset.from_dict({"text": FORGET_TEXTS})
+    suite = AttackSuite.preset("quick", output_dir=str(tmp_path), names=["adamw_1e-4"], max_steps=4, eval_steps=2,
+                               per_device_train_batch_size=8, learning_rate=1e-2)  # fmt: skip
+    result = suite.run(tiny_llama(len(tokenizer)), attack_dataset=forget, eval_dataset={"forget": forget}, processing_class=tokenizer)
+    best, start = result.best_point(), result.start_point
+    assert best["step"] > 0 and best["forget_loss"] < start["forget_loss"], "the attack relearned"
+    assert [s["prompt"] for s in best["samples"]] == [s["prompt"] for s in start["samples"]]
+    assert best["samples"] != start["samples"], "the attacked model's own completions"

@@ -57,7 +57,7 @@ MUTANTS = {
     ),
     "first run: no text at an attack's best point": (
         "hf_unlearn/attacks/relearn_trainer.py", "            if is_best or self.state.global_step == 0:", "            if self.state.global_step == 0:",
-        "tests/test_first_run.py::test_the_report_and_the_card_show_the_text_of_each_model",
+        "tests/test_first_run.py::test_an_attacks_best_point_after_its_start_carries_its_text",
     ),
     "scenario: evaluate attacks with the default scenario": (
         "hf_unlearn/commands.py", "    defaults = dataclasses.asdict(ScenarioArguments())", "    defaults = dataclasses.asdict(ScenarioArguments())\n    recorded = {}",
