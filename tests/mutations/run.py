@@ -63,6 +63,18 @@ MUTANTS = {
         "hf_unlearn/commands.py", "    defaults = dataclasses.asdict(ScenarioArguments())", "    defaults = dataclasses.asdict(ScenarioArguments())\n    recorded = {}",
         "tests/test_scenarios.py::test_unlearn_and_evaluate_with_the_facts_scenario_attack_split_a_and_score_split_b",
     ),
+    "layers: an out-of-range layer accepted": (
+        "hf_unlearn/targets.py", "    if not layers or not all(low <= layer <= high for layer in layers):", "    if False:",
+        "tests/test_layer_settings.py::test_out_of_range_layers_are_refused_at_construction",
+    ),
+    "UNDO: a noise α or β outside [0, 1] accepted": (
+        "hf_unlearn/undo.py", "            if not 0 <= getattr(self, name) <= 1:", "            if False:",
+        "tests/test_undo.py::test_bad_settings_are_refused",
+    ),
+    "scenario: an unknown scenario accepted": (
+        "hf_unlearn/scenarios.py", "        if self.scenario not in SCENARIOS:", "        if False:",
+        "tests/test_scenarios.py::test_an_unknown_scenario_is_refused_in_one_line",
+    ),
     "W&B: the unlearn run finished before the evaluation logs into it": (
         "hf_unlearn/pipeline.py", '"unlearn", "unlearn", run_config, finish=False)', '"unlearn", "unlearn", run_config, finish=True)',
         "tests/test_cli.py::test_unlearn_command_reports_to_wandb_and_evaluates_into_the_same_run",
