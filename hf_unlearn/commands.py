@@ -269,7 +269,7 @@ def run_attack(
     model_path, model, tokenizer = load_model(model_args.model_name_or_path, model_args.dtype)
     data_args, _, recorded = run_data(model_path, data_args, given_names, "attack")
     untouched = None
-    if data_args.scenario == "facts":  # the facts the model knew before unlearning: its baseline's, else its own
+    if data_args.knows_facts:  # the facts the model knew before unlearning: its baseline's, else its own
         untouched = model if recorded is None else load_model(recorded_baseline(recorded, Path(model_path) / INFO_FILE), model_args.dtype)[1]
     scenario = data_args.build(tokenizer, untouched)
     suite = suite_from(args, config, scenario.best_metric)
@@ -331,7 +331,7 @@ def run_distill(args: DistillArguments, data_args: ScenarioArguments, config: Un
     model_path, model, tokenizer = load_model(args.model_name_or_path, args.dtype)
     data_args, _, recorded = run_data(model_path, data_args, given_names, "distill")
     untouched = None
-    if data_args.scenario == "facts":
+    if data_args.knows_facts:
         untouched = load_model(recorded_baseline(recorded, Path(model_path) / INFO_FILE), args.dtype)[1]
     scenario = data_args.build(tokenizer, untouched)
     if given_names is not None and "output_dir" not in given_names:

@@ -7,6 +7,10 @@ so ``evaluate`` attacks a model with the scenario it was unlearned in.
 - ``code_scenario``: the MUDMAN paper's Python experiment. Forget Python source of the standard
   library, keep English prose; documents split unlearn / attack / eval before chunking. The
   attacker's best point is the lowest held-out forget loss.
+- ``fictitious_scenario``: the facts protocol on facts about entities that do not exist, unlearned from the *target*
+  (the embedded model fine-tuned on all of them, ``benchmarks/oracle.py``), with the *oracle* (fine-tuned on all but
+  the forget facts) as what perfect unlearning reaches. Beside split-B accuracy it scores the retain facts, which
+  no step of unlearning trains on: a second, sharper disruption measure.
 - ``facts_scenario``: Deeb & Roger's protocol on the facts the model knows (world capitals by
   default): unlearn all of them, attack on split A, measure split B, never attacked. The
   attacker's best point is the highest split-B accuracy. Facts are trained on as prompt + answer
@@ -32,6 +36,7 @@ from transformers import PreTrainedTokenizerBase
 from .data import DataArguments, build_unlearning_data, chunk_tokens, load_text_source, split_dataset
 from .data.facts import facts as load_facts
 from .data.facts import fact_sentences, facts_protocol_splits, tokenize_facts, us_state_capitals, world_capitals
+from .data.fictitious import fictitious_facts, oracle_folder
 from .evaluation.evaluators import Evaluator, FactEvaluator
 from .evaluation.facts import known_facts
 
@@ -116,7 +121,32 @@ def facts_scenario(
     )
 
 
-SCENARIOS = ("code", "facts")
+# The fictitious scenario refuses a model that knows fewer of its forget facts: not the target it unlearns from.
+TARGET_KNOWS = 0.9
+
+
+def fictitious_scenario(model: nn.Module, tokenizer: PreTrainedTokenizerBase, fictitious_seed: int = 0, **facts_settings: Any) -> Scenario:
+    """``facts_scenario`` on the forget split of ``fictitious_facts(seed=fictitious_seed)``, from ``model``, the target
+    fine-tuned on them; ``retain_facts_accuracy`` scores the retain split at every evaluation. ``facts_settings``: the
+    text and split settings of ``facts_scenario``."""
+    facts = fictitious_facts(seed=fictitious_seed)
+    forget, retain = (facts.filter(lambda row, split=split: row["split"] == split) for split in ("forget", "retain"))
+    known = len(known_facts(model, tokenizer, forget))  # before splitting: a model that knows none could not be split
+    if known < TARGET_KNOWS * len(forget):
+        raise ValueError(
+            f"model_name_or_path: the model knows {known} of the {len(forget)} fictitious forget facts, so it is not the "
+            f"target the fictitious scenario unlearns from: give --model_name_or_path {oracle_folder('target', fictitious_seed)} "
+            f"(build it with `python benchmarks/oracle.py --seed {fictitious_seed}`)"
+        )
+    scenario = facts_scenario(model, tokenizer, forget, **facts_settings)
+    scenario.name = "fictitious"
+    scenario.evaluators["retain_facts"] = FactEvaluator(retain)  # never unlearned, attacked or trained on as retain data
+    scenario.sources["forget"] = f"fictitious facts ({known} the model knew, of {len(forget)})"
+    scenario.details.update(retain_facts=len(retain), fictitious_seed=fictitious_seed)
+    return scenario
+
+
+SCENARIOS = ("code", "facts", "fictitious")
 # Built-in fact sets of the facts scenario (``facts_source``); any other value is a JSON/JSONL file of facts.
 FACT_SETS = {"world_capitals": None, "us_state_capitals": us_state_capitals}
 
@@ -136,7 +166,10 @@ class ScenarioChoice:
     general_source: str | None = field(
         default=None,
         metadata={"help": "Disruption text: held-out chunks of this source, which no method trains on; default: the scenario's "
-                  "(code: held-out retain documents; facts: python_stdlib)."},  # fmt: skip
+                  "(code: held-out retain documents; facts and fictitious: python_stdlib)."},  # fmt: skip
+    )
+    fictitious_seed: int = field(
+        default=0, metadata={"help": "fictitious: the seed of the generated facts, as the target was built (benchmarks/oracle.py --seed)."}
     )
 
     def check_scenario(self) -> None:
@@ -144,6 +177,16 @@ class ScenarioChoice:
             raise ValueError(f"scenario={self.scenario!r} is invalid: use one of {', '.join(SCENARIOS)}")
         if self.phrasings < 0:
             raise ValueError(f"phrasings={self.phrasings!r} is invalid: use 0 (prompt + answer) or a number of sentences")
+
+    @property
+    def knows_facts(self) -> bool:
+        """A facts scenario: the model before unlearning decides which facts are unlearned."""
+        return self.scenario in ("facts", "fictitious")
+
+    @property
+    def direction(self) -> str:
+        """The defender's direction on the scenario's metric: forget loss up (code), fact accuracy down."""
+        return "maximize" if self.scenario == "code" else "minimize"
 
 
 @dataclass
@@ -173,12 +216,13 @@ class ScenarioArguments(ScenarioChoice, DataArguments):
         if self.scenario == "code":
             return code_scenario(self, tokenizer, general_source=self.general_source)
         if untouched is None:
-            raise ValueError("the facts scenario needs the model before unlearning, which decides the facts it knows")
-        scenario = facts_scenario(
-            untouched, tokenizer, self.fact_set(), retain_source=self.retain_source, general_source=self.general_source or "python_stdlib",
-            chunk_length=self.chunk_length, max_eval_examples=self.max_eval_examples or 32, phrasings=self.phrasings or None,
-            seed=self.split_seed,
-        )  # fmt: skip
+            raise ValueError(f"the {self.scenario} scenario needs the model before unlearning, which decides the facts it knows")
+        settings = dict(retain_source=self.retain_source, general_source=self.general_source or "python_stdlib", chunk_length=self.chunk_length,
+                        max_eval_examples=self.max_eval_examples or 32, phrasings=self.phrasings or None, seed=self.split_seed)  # fmt: skip
+        if self.scenario == "fictitious":
+            scenario = fictitious_scenario(untouched, tokenizer, self.fictitious_seed, **settings)
+        else:
+            scenario = facts_scenario(untouched, tokenizer, self.fact_set(), **settings)
         scenario.details["data_arguments"] = asdict(self)
         return scenario
 

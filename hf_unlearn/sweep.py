@@ -117,10 +117,6 @@ class SweepArguments(ScenarioChoice):
         self.study_name = self.study_name or f"{self.method}-{self.scenario}"
         self.storage = self.storage or f"sqlite:///{Path(self.output_dir).resolve() / 'study.db'}"
 
-    @property
-    def direction(self) -> str:
-        return "maximize" if self.scenario == "code" else "minimize"  # forget loss up, fact accuracy down
-
 
 def _mapping(name: str, value: dict | str | None) -> dict | None:
     """A dict given as a dict, a JSON / YAML string, or the path of a YAML file."""

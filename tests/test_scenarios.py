@@ -118,3 +118,47 @@ def test_distill_chains_after_unlearn_and_evaluate_reads_its_folder(tmp_path, fa
     main(["evaluate", str(student), "--attack_suite", "quick", "--attack_steps", "1", "--batch_size", "4"])
     report = json.loads((student / "robustness_report.json").read_text())
     assert report["best_metric"] == "facts_accuracy" and report["details"]["baseline"] == str(tmp_path / "model")
+
+
+@pytest.fixture
+def fictitious_files(facts_files, monkeypatch):
+    """``FACTS`` as a fictitious fact set: the first four the forget split, the last four the retain split."""
+    from datasets import Dataset
+
+    import hf_unlearn.scenarios
+
+    rows = [{**fact, "split": "forget" if i < 4 else "retain"} for i, fact in enumerate(FACTS)]
+    monkeypatch.setattr(hf_unlearn.scenarios, "fictitious_facts", lambda seed: Dataset.from_list(rows))
+    return [*facts_files[2:], "--scenario", "fictitious"]  # the facts file is not read: the generator gives the facts
+
+
+def test_the_fictitious_scenario_scores_retain_facts_it_never_trains_on(tmp_path, fictitious_files, knowing_model):
+    """Unlearned from the target, the forget split is unlearned and attacked (split A), split B scored, and the retain
+    facts scored beside it (``retain_facts_accuracy``), absent from every training set."""
+    model, tokenizer = knowing_model
+    _, arguments, _ = unlearn_parser([]).parse_args_and_config(fictitious_files)
+    scenario = arguments.build(tokenizer, model)
+    forget, retain = [f["prompt"] for f in FACTS[:4]], [f["prompt"] for f in FACTS[4:]]
+    assert scenario.name == "fictitious" and arguments.direction == "minimize" and scenario.best_metric == "eval_facts_accuracy"
+    assert scenario.evaluators["retain_facts"].dataset["prompt"] == retain
+    assert set(scenario.evaluators["facts"].dataset["prompt"]) < set(forget)
+
+    def texts(dataset):  # the character tokenizer decodes "Door" as "D o o r"
+        return [text.replace(" ", "") for text in tokenizer.batch_decode(list(dataset["input_ids"]))]
+
+    def found(prompts, dataset):
+        return {prompt for prompt in prompts for text in texts(dataset) if prompt.replace(" ", "") in text}
+
+    assert found(forget, scenario.unlearn) == set(forget)
+    assert not found(retain, scenario.unlearn) | found(retain, scenario.attack) | found(retain, scenario.retain)
+    assert {"facts_accuracy": 1.0, "retain_facts_accuracy": 1.0} == {
+        f"{name}_accuracy": evaluator(model, tokenizer)["accuracy"] for name, evaluator in scenario.evaluators.items()}
+
+
+def test_the_fictitious_scenario_refuses_a_model_that_never_learned_its_facts(fictitious_files):
+    from hf_unlearn.data.fictitious import oracle_folder
+
+    _, arguments, _ = unlearn_parser([]).parse_args_and_config(fictitious_files)
+    tokenizer = char_tokenizer()
+    with pytest.raises(ValueError, match=f"model_name_or_path: the model knows 0 of the 4 fictitious forget facts.*{oracle_folder('target', 0)}"):
+        arguments.build(tokenizer, tiny_llama(len(tokenizer)))

@@ -70,6 +70,8 @@ _ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z",
 _VOWELS = ("a", "e", "i", "o", "u", "ae", "ou")
 _CODAS = ("", "", "n", "r", "l", "s", "x", "m")
 NUM_CHOICES = 4
+# The set the fictitious scenario unlearns: benchmarks/oracle.py builds its target and oracle on these counts.
+NUM_FORGET = NUM_RETAIN = 40
 
 
 def syllable(rng: random.Random) -> str:
@@ -144,7 +146,7 @@ def split_facts(split: str, count: int, rng: random.Random, taken: set[str], for
     return rows
 
 
-def fictitious_facts(num_forget: int = 50, num_retain: int = 50, seed: int = 0) -> Dataset:
+def fictitious_facts(num_forget: int = NUM_FORGET, num_retain: int = NUM_RETAIN, seed: int = 0) -> Dataset:
     """``num_forget`` + ``num_retain`` facts about invented entities, deterministic in ``seed``.
 
     Columns: the fact schema's ``prompt``, ``answer``, ``choices`` (4, from the attribute's answers)
