@@ -43,7 +43,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_unlearn.data import LMCollator, chunk_tokens, fact_sentences, load_text_source, split_dataset
-from hf_unlearn.data.fictitious import chance_accuracy, fictitious_facts, oracle_folder
+from hf_unlearn.data.fictitious import NUM_FORGET, NUM_RETAIN, chance_accuracy, fictitious_facts, oracle_folder
 from hf_unlearn.environment import environment
 from hf_unlearn.evaluation.facts import fact_accuracy
 from hf_unlearn.forward import lm_loss
@@ -228,8 +228,8 @@ def print_table(state: dict) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--num_forget", type=int, default=40)
-    parser.add_argument("--num_retain", type=int, default=40)
+    parser.add_argument("--num_forget", type=int, default=NUM_FORGET)
+    parser.add_argument("--num_retain", type=int, default=NUM_RETAIN)
     parser.add_argument("--models", nargs="+", choices=list(TRAINED_SPLITS), default=list(TRAINED_SPLITS))
     parser.add_argument("--learning_rate", type=float, default=2e-4)
     parser.add_argument("--batch_size", type=int, default=8)

@@ -7,6 +7,10 @@ Two scenarios on the embedded SmolLM2-135M, offline (``hf_unlearn.scenarios``):
   metric is the held-out forget loss at the attacker's best (higher is more robust).
 - ``facts`` (Deeb & Roger): the capitals the model knows, attack on split A, split-B accuracy at the
   attacker's best (lower is more robust); disruption +``--budget_relative`` on held-out Python source.
+- ``fictitious``: the same protocol on 40 facts about entities that do not exist, unlearned from the *target*
+  (SmolLM2 fine-tuned on them and on 40 retain facts, ``benchmarks/oracle.py``); the *oracle* (fine-tuned on the
+  retain facts only) is a row, attacked like the others: the floor perfect unlearning reaches. Retain-facts
+  accuracy, never trained on while unlearning, is reported beside the general-text disruption.
 
 Every method is tuned by the same sweep (``hf_unlearn.sweep``): ``trials`` Optuna trials, the first at
 the method's published settings (its registration's ``search_space_source``), at most three settings searched about a
@@ -61,6 +65,7 @@ from hf_unlearn import AttackSuite, get_method
 from hf_unlearn.attacks import PRESETS
 from hf_unlearn.callbacks import DisruptionBudgetCallback
 from hf_unlearn.data import DataArguments, us_state_capitals
+from hf_unlearn.data.fictitious import oracle_models
 from hf_unlearn.environment import environment
 from hf_unlearn.evaluation.report import finite_or_null
 from hf_unlearn.models import resolve_model_name_or_path
@@ -144,7 +149,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=sorted(SCALES), default="default")
     parser.add_argument("--quick", action="store_true", help="the quick scale: a smoke run")
-    parser.add_argument("--scenarios", nargs="+", choices=["code", "facts"], default=["code", "facts"])
+    parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=["code", "facts"])
     parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=None, help="default: the scale's")
     parser.add_argument("--budget_nats", type=float, default=0.05, help="code: disruption budget (MUDMAN's +0.05 nats)")
     parser.add_argument("--budget_relative", type=float, default=0.001, help="facts: disruption budget (CIR's +0.1 %%)")
@@ -229,7 +234,24 @@ def data_arguments(scale: dict, pool: str, split_seed: int, name: str | None = N
                          max_forget_documents=120, max_unlearn_examples=CIR_UNLEARN_EXAMPLES if cir else None)  # fmt: skip
 
 
-METRICS = {"code": "forget_loss", "facts": "facts_accuracy"}
+METRICS = {"code": "forget_loss", "facts": "facts_accuracy", "fictitious": "facts_accuracy"}
+SCENARIOS = list(METRICS)
+# The fictitious scenario's target and oracle (benchmarks/oracle.py --seed FICTITIOUS_SEED).
+FICTITIOUS_SEED = 0
+
+
+def model_path(args: argparse.Namespace, scenario: str, name: str | None = None) -> str | None:
+    """The model ``scenario`` starts from, as ``--model`` gives it (None: the embedded SmolLM2; fictitious: the target),
+    or the oracle for the ``oracle`` row."""
+    if scenario != "fictitious":
+        return args.model
+    return str(oracle_models(FICTITIOUS_SEED)["oracle" if name == "oracle" else "target"])
+
+
+def untuned_rows(scenario: str) -> list[str]:
+    """The rows attacked as they are, without unlearning: the untouched model, and the oracle where one exists."""
+    return ["no_unlearning", "oracle"] if scenario == "fictitious" else ["no_unlearning"]
+
 # Facts the methods are evaluated on beyond the capitals' held-out partition: fact sets tuning never saw.
 UNSEEN_FACT_SETS = {"us_state_capitals": us_state_capitals}
 
@@ -280,19 +302,13 @@ def evaluate(
                       "tuning": {k: best[k] for k in ("trials", "distinct_settings") if k in best}}  # fmt: skip
         write_json(path, evaluation)
         return evaluation
-    seed = args.seed + 1000  # fresh
-    model_path = resolve_model_name_or_path(args.model)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    sweep_args = sweep_arguments(args, scale, name if name != "no_unlearning" else "mudman", scenario)
-    sweep_args = replace(sweep_args, seed=seed)
-    facts = UNSEEN_FACT_SETS[fact_set]() if fact_set else None
-    scenario_data = build_scenario(sweep_args, data_arguments(scale, "test", seed, name), AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32), tokenizer, facts)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    scenario_data, tokenizer, seed = held_out_scenario(args, scale, name, scenario, fact_set)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_name_or_path(model_path(args, scenario, name)), dtype=torch.float32)
     started, unlearning = time.time(), {}
-    if name != "no_unlearning":
+    if name not in untuned_rows(scenario):
         overrides = attempt_settings(args, scale, scenario, ATTEMPTS[attempt]) if attempt else {}
         with tempfile.TemporaryDirectory() as scratch:  # the budget stop saves weights: never into the committed state
-            config = held_out_config(name, scale, sweep_args.fixed, best["best_params"], scratch if attempt else str(path.parent / "unlearn"), seed, overrides)
+            config = held_out_config(name, scale, sweep_arguments(args, scale, name, scenario).fixed, best["best_params"], scratch if attempt else str(path.parent / "unlearn"), seed, overrides)
             trainer = unlearn(model, config, scenario_data, tokenizer)
         model = trainer.model
         unlearning = {"steps": trainer.state.global_step, "passes": trainer.procedure.passes, "seconds": time.time() - started}
@@ -300,11 +316,7 @@ def evaluate(
         if attempt and stop is not None:  # where the budget stopped it, and the step whose weights it kept
             unlearning["beyond_budget_at"] = stop.exceeded_at
             unlearning["kept_step"] = stop.within_budget["step"] if stop.exceeded_at and stop.within_budget else unlearning["steps"]
-    overrides = {} if scale["eval_attack_steps"] is None else {"max_steps": scale["eval_attack_steps"]}
-    suite = AttackSuite.preset(
-        scale["eval_suite"], output_dir=str(path.parent / ("attacks" if fact_set is None else f"attacks_{fact_set}")), per_device_train_batch_size=scale["batch_size"], eval_steps=10,
-        metric_for_best_model=scenario_data.best_metric, seed=seed, disable_tqdm=True, names=attacks, **overrides,
-    )  # fmt: skip
+    suite = evaluation_suite(scale, path.parent / ("attacks" if fact_set is None else f"attacks_{fact_set}"), scenario_data.best_metric, seed, attacks)
     result = attack(model, suite, scenario_data, tokenizer, resume=True)
     metric = scenario_data.best_metric.removeprefix("eval_")
     evaluation = {
@@ -316,6 +328,27 @@ def evaluate(
     }  # fmt: skip
     write_json(path, finite_or_null(evaluation))
     return evaluation
+
+
+def evaluation_suite(scale: dict, output_dir: Path, metric: str, seed: int, attacks: list[str] | None = None) -> AttackSuite:
+    """The attacks of every held-out evaluation (``attacks``: only these of them), their results kept in ``output_dir``."""
+    overrides = {} if scale["eval_attack_steps"] is None else {"max_steps": scale["eval_attack_steps"]}
+    return AttackSuite.preset(
+        scale["eval_suite"], output_dir=str(output_dir), per_device_train_batch_size=scale["batch_size"], eval_steps=10,
+        metric_for_best_model=metric, seed=seed, disable_tqdm=True, names=attacks, **overrides,
+    )  # fmt: skip
+
+
+def held_out_scenario(args: argparse.Namespace, scale: dict, name: str, scenario: str, fact_set: str | None = None) -> tuple[Any, Any, int]:
+    """What ``name``'s held-out evaluation runs on: the scenario's test data (or the unseen ``fact_set``), its tokenizer,
+    and the evaluation's fresh seed."""
+    seed = args.seed + 1000  # fresh
+    start_path = resolve_model_name_or_path(model_path(args, scenario))
+    tokenizer = AutoTokenizer.from_pretrained(start_path)
+    sweep_args = replace(sweep_arguments(args, scale, name if name in METHODS else "mudman", scenario), seed=seed)
+    facts = UNSEEN_FACT_SETS[fact_set]() if fact_set else None
+    untouched = AutoModelForCausalLM.from_pretrained(start_path, dtype=torch.float32)  # decides the facts it knows
+    return build_scenario(sweep_args, data_arguments(scale, "test", seed, name), untouched, tokenizer, facts), tokenizer, seed
 
 
 def seconds_left(args: argparse.Namespace) -> float | None:
@@ -349,9 +382,9 @@ def run(args: argparse.Namespace) -> None:
     scale = SCALES[args.scale]
     names = args.methods or scale["methods"]
     for scenario in args.scenarios:
-        for name in ["no_unlearning", *names]:
+        for name in [*untuned_rows(scenario), *names]:
             paths = {fact_set: evaluation_path(args, scenario, name, fact_set) for fact_set in evaluations(scenario)}
-            tuned = None if name == "no_unlearning" else sweep_arguments(args, scale, name, scenario)
+            tuned = None if name in untuned_rows(scenario) else sweep_arguments(args, scale, name, scenario)
             if tuned is not None and any(tuned_with(path, tuned) < scale["trials"] for path in paths.values() if path.is_file()):
                 for path in paths.values():  # more trials asked for: re-tune (the study resumes), then re-evaluate
                     path.unlink(missing_ok=True)
@@ -364,9 +397,8 @@ def run(args: argparse.Namespace) -> None:
             if out_of_time(args):
                 return
             best = None
-            if name != "no_unlearning":
-                sweep_args = replace(sweep_arguments(args, scale, name, scenario), timeout_s=seconds_left(args))
-                best = run_sweep(sweep_args, data_arguments(scale, "tuning", args.seed, name), args.model)
+            if tuned is not None:
+                best = run_sweep(replace(tuned, timeout_s=seconds_left(args)), data_arguments(scale, "tuning", args.seed, name), model_path(args, scenario))
             for fact_set in missing:
                 if out_of_time(args):  # a study cut short by the limit is evaluated only once it is finished
                     return
@@ -434,10 +466,10 @@ def tuned_with(path: Path, sweep_args: SweepArguments) -> int:
 def collect(args: argparse.Namespace) -> dict:
     """Every finished evaluation in ``output_dir``: {scenario: {name: evaluation}}, in the order of METHODS."""
     results: dict[str, dict] = {}
-    for scenario in ("code", "facts"):
+    for scenario in SCENARIOS:
         for fact_set in evaluations(scenario):
             rows = {name: json.loads(evaluation_path(args, scenario, name, fact_set).read_text())
-                    for name in ["no_unlearning", *METHODS] if evaluation_path(args, scenario, name, fact_set).is_file()}  # fmt: skip
+                    for name in [*untuned_rows(scenario), *METHODS] if evaluation_path(args, scenario, name, fact_set).is_file()}  # fmt: skip
             if rows:
                 results[f"{scenario} ({fact_set}, never tuned on)" if fact_set else scenario] = rows
         attempts = {key: json.loads(attempt_path(args, scenario, key).read_text()) for key in ATTEMPTS if attempt_path(args, scenario, key).is_file()}
@@ -455,7 +487,7 @@ def run_time(args: argparse.Namespace) -> dict[str, dict[str, float]]:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seconds: dict[str, dict[str, float]] = {}
-    for scenario in ("code", "facts"):
+    for scenario in SCENARIOS:
         trials = evaluations_s = 0.0
         for name in METHODS:
             folder = Path(args.output_dir) / scenario / name
@@ -489,23 +521,28 @@ def markdown(args: argparse.Namespace, results: dict) -> str:
     for scenario, rows in results.items():
         metric = next(iter(rows.values()))["metric"]
         baseline = rows.get("no_unlearning", {}).get("attack_best") or {}
+        # The fictitious scenario scores its retain facts too: after unlearning, and where the attacker did best.
+        retain_facts = any("retain_facts_accuracy" in (row["after_unlearning"] or {}) for row in rows.values())
         lines += [f"### {scenario}: `{metric}` at the attacker's best", "",
-                  "| method | after unlearning | attacker's best | vs no_unlearning | attack | retain_loss there | tuning (best of trials) | trials |",
-                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "| method | after unlearning | attacker's best | vs no_unlearning | attack | retain_loss there | "
+                  + ("retain facts: after unlearning, there | " if retain_facts else "") + "tuning (best of trials) | trials |",
+                  "|---|---|---|---|---|---|---|---|" + ("---|" if retain_facts else "")]  # fmt: skip
         for name, row in rows.items():
             best = row["attack_best"]
             trials = row.get("tuning", {}).get("trials", {})
             trial_counts = ", ".join(f"{count} {state.lower()}" for state, count in sorted(trials.items()))
-            if row["after_unlearning"] is None:
-                lines.append(f"| {name} | no trial finished within the disruption budget | | | | | | {trial_counts} |")
-                continue
-            if best is None:
-                lines.append(f"| {name} | {row['after_unlearning'][metric]:.4f} | every attack diverged | | | | | {trial_counts} |")
-                continue
-            ratio = best[metric] / baseline[metric] if baseline.get(metric) else float("nan")
-            tuning = row.get("tuning", {}).get("best_value")
-            lines.append(f"| {name} | {row['after_unlearning'][metric]:.4f} | {best[metric]:.4f} | {ratio:.2f}x | {best['attack']} | "
-                         f"{best.get('retain_loss', float('nan')):.4f} | {'' if tuning is None else f'{tuning:.4f}'} | {trial_counts} |")  # fmt: skip
+            after = row["after_unlearning"]
+            if after is None:
+                cells = ["no trial finished within the disruption budget", "", "", "", "", *[""] * retain_facts, ""]
+            elif best is None:
+                cells = [f"{after[metric]:.4f}", "every attack diverged", "", "", "", *[f"{after.get('retain_facts_accuracy', float('nan')):.3f}"] * retain_facts, ""]
+            else:
+                ratio = best[metric] / baseline[metric] if baseline.get(metric) else float("nan")
+                tuning = row.get("tuning", {}).get("best_value")
+                kept = [f"{after.get('retain_facts_accuracy', float('nan')):.3f}, {best.get('retain_facts_accuracy', float('nan')):.3f}"] * retain_facts
+                cells = [f"{after[metric]:.4f}", f"{best[metric]:.4f}", f"{ratio:.2f}x", best["attack"], f"{best.get('retain_loss', float('nan')):.4f}",
+                         *kept, "" if tuning is None else f"{tuning:.4f}"]  # fmt: skip
+            lines.append("| " + " | ".join([name, *cells, trial_counts]) + " |")
         lines.append("")
         for name, row in rows.items():
             if "attempt" in row:
