@@ -49,15 +49,15 @@ CONFIG_HELP = (
 SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
-def config_path(value: str) -> str:
-    """A ``--config`` value: a YAML file, or the name of a config shipped with the package (``mudman_smollm2_code``)."""
+def config_path(value: str, flag: str = "--config") -> str:
+    """A ``--config`` value (or ``flag``'s): a YAML file, or the name of a config shipped with the package (``mudman_smollm2_code``)."""
     if Path(value).is_file():
         return value
     shipped = SHIPPED_CONFIGS / (value if value.endswith((".yaml", ".yml")) else f"{value}.yaml")
     if shipped.is_file():
         return str(shipped)
     names = ", ".join(sorted(path.stem for path in SHIPPED_CONFIGS.glob("*.yaml")))
-    raise FileNotFoundError(f"--config {value}: no such file, and no shipped config of that name (shipped: {names})")
+    raise FileNotFoundError(f"{flag} {value}: no such file, and no shipped config of that name (shipped: {names})")
 
 
 def with_config_path(args: Sequence[str]) -> list[str]:
@@ -178,17 +178,28 @@ def method_config_class(argv: Sequence[str]) -> type[UnlearnConfig]:
     return get_method(method or "mudman").config
 
 
+@dataclass
+class ChainArguments:
+    then_distill: str | None = field(
+        default=None,
+        metadata={"help": "Then UNDO, in the same command: `hf-unlearn distill OUTPUT_DIR` on the saved model, with the settings "
+                  "of this YAML file or shipped config (undo_smollm2; 'defaults': UndoConfig's), the student in OUTPUT_DIR_undo."},  # fmt: skip
+    )
+
+
 def unlearn_parser(argv: Sequence[str]) -> TrlParser:
     config_class = method_config_class(argv)
     description = (
         f"Unlearn a forget set with UnlearnTrainer. Methods: {', '.join(available_methods())} (--method picks one; the flags "
         f"shown are those of {config_class.__name__}, the config of '{config_class.__dataclass_fields__['method'].default}')."
     )
-    return parser_for((ModelConfig, ScenarioArguments, config_class), description, "unlearn")
+    return parser_for((ModelConfig, ScenarioArguments, config_class, ChainArguments), description, "unlearn")
 
 
-def run_unlearn(model_config: ModelConfig, data_args: ScenarioArguments, config: UnlearnConfig):
-    """Unlearn, save the model (and its card) to ``output_dir``, evaluate, push when asked."""
+def run_unlearn(model_config: ModelConfig, data_args: ScenarioArguments, config: UnlearnConfig, chain: ChainArguments | None = None):
+    """Unlearn, save the model (and its card) to ``output_dir``, evaluate, push when asked; then UNDO, when asked."""
+    if chain is not None and chain.then_distill not in (None, "defaults"):
+        config_path(chain.then_distill, "--then_distill")  # before unlearning, not after
     if config.push_to_hub:
         check_hub_access("--push_to_hub")
     _, model, tokenizer = load_model(model_config.model_name_or_path, model_config.dtype)
@@ -206,6 +217,9 @@ def run_unlearn(model_config: ModelConfig, data_args: ScenarioArguments, config:
             f"unlearned on, recorded in {INFO_FILE}) with:\n"
             f"  hf-unlearn evaluate {config.output_dir}"
         )
+    if chain is not None and chain.then_distill is not None:
+        trainer.accelerator.wait_for_everyone()  # the folder is written whole before any process reads it
+        return distill_command([config.output_dir, *([] if chain.then_distill == "defaults" else ["--config", chain.then_distill])])
     return trainer
 
 

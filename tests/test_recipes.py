@@ -23,7 +23,7 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 def test_yaml_configs_parse():
     config_path = "mudman_smollm2_code"  # a shipped config, by name
     argv = ["--config", config_path, "--max_steps", "7"]
-    model_args, data_args, config = unlearn_parser(argv).parse_args_and_config(argv)
+    model_args, data_args, config, _ = unlearn_parser(argv).parse_args_and_config(argv)
     assert model_args.model_name_or_path is None  # the embedded model
     assert data_args.forget_source == "python_stdlib" and data_args.chunk_length == 64
     assert config.method == "mudman" and config.target_modules == ["gate_proj"] and config.save_total_limit == 2
@@ -39,11 +39,11 @@ def test_method_picks_its_config_class(tmp_path):
     def parse(argv):
         return unlearn_parser(argv).parse_args_and_config(argv)
 
-    _, _, config = parse(["--method", "npo", "--npo_beta", "0.3", "--output_dir", str(tmp_path)])
+    _, _, config, _ = parse(["--method", "npo", "--npo_beta", "0.3", "--output_dir", str(tmp_path)])
     assert type(config).__name__ == "NPOConfig" and config.npo_beta == 0.3
     yaml_path = tmp_path / "rmu.yaml"
     yaml_path.write_text("method: rmu\nrmu_layer: 3\n")
-    _, _, config = parse(["--config", str(yaml_path), "--output_dir", str(tmp_path)])
+    _, _, config, _ = parse(["--config", str(yaml_path), "--output_dir", str(tmp_path)])
     assert type(config).__name__ == "RMUConfig" and config.rmu_layer == 3
     with pytest.raises(ValueError, match="available methods"):
         parse(["--method=nope"])
@@ -100,5 +100,5 @@ def test_shipped_configs_are_package_data_found_by_name(tmp_path):
 def test_config_equals_form_is_read():
     """`--config=FILE` was accepted by argparse and silently ignored (TrlParser reads `--config FILE` only)."""
     argv = ["--config=mudman_smollm2_code", "--output_dir", "x"]
-    _, data_args, config = unlearn_parser(argv).parse_args_and_config(argv)
+    _, data_args, config, _ = unlearn_parser(argv).parse_args_and_config(argv)
     assert config.target_modules == ["gate_proj"] and data_args.chunk_length == 64

@@ -98,17 +98,18 @@ def test_a_facts_sweeps_best_yaml_reruns_the_facts_scenario(tmp_path, facts_file
     settings = yaml.safe_load(best.read_text())
     assert settings["scenario"] == "facts" and settings["phrasings"] == 0 and settings["facts_source"] == str(tmp_path / "facts.jsonl")
     assert "--forget_pool test" not in best.read_text(), "no held-out documents in the facts scenario"
-    _, scenario, config = unlearn_parser(["--config", str(best)]).parse_args_and_config(["--config", str(best)])
+    _, scenario, config, _ = unlearn_parser(["--config", str(best)]).parse_args_and_config(["--config", str(best)])
     assert scenario.scenario == "facts" and config.method == "graddiff"
 
 
 def test_distill_chains_after_unlearn_and_evaluate_reads_its_folder(tmp_path, facts_files):
-    """`hf-unlearn distill FOLDER` (UNDO) on the data the folder was unlearned on; the result carries the record
-    `evaluate` needs, with the distillation in it, and the card says what was done."""
+    """`hf-unlearn unlearn ... --then_distill FILE`: UNDO (`hf-unlearn distill FOLDER`) in the same command, on the data
+    the folder was unlearned on; the result carries the record `evaluate` needs, with the distillation in it, and the
+    card says what was done."""
+    settings = dict(noise_alpha=0.3, max_steps=3, eval_steps=1, warmup_steps=1, per_device_train_batch_size=4, report_to="none", save_strategy="no")
+    (tmp_path / "distill.yaml").write_text(yaml.safe_dump(settings))
     main(["unlearn", "--model_name_or_path", str(tmp_path / "model"), *facts_files, "--max_steps", "2", "--per_device_train_batch_size", "4",
-          "--output_dir", str(tmp_path / "out"), "--report_to", "none"])  # fmt: skip
-    main(["distill", str(tmp_path / "out"), "--noise_alpha", "0.3", "--max_steps", "3", "--eval_steps", "1", "--warmup_steps", "1",
-          "--per_device_train_batch_size", "4", "--report_to", "none", "--save_strategy", "no"])  # fmt: skip
+          "--output_dir", str(tmp_path / "out"), "--report_to", "none", "--then_distill", str(tmp_path / "distill.yaml")])  # fmt: skip
     student = tmp_path / "out_undo"
     info = json.loads((student / "unlearning_info.json").read_text())
     assert info["data"]["scenario"] == "facts" and info["method"] == "mudman"
@@ -136,7 +137,7 @@ def test_the_fictitious_scenario_scores_retain_facts_it_never_trains_on(tmp_path
     """Unlearned from the target, the forget split is unlearned and attacked (split A), split B scored, and the retain
     facts scored beside it (``retain_facts_accuracy``), absent from every training set."""
     model, tokenizer = knowing_model
-    _, arguments, _ = unlearn_parser([]).parse_args_and_config(fictitious_files)
+    _, arguments, _, _ = unlearn_parser([]).parse_args_and_config(fictitious_files)
     scenario = arguments.build(tokenizer, model)
     forget, retain = [f["prompt"] for f in FACTS[:4]], [f["prompt"] for f in FACTS[4:]]
     assert scenario.name == "fictitious" and arguments.direction == "minimize" and scenario.best_metric == "eval_facts_accuracy"
@@ -158,7 +159,7 @@ def test_the_fictitious_scenario_scores_retain_facts_it_never_trains_on(tmp_path
 def test_the_fictitious_scenario_refuses_a_model_that_never_learned_its_facts(fictitious_files):
     from hf_unlearn.data.fictitious import oracle_folder
 
-    _, arguments, _ = unlearn_parser([]).parse_args_and_config(fictitious_files)
+    _, arguments, _, _ = unlearn_parser([]).parse_args_and_config(fictitious_files)
     tokenizer = char_tokenizer()
     with pytest.raises(ValueError, match=f"model_name_or_path: the model knows 0 of the 4 fictitious forget facts.*{oracle_folder('target', 0)}"):
         arguments.build(tokenizer, tiny_llama(len(tokenizer)))

@@ -56,7 +56,7 @@ def test_a_sweep_killed_in_its_second_trial_resumes_without_recomputing_the_firs
 
     # The best settings come out as a config recipes/unlearn.py parses.
     best = Path(settings["output_dir"]) / "best.yaml"
-    _, parsed_data, config = unlearn_parser(["--config", str(best)]).parse_args_and_config(["--config", str(best)])
+    _, parsed_data, config, _ = unlearn_parser(["--config", str(best)]).parse_args_and_config(["--config", str(best)])
     assert config.method == "mudman" and config.unlearning_rate == summary["best_params"]["unlearning_rate"]
     # As its trial ran: pruned beyond the sweep's budget, never stopped (CIR's default budget would stop it).
     assert "disruption_budget" in yaml.safe_load(best.read_text()) and config.disruption_budget is None

@@ -75,6 +75,18 @@ MUTANTS = {
         "hf_unlearn/scenarios.py", "        if self.scenario not in SCENARIOS:", "        if False:",
         "tests/test_scenarios.py::test_an_unknown_scenario_is_refused_in_one_line",
     ),
+    "scenario: a fictitious scenario unlearned from a model that never learned its facts": (
+        "hf_unlearn/scenarios.py", "    if known < TARGET_KNOWS * len(forget):", "    if False:",
+        "tests/test_scenarios.py::test_the_fictitious_scenario_refuses_a_model_that_never_learned_its_facts",
+    ),
+    "scenario: the fictitious scenario's retain facts unscored": (
+        "hf_unlearn/scenarios.py", '    scenario.evaluators["retain_facts"] = FactEvaluator(retain)', "    pass",
+        "tests/test_scenarios.py::test_the_fictitious_scenario_scores_retain_facts_it_never_trains_on",
+    ),
+    "UNDO: a missing --then_distill file found only after unlearning": (
+        "hf_unlearn/commands.py", '        config_path(chain.then_distill, "--then_distill")', "        pass",
+        "tests/test_first_run.py::test_bad_settings_are_named_in_one_line",
+    ),
     "W&B: the unlearn run finished before the evaluation logs into it": (
         "hf_unlearn/pipeline.py", '"unlearn", "unlearn", run_config, finish=False)', '"unlearn", "unlearn", run_config, finish=True)',
         "tests/test_cli.py::test_unlearn_command_reports_to_wandb_and_evaluates_into_the_same_run",
