@@ -73,9 +73,11 @@ def noise_weights_(model: nn.Module, alpha: float, beta: float, seed: int) -> nn
     return model
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def distillation_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, mask: torch.Tensor, num_tokens: torch.Tensor | float | None = None
+) -> torch.Tensor:
     """Forward KL(teacher ‖ student) over the vocabulary at temperature 1, the mean over the tokens where ``mask``
-    is true, in float32 or wider; 0 when no token counts.
+    is true (``num_tokens``: the sum divided by it instead), in float32 or wider; 0 when no token counts.
 
     ``*_logits`` (batch, seq, vocab) and ``mask`` (batch, seq) are aligned: the caller shifts them (position t's
     logits against token t+1). The authors' ``forward_kl_loss_fn`` computes the same sum over the vocabulary and
@@ -87,7 +89,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     student = F.log_softmax(at_least_float32(student_logits[mask]), dim=-1)
     teacher = F.log_softmax(at_least_float32(teacher_logits[mask]), dim=-1)
     per_token = F.kl_div(student, teacher, reduction="none", log_target=True).sum(dim=-1)
-    return per_token.sum() / max(per_token.numel(), 1)
+    return per_token.sum() / (max(per_token.numel(), 1) if num_tokens is None else num_tokens)
 
 
 def within_tolerance(student_loss: float, teacher_loss: float, tolerance: float) -> bool:
@@ -241,7 +243,14 @@ class UndoTrainer(CausalLMTrainer):
 
     def prepare_model(self, model: nn.Module, args: UndoConfig, processing_class: PreTrainedTokenizerBase, eval_dataset: Any) -> nn.Module:
         """The teacher, a frozen copy of ``model`` taken first; then ``model`` noised, all of it trained (an
-        ``UnlearnTrainer`` leaves most weights frozen; the authors distill into every weight)."""
+        ``UnlearnTrainer`` leaves most weights frozen; the authors distill into every weight). A tokenizer with more
+        tokens than the model's embedding has rows is another model's: refused, before any token indexes past it."""
+        rows = model.get_input_embeddings().num_embeddings
+        if len(processing_class) > rows:
+            raise ValueError(
+                f"processing_class has {len(processing_class)} tokens and the model's embedding {rows} rows: it is another "
+                "model's tokenizer; pass the unlearned model's own"
+            )
         self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
         self.teacher.config.use_cache = False
         model.requires_grad_(True)
@@ -254,12 +263,18 @@ class UndoTrainer(CausalLMTrainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, Any]]:
-        """``distillation_loss`` of the student's next-token distributions to the teacher's, padding excluded."""
+        """``distillation_loss`` of the student's next-token distributions to the teacher's, padding excluded: the mean
+        over the tokens of every process's batch, so that N processes train as one on the same global batch."""
         with torch.no_grad():
             teacher_logits = lm_outputs(self.teacher, inputs).logits
         logits = lm_outputs(model, inputs).logits
         mask = inputs["labels"][:, 1:] != IGNORE_INDEX
-        loss = distillation_loss(logits[:, :-1], teacher_logits[:, :-1], mask)
+        num_tokens = None
+        if self.accelerator.num_processes > 1:
+            # DDP averages the processes' gradients: each divides its sum by the global token count over N, so that
+            # the average is the global token mean whatever each process's share of the tokens (texts differ in length).
+            num_tokens = self.accelerator.reduce(mask.sum(), reduction="sum").clamp(min=1) / self.accelerator.num_processes
+        loss = distillation_loss(logits[:, :-1], teacher_logits[:, :-1], mask, num_tokens)
         return (loss, {"logits": logits}) if return_outputs else loss
 
     def train(self, *args: Any, **kwargs: Any):

@@ -59,6 +59,16 @@ def test_killed_during_a_checkpoint_save_resumes_to_the_uninterrupted_weights(tm
         assert torch.equal(weight, resumed[name]), f"{name}: {(weight - resumed[name]).abs().max()}"
 
 
+def test_undo_two_processes_match_one(tmp_path):
+    """UNDO's distillation on a global batch of 8 texts of different lengths: one process, or two with 4 each (each
+    process's token mean, averaged by DDP, weighted short texts more than the global token mean does)."""
+    single = run("distributed_undo.py", tmp_path / "single.pt", 1, 8)
+    double = run("distributed_undo.py", tmp_path / "double.pt", 2, 8)
+    for name, weight in single["weights"].items():
+        assert not torch.allclose(weight, single["initial"][name], atol=1e-4), f"{name} did not move: nothing was compared"
+        assert torch.allclose(weight, double["weights"][name], atol=1e-5), f"{name}: {(weight - double['weights'][name]).abs().max()}"
+
+
 def test_the_trainer_state_is_written_after_every_process_state(tmp_path):
     """The trainer state marks a checkpoint complete: with rank 1 slow to write its method state, rank 0 must
     still write the trainer state after it (exit 9 otherwise)."""

@@ -266,3 +266,10 @@ def test_tolerance_without_a_retain_split_is_refused(tmp_path):
     args = undo_config(tmp_path, eval_strategy="steps", eval_steps=1, distill_tolerance=0.05)
     with pytest.raises(ValueError, match="eval_dataset=\\{'retain'"):
         UndoTrainer(tiny_llama(len(tokenizer)), args, train_dataset=distillation_text(), eval_dataset={"forget": eval_splits()["forget"]}, processing_class=tokenizer)
+
+
+def test_a_tokenizer_larger_than_the_models_vocabulary_is_refused(tmp_path):
+    """Another model's tokenizer: its ids would index past the embedding, in a traceback deep in the first forward."""
+    tokenizer = char_tokenizer()
+    with pytest.raises(ValueError, match=f"processing_class has {len(tokenizer)} tokens and the model's embedding 50 rows"):
+        UndoTrainer(tiny_llama(50), undo_config(tmp_path), train_dataset=distillation_text(), processing_class=tokenizer)
