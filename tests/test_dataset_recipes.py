@@ -3,7 +3,7 @@
 import json
 
 import pytest
-import yaml
+from conftest import hub_folder
 from datasets import ClassLabel, Dataset, Features, List, Value
 
 from hf_unlearn.data import facts, facts_protocol_splits, us_state_capitals, world_capitals
@@ -11,22 +11,6 @@ from hf_unlearn.data.recipes import code_search_net_python, mmlu, muse, pile_bio
 from hf_unlearn.data.schema import DatasetSchemaError
 
 MCQ_FEATURES = Features({"answer": Value("int64"), "question": Value("string"), "choices": List(Value("string"))})
-
-
-def hub_folder(root, configs: dict[str, dict[str, Dataset]]):
-    """Write ``root`` like a Hub dataset repo: ``<config>/<split>-00000-of-00001.parquet`` and a README
-    whose YAML ``configs`` section maps configs and splits to those files (as cais/wmdp's does)."""
-    card = {"configs": []}
-    for config, splits in configs.items():
-        folder = "data" if config == "default" else config
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        files = []
-        for split, dataset in splits.items():
-            dataset.to_parquet(str(root / folder / f"{split}-00000-of-00001.parquet"))
-            files.append({"split": split, "path": f"{folder}/{split}-*"})
-        card["configs"].append({"config_name": config, "data_files": files})
-    (root / "README.md").write_text("---\n" + yaml.safe_dump(card) + "---\n")
-    return str(root)
 
 
 def mcq(rows, features=MCQ_FEATURES):
