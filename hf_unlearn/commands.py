@@ -27,19 +27,23 @@ from .attacks import PRESETS, AttackSuite
 from .attacks.inputs import tokenized
 from .attacks.relearn_config import RelearnAttackConfig
 from .data import DataArguments
-from .evaluation.evaluators import HarnessEvaluator
+from .data.sources import QA_TEMPLATE
+from .evaluation.evaluators import Evaluator, HarnessEvaluator
+from .evaluation.muse import MUSEEvaluator
+from .evaluation.tofu import TOFUEvaluator
 from .evaluation.report import RobustnessReport, finite_or_null
 from .forward import weights_digest
 from .model_card import INFO_FILE, REPORT_NAME, UnlearningInfo, base_model_name, is_hub_id, model_card
 from .models import EMBEDDED_HUB_ID, load_model
 from .pipeline import attack, robustness_report, unlearn
 from .registry import available_methods, get_method
-from .scenarios import Scenario, ScenarioArguments, scenario_arguments
+from .scenarios import Scenario, ScenarioArguments, fictitious_tofu_evaluator, scenario_arguments
 from .sweep import SweepArguments, run_sweep
 from .tracking import group_name
 from .undo import UndoConfig, UndoTrainer
 from .unlearn_config import UnlearnConfig
 
+BENCHMARKS = ("tofu", "muse")
 CONFIG_HELP = (
     "A YAML file of any of the flags below, or the name of a config shipped with hf_unlearn (mudman_smollm2_code, "
     "relearn_attack_smollm2_code); command-line flags override it."
@@ -437,6 +441,63 @@ class EvaluateArguments:
     lm_eval_include_path: str | None = field(default=None, metadata={"help": "A folder of harness task YAML files of your own."})
     lm_eval_limit: float | None = field(default=None, metadata={"help": "Questions per harness task (the harness's limit)."})
     bf16: bool = field(default=False, metadata={"help": "Attacks under bf16 autocast (the weights stay float32)."})
+    benchmark: str | None = field(
+        default=None,
+        metadata={"help": f"Also score {' or '.join(BENCHMARKS)} (their metrics as OpenUnlearning computes them) before and after "
+                  "unlearning and at every attack evaluation; with --scenario fictitious, TOFU's metrics on its facts."},  # fmt: skip
+    )
+    benchmark_path: str | None = field(
+        default=None, metadata={"help": "A local copy of the benchmark's Hub repository (locuslab/TOFU, muse-bench/MUSE-News|Books)."}
+    )
+    benchmark_subset: str | None = field(default=None, metadata={"help": "TOFU's forget split (default forget10) or MUSE's corpus (news)."})
+    benchmark_chat_template: bool = field(default=False, metadata={"help": "Ask the benchmark's questions with the chat template."})
+    retain_model: str | None = field(
+        default=None,
+        metadata={"help": "The model trained without the forget data, which forget quality (TOFU) and PrivLeak (MUSE) compare with; "
+                  "scored once, its results cached in the output folder (<benchmark>_reference.json)."},  # fmt: skip
+    )
+    retain_logs: str | None = field(
+        default=None, metadata={"help": "Instead of --retain_model: its results file (ours, or OpenUnlearning's TOFU_EVAL.json / MUSE_EVAL.json)."}
+    )
+
+    def __post_init__(self):
+        if self.benchmark is not None and self.benchmark not in BENCHMARKS:
+            raise ValueError(f"benchmark={self.benchmark!r} is invalid: use one of {', '.join(BENCHMARKS)}")
+        if (self.retain_model or self.retain_logs) and self.benchmark is None:
+            raise ValueError("--retain_model and --retain_logs serve a benchmark: add --benchmark tofu or --benchmark muse")
+        if self.retain_model and self.retain_logs:
+            raise ValueError("give --retain_model or --retain_logs, not both: the logs are that model's results")
+
+
+def benchmark_evaluator(
+    args: EvaluateArguments, data_args: ScenarioArguments, tokenizer: PreTrainedTokenizerBase, baseline: torch.nn.Module, output_dir: Path
+) -> Evaluator:
+    """``args.benchmark``'s evaluator (TOFU on the fictitious facts in the fictitious scenario, their real-author and
+    world-fact sets the facts ``baseline`` knows), compared with the retain model's results: ``--retain_logs``, or
+    ``--retain_model`` scored once and cached in ``output_dir``."""
+    template = None if args.benchmark_chat_template else QA_TEMPLATE
+    if args.benchmark == "tofu" and data_args.scenario == "fictitious":
+        evaluator = fictitious_tofu_evaluator(baseline, tokenizer, data_args.fictitious_seed)
+    elif args.benchmark == "tofu":
+        evaluator = TOFUEvaluator.from_hub(args.benchmark_subset or "forget10", args.benchmark_path or "locuslab/TOFU", template=template)
+    else:
+        evaluator = MUSEEvaluator.from_hub(args.benchmark_subset or "news", args.benchmark_path, template=template)
+    if args.retain_logs:
+        return dataclasses.replace(evaluator, reference=args.retain_logs)
+    if args.retain_model is None:
+        return evaluator
+    # What decides the reference: another benchmark set or prompt, and the cached results are not this one's.
+    settings = {name: getattr(args, name) for name in ("retain_model", "benchmark", "benchmark_path", "benchmark_subset", "benchmark_chat_template")}
+    settings.update(scenario=data_args.scenario, fictitious_seed=data_args.fictitious_seed)
+    cache = output_dir / f"{args.benchmark}_reference.json"
+    cached = json.loads(cache.read_text()) if cache.is_file() else {}
+    if cached.get("settings") != settings:
+        retain_path, retain, retain_tokenizer = load_model(args.retain_model, args.dtype)
+        check_same_tokenizer(tokenizer, retain_tokenizer, args.model_name_or_path, retain_path)
+        cached = {"settings": settings, **evaluator.reference_results(retain, tokenizer)}
+        output_dir.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(cached, indent=2))
+    return dataclasses.replace(evaluator, reference=cached)
 
 
 def given_settings(argv: Sequence[str]) -> set[str]:
@@ -536,6 +597,8 @@ def run_evaluate(args: EvaluateArguments, data_args: ScenarioArguments, given_na
         **({"bf16": True, "use_cpu": not torch.cuda.is_available()} if args.bf16 else {}), **overrides,
     )  # fmt: skip
     evaluators = dict(scenario.evaluators)  # split B's facts, for the facts scenario
+    if args.benchmark:
+        evaluators[args.benchmark] = benchmark_evaluator(args, data_args, tokenizer, baseline, output_dir)
     if args.lm_eval_tasks:
         limit = int(args.lm_eval_limit) if args.lm_eval_limit and args.lm_eval_limit >= 1 else args.lm_eval_limit
         evaluators["harness"] = HarnessEvaluator(args.lm_eval_tasks, args.lm_eval_include_path, limit, args.batch_size)

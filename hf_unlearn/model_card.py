@@ -9,6 +9,7 @@ model folder (``push_to_hub`` uploads the folder); ``hf-unlearn evaluate`` adds
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -133,18 +134,28 @@ def is_hub_id(name: str) -> bool:
     return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists()
 
 
+# The benchmarks' headline metrics (hf-unlearn evaluate --benchmark), shown in the card and its model-index, with the
+# dataset each is measured on.
+BENCHMARK_HEADLINES = {"tofu_forget_quality": "locuslab/TOFU", "tofu_model_utility": "locuslab/TOFU", "muse_verbmem_forget": "MUSE",
+                       "muse_knowmem_forget": "MUSE", "muse_knowmem_retain": "MUSE", "muse_privleak": "MUSE"}  # fmt: skip
+
+
 def eval_results(info: UnlearningInfo, report: RobustnessReport | None) -> list[EvalResult] | None:
-    """The card's ``model-index``: the unlearned model's held-out forget metric after unlearning and at the attacker's best."""
+    """The card's ``model-index``: the unlearned model's held-out forget metric, and the benchmarks' headline metrics,
+    after unlearning and at the attacker's best."""
     unlearned = [run for run in (report.runs if report is not None else {}) if run != report.baseline]
     if not unlearned:
         return None
     run, metric, source = report.runs[unlearned[0]], report.best_metric, str(info.forget.get("source", "forget data"))
     points = {"after unlearning": run["after_unlearning"], f"at the attacker's best over {attack_count(len(run['attacks']))}": run["attack_best"]}
+    datasets = {metric: (source, f"{source} (held-out forget split)")}
+    datasets.update({m: (hub, hub) for m, hub in BENCHMARK_HEADLINES.items() if m in run["after_unlearning"]})
     return [
-        EvalResult(task_type="text-generation", dataset_type=source, dataset_name=f"{source} (held-out forget split)", metric_type=metric,
-                   metric_name=f"{metric} {when}", metric_value=round(point[metric], 4))  # fmt: skip
+        EvalResult(task_type="text-generation", dataset_type=dataset, dataset_name=name, metric_type=key,
+                   metric_name=f"{key} {when}", metric_value=round(point[key], 4))  # fmt: skip
+        for key, (dataset, name) in datasets.items()
         for when, point in points.items()
-        if point is not None
+        if point is not None and math.isfinite(point.get(key, math.nan))
     ]
 
 
@@ -252,7 +263,8 @@ def attack_count(n: int) -> str:
 def _robustness(report: RobustnessReport) -> str:
     """The attacker's best over the suite, for this model and the untouched one, from the robustness report."""
     metric = report.best_metric
-    harness = sorted(m for m in report.metrics() if m.startswith("harness_"))  # lm-evaluation-harness scores, if any
+    # lm-evaluation-harness scores and the benchmarks' headline metrics, if any
+    harness = sorted(m for m in report.metrics() if m.startswith("harness_")) + [m for m in BENCHMARK_HEADLINES if m in report.metrics()]
     lines = [
         f"The attacker's best held-out `{metric}` over {attack_count(len(next(iter(report.runs.values()))['attacks']))} "
         f"(each on a fresh copy of the weights; {'higher' if report.greater_is_better else 'lower'} is a stronger attack), "

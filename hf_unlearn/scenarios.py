@@ -36,9 +36,10 @@ from transformers import PreTrainedTokenizerBase
 from .data import DataArguments, build_unlearning_data, chunk_tokens, load_text_source, split_dataset
 from .data.facts import facts as load_facts
 from .data.facts import fact_sentences, facts_protocol_splits, tokenize_facts, us_state_capitals, world_capitals
-from .data.fictitious import fictitious_facts, oracle_folder
+from .data.fictitious import fictitious_facts, in_tofu_schema, oracle_folder
 from .evaluation.evaluators import Evaluator, FactEvaluator
 from .evaluation.facts import known_facts
+from .evaluation.tofu import TOFUEvaluator
 
 
 @dataclass
@@ -144,6 +145,23 @@ def fictitious_scenario(model: nn.Module, tokenizer: PreTrainedTokenizerBase, fi
     scenario.sources["forget"] = f"fictitious facts ({known} the model knew, of {len(forget)})"
     scenario.details.update(retain_facts=len(retain), fictitious_seed=fictitious_seed)
     return scenario
+
+
+# Greedy tokens ROUGE reads after a fictitious fact's prompt: its answer is one word (TOFU's answers take 200).
+FICTITIOUS_NEW_TOKENS = 8
+
+
+def fictitious_tofu_evaluator(model: nn.Module, tokenizer: PreTrainedTokenizerBase, fictitious_seed: int = 0, **settings: Any) -> TOFUEvaluator:
+    """TOFU's metrics on the fictitious facts: their forget and retain splits as TOFU's forget and retain sets, and in
+    the slots of TOFU's real authors and world facts the US state and world capitals ``model`` (the target) knows. Each
+    question is the fact's prompt, its wrong answers the other choices; answers are scored without an EOS, as the
+    target learned them. ``settings``: other ``TOFUEvaluator`` fields (``reference``, ``batch_size``)."""
+    facts = fictitious_facts(seed=fictitious_seed)
+    forget, retain = (in_tofu_schema(facts.filter(lambda row, split=split: row["split"] == split)) for split in ("forget", "retain"))
+    real_authors, world_facts = (in_tofu_schema(known_facts(model, tokenizer, source), paraphrased=False)
+                                 for source in (us_state_capitals(), world_capitals(120)))  # fmt: skip
+    return TOFUEvaluator(forget, retain, real_authors, world_facts, template="{question}", answer_eos=False,
+                         max_new_tokens=FICTITIOUS_NEW_TOKENS, **settings)  # fmt: skip
 
 
 SCENARIOS = ("code", "facts", "fictitious")

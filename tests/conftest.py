@@ -13,6 +13,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 import pytest  # noqa: E402
+import yaml  # noqa: E402
 import torch  # noqa: E402
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
@@ -139,3 +140,19 @@ def write_local_files(folder: Path):
     for name, texts in (("forget", FORGET_TEXTS * 4), ("retain", RETAIN_TEXTS)):
         (folder / f"{name}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     return model_dir, DataArguments(forget_source=str(folder / "forget.jsonl"), retain_source=str(folder / "retain.jsonl"), chunk_length=16)
+
+
+def hub_folder(root, configs: dict[str, dict[str, Dataset]]):
+    """Write ``root`` like a Hub dataset repo: ``<config>/<split>-00000-of-00001.parquet`` and a README
+    whose YAML ``configs`` section maps configs and splits to those files (as cais/wmdp's does)."""
+    card = {"configs": []}
+    for config, splits in configs.items():
+        folder = "data" if config == "default" else config
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        files = []
+        for split, dataset in splits.items():
+            dataset.to_parquet(str(root / folder / f"{split}-00000-of-00001.parquet"))
+            files.append({"split": split, "path": f"{folder}/{split}-*"})
+        card["configs"].append({"config_name": config, "data_files": files})
+    (root / "README.md").write_text("---\n" + yaml.safe_dump(card) + "---\n")
+    return str(root)

@@ -3,30 +3,14 @@
 import json
 
 import pytest
-import yaml
+from conftest import hub_folder
 from datasets import ClassLabel, Dataset, Features, List, Value
 
 from hf_unlearn.data import facts, facts_protocol_splits, us_state_capitals, world_capitals
-from hf_unlearn.data.recipes import code_search_net_python, mmlu, pile_bio, wikitext, wmdp, wmdp_corpus
+from hf_unlearn.data.recipes import code_search_net_python, mmlu, muse, pile_bio, tofu, wikitext, wmdp, wmdp_corpus
 from hf_unlearn.data.schema import DatasetSchemaError
 
 MCQ_FEATURES = Features({"answer": Value("int64"), "question": Value("string"), "choices": List(Value("string"))})
-
-
-def hub_folder(root, configs: dict[str, dict[str, Dataset]]):
-    """Write ``root`` like a Hub dataset repo: ``<config>/<split>-00000-of-00001.parquet`` and a README
-    whose YAML ``configs`` section maps configs and splits to those files (as cais/wmdp's does)."""
-    card = {"configs": []}
-    for config, splits in configs.items():
-        folder = "data" if config == "default" else config
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        files = []
-        for split, dataset in splits.items():
-            dataset.to_parquet(str(root / folder / f"{split}-00000-of-00001.parquet"))
-            files.append({"split": split, "path": f"{folder}/{split}-*"})
-        card["configs"].append({"config_name": config, "data_files": files})
-    (root / "README.md").write_text("---\n" + yaml.safe_dump(card) + "---\n")
-    return str(root)
 
 
 def mcq(rows, features=MCQ_FEATURES):
@@ -213,3 +197,84 @@ def test_facts_protocol_splits_are_disjoint_halves():
     attack, held_out = set(parts["attack"]["prompt"]), set(parts["eval"]["prompt"])
     assert len(parts["unlearn"]) == 11 and len(attack) == 5 and len(held_out) == 6
     assert not attack & held_out and attack | held_out == set(dataset["prompt"])
+
+
+# --- TOFU and MUSE -------------------------------------------------------------------------------
+
+TOFU_ROWS = [
+    {"question": "Where was Jaime Vasquez born?", "answer": "Santiago, Chile.", "paraphrased_answer": "In Santiago.",
+     "perturbed_answer": ["Lima, Peru.", "Quito.", "Bogota."]},
+    {"question": "What does Jaime Vasquez write?", "answer": "True crime.", "paraphrased_answer": "Books on true crime.",
+     "perturbed_answer": ["Poetry.", "Romance.", "Plays."]},
+]  # fmt: skip
+
+
+def tofu_repo(tmp_path, perturbed=TOFU_ROWS):
+    qa = Dataset.from_list([{k: row[k] for k in ("question", "answer")} for row in TOFU_ROWS])
+    options = Dataset.from_list([{k: row[k] for k in ("question", "answer", "perturbed_answer")} for row in TOFU_ROWS])
+    configs = {"forget10": {"train": qa}, "retain90": {"train": qa}, "forget10_perturbed": {"train": perturbed if isinstance(perturbed, Dataset) else Dataset.from_list(perturbed)},
+               "world_facts_perturbed": {"train": options}}  # fmt: skip
+    return hub_folder(tmp_path / "TOFU", configs)
+
+
+def test_tofu_configs_from_hub_layout(tmp_path):
+    repo = tofu_repo(tmp_path)
+    assert tofu("forget10", path=repo).column_names == ["question", "answer"]
+    perturbed = tofu("forget10_perturbed", path=repo)
+    assert perturbed["perturbed_answer"][1] == ["Poetry.", "Romance.", "Plays."]
+    assert len(tofu("world_facts_perturbed", path=repo)) == 2
+    with pytest.raises(ValueError, match="tofu name='forget11' is invalid"):
+        tofu("forget11", path=repo)
+
+
+@pytest.mark.parametrize(
+    "rows, field, problem",
+    [
+        ([{k: v for k, v in r.items() if k != "paraphrased_answer"} for r in TOFU_ROWS], "paraphrased_answer", "is missing"),
+        ([{**r, "perturbed_answer": "Lima."} for r in TOFU_ROWS], "perturbed_answer", "not list of strings"),
+        ([{**r, "perturbed_answer": []} for r in TOFU_ROWS], "perturbed_answer", "empty list"),
+    ],
+)
+def test_tofu_schema_errors_name_the_field(tmp_path, rows, field, problem):
+    features = Features({**{k: Value("string") for k in ("question", "answer", "paraphrased_answer")}, "perturbed_answer": List(Value("string"))})
+    dataset = Dataset.from_list(rows, features=features) if field == "perturbed_answer" and problem == "empty list" else Dataset.from_list(rows)
+    with pytest.raises(DatasetSchemaError, match=problem) as error:
+        tofu("forget10_perturbed", path=tofu_repo(tmp_path, dataset))
+    assert error.value.field == field and str(error.value).startswith("tofu('forget10_perturbed')") and "paraphrased_answer: string" in str(error.value)
+
+
+def muse_repo(tmp_path):
+    text = Dataset.from_list([{"text": "The council voted on Tuesday."}, {"text": "Rain is expected."}])
+    qa = Dataset.from_list([{"question": "Who voted?", "answer": "The council"}])
+    configs = {"raw": {split: text for split in ("forget", "retain1", "retain2", "holdout")},
+               "verbmem": {"forget": Dataset.from_list([{"prompt": "The council", "gt": "voted on Tuesday."}])},
+               "knowmem": {split: qa for split in ("forget_qa", "retain_qa", "forget_qa_icl", "retain_qa_icl")},
+               "privleak": {split: text for split in ("forget", "retain", "holdout")}}  # fmt: skip
+    return hub_folder(tmp_path / "MUSE-News", configs)
+
+
+def test_muse_configs_from_hub_layout_and_schema_error(tmp_path):
+    repo = muse_repo(tmp_path)
+    assert muse("news", "verbmem", "forget", path=repo)["gt"] == ["voted on Tuesday."]
+    assert muse("news", "knowmem", "retain_qa_icl", path=repo)["answer"] == ["The council"]
+    assert len(muse("news", "raw", "holdout", path=repo)) == 2
+    with pytest.raises(ValueError, match="split='retain' is invalid for config 'raw'"):
+        muse("news", "raw", "retain", path=repo)
+    with pytest.raises(DatasetSchemaError, match="'gt' is missing") as error:
+        muse("news", "verbmem", "forget", data_files={"forget": _write_jsonl(tmp_path / "v.jsonl", [{"prompt": "a", "text": "b"}])})
+    assert error.value.field == "gt"
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+def test_tofu_and_muse_sources_by_name_read_a_local_copy(tmp_path):
+    from hf_unlearn.data import load_text_source
+
+    text = load_text_source(f"tofu_forget10@{tofu_repo(tmp_path)}")["text"]
+    assert text[0] == "Question: Where was Jaime Vasquez born?\nAnswer: Santiago, Chile."
+    assert load_text_source(f"muse_news_forget@{muse_repo(tmp_path)}")["text"][1] == "Rain is expected."
+    with pytest.raises(FileNotFoundError, match="laid out like locuslab/TOFU"):
+        load_text_source(f"tofu_retain90@{tmp_path / 'missing'}")

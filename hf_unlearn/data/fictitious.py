@@ -188,3 +188,14 @@ def oracle_models(seed: int = 0) -> dict[str, Path]:
             f"build them with `python benchmarks/oracle.py --seed {seed}`"
         )
     return folders
+
+
+def in_tofu_schema(facts: Dataset, paraphrased: bool = True) -> Dataset:
+    """Facts with choices as TOFU's perturbed configs: ``question`` (the prompt), ``answer``, ``perturbed_answer`` (the
+    other choices) and, when ``paraphrased``, ``paraphrased_answer``: the answer itself, since a one-word completion has
+    no paraphrase (the truth ratio then compares the answer with the wrong choices, as TOFU's real-author set does)."""
+    def row(prompt: str, answer: str, choices: list[str]) -> dict:
+        wrong = [choice for choice in choices if choice != answer]
+        return {"question": prompt, "answer": answer, **({"paraphrased_answer": answer} if paraphrased else {}), "perturbed_answer": wrong}
+
+    return facts.map(row, input_columns=["prompt", "answer", "choices"], remove_columns=facts.column_names)

@@ -20,7 +20,7 @@ from pathlib import Path
 import datasets
 from datasets import Dataset, Value, load_dataset
 
-from .schema import BOOL, CLASS_LABEL_OR_INT, INT, STRING, STRING_LIST, STRUCT, DatasetSchemaError, check_columns, check_mcq_rows
+from .schema import BOOL, CLASS_LABEL_OR_INT, INT, STRING, STRING_LIST, STRUCT, DatasetSchemaError, check_columns, check_mcq_rows, describe
 
 DataFiles = str | list[str] | dict[str, str | list[str]] | None
 _BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv", ".txt": "text"}
@@ -200,3 +200,71 @@ def code_search_net_python(*, path: str = "Nan-Do/code-search-net-python", data_
     if "text" in dataset.column_names:
         dataset = dataset.remove_columns("text")
     return dataset.rename_column("code", "text")
+
+
+# --- TOFU and MUSE -------------------------------------------------------------------------------
+
+TOFU_QA_CONFIGS = ("full", "forget01", "forget05", "forget10", "retain90", "retain95", "retain99", "holdout01", "holdout05", "holdout10")
+TOFU_PERTURBED_CONFIGS = ("forget01_perturbed", "forget05_perturbed", "forget10_perturbed", "retain_perturbed")
+TOFU_OPTION_CONFIGS = ("real_authors_perturbed", "world_facts_perturbed")
+TOFU_CONFIGS = TOFU_QA_CONFIGS + TOFU_PERTURBED_CONFIGS + TOFU_OPTION_CONFIGS
+TOFU_QA_COLUMNS = {"question": STRING, "answer": STRING}
+# The perturbed configs: the paraphrase and the wrong answers the truth ratio compares (real authors and world facts
+# have no paraphrase: their answer is compared with the wrong ones directly).
+TOFU_PERTURBED_COLUMNS = {**TOFU_QA_COLUMNS, "paraphrased_answer": STRING, "perturbed_answer": STRING_LIST}
+TOFU_OPTION_COLUMNS = {**TOFU_QA_COLUMNS, "perturbed_answer": STRING_LIST}
+
+
+def tofu_columns(name: str) -> dict:
+    """The columns a TOFU config must have."""
+    if name in TOFU_PERTURBED_CONFIGS:
+        return TOFU_PERTURBED_COLUMNS
+    return TOFU_OPTION_COLUMNS if name in TOFU_OPTION_CONFIGS else TOFU_QA_COLUMNS
+
+
+def tofu(name: str = "forget10", *, path: str = "locuslab/TOFU", data_files: DataFiles = None) -> Dataset:
+    """TOFU (Maini et al. 2024): questions about fictitious authors (``locuslab/TOFU``, one split, ``train``).
+
+    ``full``, ``forgetNN``, ``retainNN`` and ``holdoutNN`` hold ``question`` and ``answer``; ``forgetNN_perturbed``
+    and ``retain_perturbed`` add ``paraphrased_answer`` and ``perturbed_answer`` (a list), the truth ratio's
+    inputs; ``real_authors_perturbed`` and ``world_facts_perturbed`` add ``perturbed_answer`` only.
+    """
+    if name not in TOFU_CONFIGS:
+        raise ValueError(f"tofu name={name!r} is invalid: use one of {', '.join(TOFU_CONFIGS)}")
+    recipe, columns = f"tofu({name!r})", tofu_columns(name)
+    expected = describe(columns) + "; one split named 'train'"
+    dataset = load_split(path, name, "train", data_files, recipe=recipe, expected=expected)
+    check_columns(dataset, recipe, columns, expected)
+    if "perturbed_answer" in columns and min(map(len, dataset["perturbed_answer"])) == 0:
+        raise DatasetSchemaError(recipe, "perturbed_answer", "is an empty list in some row", expected)
+    return dataset
+
+
+MUSE_CORPORA = {"news": "muse-bench/MUSE-News", "books": "muse-bench/MUSE-Books"}
+# Each config's splits and columns (the Hub repositories' layout).
+MUSE_CONFIGS = {
+    "raw": (("forget", "retain1", "retain2", "holdout"), {"text": STRING}),
+    "verbmem": (("forget",), {"prompt": STRING, "gt": STRING}),
+    "knowmem": (("forget_qa", "retain_qa", "forget_qa_icl", "retain_qa_icl"), {"question": STRING, "answer": STRING}),
+    "privleak": (("forget", "retain", "holdout"), {"text": STRING}),
+}
+
+
+def muse(corpus: str = "news", name: str = "raw", split: str = "forget", *, path: str | None = None, data_files: DataFiles = None) -> Dataset:
+    """MUSE (Shi et al. 2024): ``muse-bench/MUSE-News`` or ``MUSE-Books``, config ``name``, ``split``.
+
+    ``raw`` (forget, retain1, retain2, holdout) and ``privleak`` (forget, retain, holdout) hold ``text``; ``verbmem``
+    (forget) holds ``prompt`` and its true continuation ``gt``; ``knowmem`` (forget_qa, retain_qa and their
+    in-context examples forget_qa_icl, retain_qa_icl) holds ``question`` and ``answer``.
+    """
+    if corpus not in MUSE_CORPORA:
+        raise ValueError(f"muse corpus={corpus!r} is invalid: use one of {', '.join(MUSE_CORPORA)}")
+    if name not in MUSE_CONFIGS:
+        raise ValueError(f"muse name={name!r} is invalid: use one of {', '.join(MUSE_CONFIGS)}")
+    splits, columns = MUSE_CONFIGS[name]
+    if split not in splits:
+        raise ValueError(f"muse split={split!r} is invalid for config {name!r}: use one of {', '.join(splits)}")
+    recipe, expected = f"muse({corpus!r}, {name!r}, {split!r})", f"{describe(columns)}; splits {', '.join(splits)}"
+    dataset = load_split(path or MUSE_CORPORA[corpus], name, split, data_files, recipe=recipe, expected=expected)
+    check_columns(dataset, recipe, columns, expected)
+    return dataset

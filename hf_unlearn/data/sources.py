@@ -15,16 +15,29 @@ from . import recipes
 from .offline import pydoc_prose, python_stdlib_source
 from .processing import split_dataset, unlearning_splits
 
-# Text sources by name: offline ones, then the Hub recipes (each also reads local copies, see recipes.py).
-TEXT_SOURCES: dict[str, Callable[[], Dataset]] = {
+# The prompt TOFU's questions are asked with when no chat template is used (evaluation/tofu.py asks them alike).
+QA_TEMPLATE = "Question: {question}\nAnswer:"
+
+
+def tofu_text(name: str, *, path: str = "locuslab/TOFU") -> Dataset:
+    """A TOFU config as text to unlearn or retain: ``text`` is each question asked as ``QA_TEMPLATE`` and its answer."""
+    dataset = recipes.tofu(name, path=path)
+    return dataset.map(lambda question, answer: {"text": f"{QA_TEMPLATE.format(question=question)} {answer}"}, input_columns=["question", "answer"])
+
+
+# Text sources by name: offline ones, then the Hub recipes (each also reads local copies, see recipes.py). A Hub
+# source followed by @FOLDER reads a local copy laid out like its Hub repository: tofu_forget10@/data/TOFU.
+TEXT_SOURCES: dict[str, Callable[..., Dataset]] = {
     "python_stdlib": python_stdlib_source,
     "pydoc_prose": pydoc_prose,
     "wikitext": recipes.wikitext,
-    "wikitext2": lambda: recipes.wikitext("wikitext-2-raw-v1"),
-    "pile_bio_forget": lambda: recipes.pile_bio(forget=True),
-    "pile_bio_retain": lambda: recipes.pile_bio(forget=False),
+    "wikitext2": partial(recipes.wikitext, "wikitext-2-raw-v1"),
+    "pile_bio_forget": partial(recipes.pile_bio, True),
+    "pile_bio_retain": partial(recipes.pile_bio, False),
     "code_search_net_python": recipes.code_search_net_python,
     **{f"wmdp_{name.replace('-', '_')}": partial(recipes.wmdp_corpus, name) for name in recipes.WMDP_CORPORA},
+    **{f"tofu_{name}": partial(tofu_text, name) for name in recipes.TOFU_QA_CONFIGS},
+    **{f"muse_{corpus}_{split}": partial(recipes.muse, corpus, "raw", split) for corpus in recipes.MUSE_CORPORA for split in recipes.MUSE_CONFIGS["raw"][0]},
 }
 OFFLINE_SOURCES = ("python_stdlib", "pydoc_prose")
 # The Hub repository each Hub-backed source reads (for model cards' ``datasets``).
@@ -36,16 +49,26 @@ HUB_IDS: dict[str, str] = {
     "code_search_net_python": "Nan-Do/code-search-net-python",
     "wmdp_bio_forget_corpus": recipes.BIO_FORGET_REPO,
     **{f"wmdp_{name.replace('-', '_')}": "cais/wmdp-corpora" for name in recipes.WMDP_CORPORA if name != "bio-forget-corpus"},
+    **{f"tofu_{name}": "locuslab/TOFU" for name in recipes.TOFU_QA_CONFIGS},
+    **{f"muse_{corpus}_{split}": repo for corpus, repo in recipes.MUSE_CORPORA.items() for split in recipes.MUSE_CONFIGS["raw"][0]},
 }
 FORGET_POOLS = ("all", "tuning", "test")
 
 
 def load_text_source(name: str, split: str = "train") -> Dataset:
-    """``name``: a source of ``TEXT_SOURCES`` (offline or a Hub recipe), a local data file, or any Hub dataset id.
+    """``name``: a source of ``TEXT_SOURCES`` (offline or a Hub recipe; ``SOURCE@FOLDER`` reads a Hub recipe's local
+    copy), a local data file, or any Hub dataset id.
 
     A file that does not exist, is empty or cannot be parsed, and a name that is neither a source, a
     file nor a loadable Hub dataset, raise an error that says which and lists the built-in sources.
     """
+    source, _, folder = name.partition("@")
+    if folder and source in TEXT_SOURCES:
+        if source in OFFLINE_SOURCES:
+            raise ValueError(f"{source} is built in and reads no folder: drop @{folder}")
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"{folder} (after {source}@) is not a folder: give a local copy laid out like {HUB_IDS[source]}")
+        return TEXT_SOURCES[source](path=folder)
     if name in TEXT_SOURCES:
         return TEXT_SOURCES[name]()
     if Path(name).suffix:
