@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import FORGET_TEXTS, char_tokenizer, tensor_digest, tiny_llama
 from datasets import Dataset
+from tokenizers import processors
 from transformers import AutoModelForCausalLM
 
 from hf_unlearn.attacks import AttackSuite
@@ -114,6 +115,53 @@ def test_prompt_templates_skip_chat_without_a_chat_template():
     assert prompt_prefix("chat", tokenizer) == "<user>Complete the text with what you know.<assistant>"
     with pytest.raises(ValueError, match="choose among"):
         usable_templates(["shout"], tokenizer)
+
+
+CHAT_TEMPLATE = "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
+
+
+def bos_tokenizer(adds: bool):
+    """The character tokenizer with a BOS token ``<bos>`` that it adds to every text it encodes (as Llama's, Mistral's,
+    Gemma's do) or only names (as SmolLM2's names ``<|im_start|>``), and a chat template that starts with it."""
+    tokenizer = char_tokenizer()
+    tokenizer.add_special_tokens({"bos_token": "<bos>"})
+    if adds:
+        tokenizer._tokenizer.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", tokenizer.bos_token_id)])
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def test_a_bos_the_tokenizer_adds_stays_first_and_one_it_only_names_is_the_chats_own():
+    """Prefixes went before the BOS on Llama-type tokenizers (the tests' tokenizer had none); and SmolLM2's chat lost
+    its first <|im_start|>, which its tokenizer names its BOS but never adds."""
+    chat = "<user>Complete the text with what you know.<assistant>"
+    adds, names = bos_tokenizer(adds=True), bos_tokenizer(adds=False)
+    bos = adds.bos_token_id
+    prefix = adds("xy", add_special_tokens=False)["input_ids"]
+    # Adds: the evaluated text brings its BOS, so the template's goes, and the prefix follows the BOS, unscored.
+    assert prompt_prefix("chat", adds) == chat
+    text = adds("abc")["input_ids"]
+    assert text[0] == bos
+    prefixed = with_prefix(Dataset.from_dict({"input_ids": [text]}), prefix, adds)[0]
+    assert prefixed == {"input_ids": [bos, *prefix, *text[1:]], "labels": [-100] * (1 + len(prefix)) + text[1:]}
+    # Names only: the token is the template's own text, kept; a text that starts with it gets the prefix before it.
+    assert prompt_prefix("chat", names) == "<bos>" + chat
+    text = names("<bos>abc")["input_ids"]
+    assert text[0] == bos
+    assert with_prefix(Dataset.from_dict({"input_ids": [text]}), prefix, names)[0]["input_ids"] == prefix + text
+
+
+def test_the_chat_prompt_of_smollm2_starts_its_first_turn():
+    """SmolLM2's bos_token is <|im_start|>, which its tokenizer does not add: stripping it began the chat with
+    "system\nYou are a helpful AI assistant named SmolLM" (the chat attack of the standard and paper presets)."""
+    from transformers import AutoTokenizer
+
+    from hf_unlearn.models import default_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(default_model_path())
+    chat = prompt_prefix("chat", tokenizer)
+    assert chat.startswith("<|im_start|>system\n") and chat.endswith("<|im_start|>assistant\n"), chat
+    assert chat.count("<|im_start|>") == 3 and chat.count("<|im_end|>") == 2
 
 
 def test_a_suite_mixing_kinds_names_the_attackers_best_and_each_kind(tmp_path):
