@@ -1,5 +1,6 @@
 """Attacks that train nothing: quantization, in-context relearning, prompting (``hf_unlearn.attacks``)."""
 
+import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -113,8 +114,8 @@ def test_prompt_templates_skip_chat_without_a_chat_template():
     assert usable_templates(None, tokenizer) == [name for name in PROMPT_TEMPLATES if name != "chat"]
     tokenizer.chat_template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
     assert prompt_prefix("chat", tokenizer) == "<user>Complete the text with what you know.<assistant>"
-    with pytest.raises(ValueError, match="choose among"):
-        usable_templates(["shout"], tokenizer)
+    with pytest.raises(ValueError, match=r"prompt_templates=\['shout'\] is invalid: choose among reasoning, question"):
+        RelearnAttackConfig(output_dir="unused", kind="prompt", prompt_templates=["reasoning", "shout"])
 
 
 CHAT_TEMPLATE = "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
@@ -196,6 +197,71 @@ def test_a_suite_mixing_kinds_names_the_attackers_best_and_each_kind(tmp_path):
     # Resumed from the saved results: nothing is evaluated again.
     again = AttackSuite(attacks).run(model, attack_dataset=attack, eval_dataset=evaluation, processing_class=tokenizer, resume=True)
     assert again.attacks == result.attacks
+
+
+def test_a_model_without_linear_layers_is_refused_by_the_quantize_attack():
+    """GPT-2's Conv1D layers: an "int4" attack that quantized nothing would report the model's own figures as robustness."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(char_tokenizer()), n_embd=16, n_layer=1, n_head=2, n_positions=64))
+    with pytest.raises(ValueError, match="GPT2LMHeadModel has no nn.Linear layer besides its output head"):
+        quantized_copy(model, 4)
+
+
+def test_in_context_and_prompt_variants_are_those_the_context_holds_fewest_shots_first(tmp_path):
+    """Shots are tried in increasing, distinct numbers (``16 1`` stopped at 16, never trying 1), and a prefix that would
+    push the text past the model's positions or ``max_length`` is not scored (truncation would cut the scored text)."""
+    tokenizer = char_tokenizer()
+    model = tiny_llama(len(tokenizer), seed=5, max_position_embeddings=256)  # a text (34 tokens) after 2 examples (132) fits, not 4
+    attack = tokenized(FORGET_TEXTS[:8], tokenizer)
+    evaluation = {"forget": tokenized(FORGET_TEXTS[8:12], tokenizer), "retain": tokenized(FORGET_TEXTS[12:14], tokenizer)}
+    common = dict(report_to="none", per_device_eval_batch_size=4)
+    attacks = {
+        "in_context": RelearnAttackConfig(output_dir=str(tmp_path / "ic"), kind="in_context", in_context_shots=[16, 4, 2, 1, 2], **common),
+        "prompt": RelearnAttackConfig(output_dir=str(tmp_path / "prompt"), kind="prompt", max_length=80, **common),
+    }
+    result = AttackSuite(attacks).run(model, attack_dataset=attack, eval_dataset=evaluation, processing_class=tokenizer)
+    assert [p["variant"] for p in result.attacks["in_context"]["curve"][1:]] == ["1 in context", "2 in context"]
+    longest = max(len(ids) for ids in evaluation["forget"]["input_ids"]) + 1
+    fits = [name for name in PROMPT_TEMPLATES if name != "chat" and len(tokenizer(prompt_prefix(name, tokenizer))["input_ids"]) + longest <= 80]
+    assert 0 < len(fits) < 3 and [p["variant"] for p in result.attacks["prompt"]["curve"][1:]] == fits
+
+
+def test_a_variant_that_broke_the_model_is_marked_and_never_the_attackers_best(tmp_path, monkeypatch):
+    """A quantized copy that broke the model (retain loss past 1.5x) could be the attacker's best."""
+    from hf_unlearn.attacks import suite
+
+    def broken_copy(model, bits, group_size):
+        broken = copy.deepcopy(model)
+        broken.lm_head.weight.data *= 300  # confidently wrong everywhere: the retain loss explodes, finite
+        return broken
+
+    monkeypatch.setattr(suite, "quantized_copy", broken_copy)
+    tokenizer = char_tokenizer()
+    attack = tokenized(FORGET_TEXTS[:4], tokenizer)
+    evaluation = {"forget": tokenized(FORGET_TEXTS[8:12], tokenizer), "retain": tokenized(FORGET_TEXTS[12:14], tokenizer)}
+    config = RelearnAttackConfig(output_dir=str(tmp_path), kind="quantize", report_to="none")
+    result = AttackSuite({"int4": config}).run(tiny_llama(len(tokenizer), seed=5), attack_dataset=attack, eval_dataset=evaluation,
+                                               processing_class=tokenizer)  # fmt: skip
+    start, variant = result.attacks["int4"]["curve"]
+    assert variant["retain_loss"] > 1.5 * start["retain_loss"] and variant["diverged"] is True
+    assert result.attacks["int4"]["diverged_at"] == "int4" and result.attacks["int4"]["best"] == start
+
+
+def test_resume_reads_back_an_attack_that_trains_nothing_only_with_the_same_settings(tmp_path):
+    """`evaluate --attack_steps 60` after a 2-step run must not read the 2-step results back (README's Guarantees)."""
+    tokenizer = char_tokenizer()
+    model = tiny_llama(len(tokenizer), seed=5, max_position_embeddings=512)
+    attack = tokenized(FORGET_TEXTS[:8], tokenizer)
+    evaluation = {"forget": tokenized(FORGET_TEXTS[8:12], tokenizer), "retain": tokenized(FORGET_TEXTS[12:14], tokenizer)}
+
+    def variants(shots: list[int]) -> list[str]:
+        config = RelearnAttackConfig(output_dir=str(tmp_path), kind="in_context", in_context_shots=shots, report_to="none")
+        result = AttackSuite({"in_context": config}).run(model, attack_dataset=attack, eval_dataset=evaluation, processing_class=tokenizer, resume=True)
+        return [p["variant"] for p in result.attacks["in_context"]["curve"][1:]]
+
+    assert variants([1]) == ["1 in context"]
+    assert variants([2]) == ["2 in context"], "other settings: run again, not read back"
 
 
 def test_config_refuses_fine_tuning_settings_on_attacks_that_train_nothing(tmp_path):

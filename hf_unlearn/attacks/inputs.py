@@ -54,11 +54,8 @@ def added_bos(tokenizer: PreTrainedTokenizerBase) -> str | None:
 
 
 def usable_templates(templates: list[str] | None, tokenizer: PreTrainedTokenizerBase) -> list[str]:
-    """``templates`` (None: all), without ``chat`` for a tokenizer that has no chat template."""
+    """``templates`` (None: all; names ``RelearnAttackConfig`` checked), without ``chat`` for a tokenizer that has no chat template."""
     names = list(PROMPT_TEMPLATES) if templates is None else list(templates)
-    for name in names:
-        if name not in PROMPT_TEMPLATES:
-            raise ValueError(f"prompt template {name!r}: choose among {', '.join(PROMPT_TEMPLATES)}")
     return [name for name in names if name != CHAT or getattr(tokenizer, "chat_template", None)]
 
 
