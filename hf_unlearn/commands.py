@@ -25,16 +25,17 @@ from trl import ModelConfig, TrlParser, get_peft_config
 
 from .attacks import PRESETS, AttackSuite
 from .attacks.inputs import tokenized
+from .attacks.presets import check_preset_choice
 from .attacks.relearn_config import RelearnAttackConfig
 from .data import DataArguments
 from .data.sources import QA_TEMPLATE
-from .evaluation.evaluators import Evaluator, HarnessEvaluator
+from .evaluation.evaluators import Evaluator, HarnessEvaluator, check_harness_tasks
 from .evaluation.muse import MUSEEvaluator
 from .evaluation.tofu import TOFUEvaluator
 from .evaluation.report import RobustnessReport, finite_or_null
 from .forward import weights_digest
-from .model_card import INFO_FILE, REPORT_NAME, UnlearningInfo, base_model_name, is_hub_id, model_card
-from .models import EMBEDDED_HUB_ID, load_model
+from .model_card import INFO_FILE, REPORT_NAME, UnlearningInfo, base_model_name, is_hub_id, model_card, saved_weights_digest
+from .models import EMBEDDED_HUB_ID, load_model, resolve_model_name_or_path
 from .pipeline import attack, robustness_report, unlearn
 from .registry import available_methods, get_method
 from .scenarios import Scenario, ScenarioArguments, fictitious_tofu_evaluator, scenario_arguments
@@ -54,14 +55,38 @@ SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
 def config_path(value: str, flag: str = "--config") -> str:
-    """A ``--config`` value (or ``flag``'s): a YAML file, or the name of a config shipped with the package (``mudman_smollm2_code``)."""
+    """A ``--config`` value (or ``flag``'s): a YAML file, or the name of a config shipped with the package
+    (``mudman_smollm2_code``); a file that sets a key twice is refused."""
     if Path(value).is_file():
-        return value
+        return check_unique_keys(value)
     shipped = SHIPPED_CONFIGS / (value if value.endswith((".yaml", ".yml")) else f"{value}.yaml")
     if shipped.is_file():
-        return str(shipped)
+        return check_unique_keys(str(shipped))
     names = ", ".join(sorted(path.stem for path in SHIPPED_CONFIGS.glob("*.yaml")))
     raise FileNotFoundError(f"{flag} {value}: no such file, and no shipped config of that name (shipped: {names})")
+
+
+def check_unique_keys(path: str) -> str:
+    """``path``, once no mapping in the YAML file sets a key twice: YAML readers keep the last value without a word."""
+
+    def check(node: yaml.Node) -> None:
+        if isinstance(node, yaml.MappingNode):
+            lines: dict[str, int] = {}
+            for key, value in node.value:
+                if key.value in lines:
+                    raise ValueError(
+                        f"--config {path} sets {key.value} twice (lines {lines[key.value]} and {key.start_mark.line + 1}): keep one"
+                    )
+                lines[key.value] = key.start_mark.line + 1
+                check(value)
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                check(item)
+
+    root = yaml.compose(Path(path).read_text(), Loader=yaml.SafeLoader)
+    if root is not None:
+        check(root)
+    return path
 
 
 def with_config_path(args: Sequence[str]) -> list[str]:
@@ -255,6 +280,9 @@ class AttackArguments:
         default=None, metadata={"help": "Also attack this model (e.g. the one before unlearning, 'embedded') and write a report."}
     )
 
+    def __post_init__(self):
+        check_preset_choice(self.attack_suite, others=("none",))
+
 
 # The settings of an attack that trains nothing (RelearnAttackConfig.kind and what it tries).
 KIND_SETTINGS = ("kind", "quantize_bits", "quantize_group_size", "in_context_shots", "prompt_templates")
@@ -365,7 +393,7 @@ def run_distill(args: DistillArguments, data_args: ScenarioArguments, config: Un
             base_model=base_model_name(trainer.teacher), method="unknown", settings={}, forget={"source": data_args.forget_source},
             retain={"source": data_args.retain_source}, data=dataclasses.asdict(data_args),
         )  # fmt: skip
-        info = dataclasses.replace(info, distillation=trainer.distillation_info())
+        info = dataclasses.replace(info, distillation=trainer.distillation_info(), weights_sha256=saved_weights_digest(config.output_dir))
         info.save(config.output_dir)
         model_card(info, None, config.hub_model_id).save(Path(config.output_dir) / "README.md")
         print(json.dumps(finite_or_null(info.distillation), indent=2))
@@ -499,6 +527,9 @@ def benchmark_evaluator(
         cache.write_text(json.dumps(cached, indent=2))
     return dataclasses.replace(evaluator, reference=cached)
 
+    def __post_init__(self):
+        check_preset_choice(self.attack_suite, self.attack_steps)
+
 
 def given_settings(argv: Sequence[str]) -> set[str]:
     """The settings ``argv`` gives: its ``--flags`` and the keys of its ``--config`` YAML."""
@@ -536,6 +567,11 @@ def run_data(
     data settings given here on top, each differing one named in a warning; ``(data, the differences, the record)``."""
     info_path = Path(model_path) / INFO_FILE
     recorded = UnlearningInfo.load(info_path.parent) if info_path.is_file() else None
+    if recorded is not None and recorded.weights_sha256 and saved_weights_digest(model_path) != recorded.weights_sha256:
+        raise ValueError(
+            f"{model_path}: its weights are not the ones its {INFO_FILE} describes (they changed after it was written): restore "
+            f"the weights it was saved with, or put the new weights in a folder of their own to {command} them"
+        )
     data_args, differing = evaluation_data(data_args, recorded.data if recorded else {}, given_names)
     if differing:
         changes = "; ".join(f"{k}: {v['unlearning']!r} -> {v['evaluation']!r}" for k, v in sorted(differing.items()))
@@ -578,9 +614,12 @@ def run_evaluate(args: EvaluateArguments, data_args: ScenarioArguments, given_na
         check_hub_access("--push_to_hub")
     if args.lm_eval_tasks and importlib.util.find_spec("lm_eval") is None:
         raise ValueError("--lm_eval_tasks needs lm-evaluation-harness: pip install 'hf_unlearn[lm-eval]'")
-    model_path, model, tokenizer = load_model(args.model_name_or_path, args.dtype)
+    if args.lm_eval_tasks:
+        check_harness_tasks(args.lm_eval_tasks, args.lm_eval_include_path)
+    model_path = resolve_model_name_or_path(args.model_name_or_path)
+    data_args, differing, recorded = run_data(model_path, data_args, given_names, "evaluate")  # refuses replaced weights unloaded
+    _, model, tokenizer = load_model(model_path, args.dtype)
     info_path = Path(model_path) / INFO_FILE
-    data_args, differing, recorded = run_data(model_path, data_args, given_names, "evaluate")
     args.baseline = args.baseline or recorded_baseline(recorded, info_path)
     baseline_path, baseline, baseline_tokenizer = load_model(args.baseline, args.dtype)
     check_same_tokenizer(tokenizer, baseline_tokenizer, model_path, baseline_path)

@@ -8,6 +8,7 @@ model folder (``push_to_hub`` uploads the folder); ``hf-unlearn evaluate`` adds
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -46,6 +47,8 @@ class UnlearningInfo:
     wandb_url: str | None = None  # the unlearning run's W&B page, when it was logged online
     disruption_budget: str | None = None  # "+0.1 %", "+0.05 nats": the run's budget (UnlearnConfig.disruption_budget), if any
     distillation: dict[str, Any] = field(default_factory=dict)  # UNDO after unlearning (UndoTrainer.distillation_info()), if any
+    # saved_weights_digest of the folder it was saved in: `hf-unlearn evaluate` refuses weights replaced since. None: unknown.
+    weights_sha256: str | None = None
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / INFO_FILE
@@ -55,6 +58,20 @@ class UnlearningInfo:
     @classmethod
     def load(cls, folder: str | Path) -> UnlearningInfo:
         return cls(**json.loads((Path(folder) / INFO_FILE).read_text()))
+
+
+def saved_weights_digest(folder: str | Path) -> str | None:
+    """SHA-256 of the weight files in ``folder`` (``*.safetensors``: the model, its shards, or a LoRA adapter), by name
+    and content; None when it holds none."""
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        with path.open("rb") as weights:
+            digest.update(hashlib.file_digest(weights, "sha256").digest())
+    return digest.hexdigest()
 
 
 # TrainingArguments fields that describe a method's training (the rest is plumbing: output, logging, saving).

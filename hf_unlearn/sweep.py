@@ -39,6 +39,7 @@ import yaml
 from transformers import TrainerCallback, TrainingArguments
 
 from .attacks import PRESETS, AttackSuite
+from .attacks.presets import check_preset_choice
 from .data import DataArguments
 from .evaluation.disruption import DisruptionBudget
 from .models import load_model
@@ -97,8 +98,7 @@ class SweepArguments(ScenarioChoice):
             raise ValueError(f"method={self.method!r} is invalid: use one of {', '.join(available_methods())}")
         self.check_scenario()
         DisruptionBudget(self.disruption_budget, self.disruption_unit)  # refuses a unit or amount it cannot use
-        if self.attack_suite not in PRESETS:
-            raise ValueError(f"attack_suite={self.attack_suite!r} is invalid: use one of {', '.join(PRESETS)}")
+        check_preset_choice(self.attack_suite, self.attack_steps)
         if self.attacks is not None and not set(self.attacks) <= set(PRESETS[self.attack_suite]):
             raise ValueError(f"attacks={self.attacks!r}: the {self.attack_suite} preset's attacks are {', '.join(PRESETS[self.attack_suite])}")
         for name in ("n_trials", "pass_budget", "eval_steps", "top_k"):

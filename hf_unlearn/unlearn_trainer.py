@@ -29,7 +29,9 @@ from .evaluation.evaluators import Evaluator
 from .evaluation.report import RobustnessReport
 from .forward import lm_loss, weights_digest
 from .gradients import global_norm
-from .model_card import REPORT_NAME, UnlearningInfo, base_model_license, base_model_name, base_model_path, method_settings, model_card
+from .model_card import (
+    REPORT_NAME, UnlearningInfo, base_model_license, base_model_name, base_model_path, method_settings, model_card, saved_weights_digest,
+)
 from .models import with_lora_adapter
 from .registry import get_method
 from .targets import model_depth
@@ -233,7 +235,7 @@ class UnlearnTrainer(CausalLMTrainer):
             return
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        info = self.unlearning_info()
+        info = dataclasses.replace(self.unlearning_info(), weights_sha256=saved_weights_digest(output_dir))
         info.save(output_dir)
         report = output_dir / f"{REPORT_NAME}.json"
         report = RobustnessReport.load(report) if report.is_file() else None

@@ -90,6 +90,12 @@ def test_when_every_attack_diverges_the_report_says_so_in_words(model, tokenizer
     assert "| method | attack best | every attack diverged: no robustness figure |" in markdown
     assert "- method: every attack diverged" in markdown
     assert "robustness/method/attack_best/forget_loss" not in report.summary()
+    # The card too: evaluate crashed writing it, after every attack had run.
+    from hf_unlearn.model_card import UnlearningInfo, model_card
+
+    card = model_card(UnlearningInfo(base_model="tiny", method="mudman", settings={}, forget={"source": "f"}, retain={"source": "r"}), report)
+    assert [result.metric_name for result in card.data.eval_results] == ["forget_loss after unlearning"]
+    assert "| method | " in card.text and "every attack diverged: no figure" in card.text
 
 
 @pytest.mark.parametrize("first", ["sgd", "lora_interleaved"])

@@ -69,3 +69,28 @@ def test_build_unlearning_data_from_local_files(tmp_path):
 def test_missing_local_file_is_named():
     with pytest.raises(FileNotFoundError, match="nope.jsonl does not exist"):
         load_text_source("nope.jsonl")
+
+
+def test_held_out_chunks_are_shuffled_across_documents():
+    """Unshuffled, max_eval_examples=64 took the first one or two documents' chunks: a held-out loss of two files."""
+    from hf_unlearn.data.processing import unlearning_splits
+
+    tokenizer = char_tokenizer()
+    forget = Dataset.from_dict({"text": [f"{i}" * 200 for i in range(8)]})  # 8 documents of 20 chunks each
+    retain = Dataset.from_dict({"text": [f"{chr(97 + i)}" * 200 for i in range(8)]})
+    splits = unlearning_splits(forget, retain, tokenizer, chunk_length=10)
+    for name in ("forget_eval", "retain_eval"):
+        first = [tokenizer.decode(ids[:1]) for ids in splits[name]["input_ids"][:8]]
+        assert len(set(first)) > 1, f"{name}'s first chunks all come from one document"
+
+
+def test_retain_text_that_is_the_forget_text_is_refused(tmp_path):
+    """Both eval losses were 10.806950...: the retain split was the forget split."""
+    forget_file, copy_file = tmp_path / "forget.jsonl", tmp_path / "copy.jsonl"
+    forget_file.write_text("".join('{"text": "%s"}\n' % " ".join(f"s{i}.{j}" for j in range(20)) for i in range(40)))
+    copy_file.write_text(forget_file.read_text())
+    with pytest.raises(ValueError, match=r"retain_source='.*forget.jsonl' is the forget source: the retain step would train on forget text"):
+        DataArguments(forget_source=str(forget_file), retain_source=str(tmp_path / "." / "forget.jsonl"))
+    args = DataArguments(forget_source=str(forget_file), retain_source=str(copy_file), chunk_length=20)
+    with pytest.raises(ValueError, match=r"retain_source='.*copy.jsonl' holds 40 documents of forget_source='.*forget.jsonl'"):
+        build_unlearning_data(args, char_tokenizer())

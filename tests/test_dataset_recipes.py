@@ -168,6 +168,9 @@ def test_facts_from_list_and_jsonl(tmp_path):
         ([{"prompt": "The capital of Peru is"}], "'answer' is missing"),
         ([{"prompt": " ", "answer": "x"}], "'prompt' is empty in row 0"),
         ([{"prompt": "p", "answer": "Lima", "choices": ["Quito", "Bogota"]}], "'choices' does not contain the answer"),
+        # A repeated prompt, same answer or another, lands in split A and in the scored split B.
+        ([{"prompt": "A is", "answer": "1"}, {"prompt": "B is", "answer": "2"}, {"prompt": "A is ", "answer": "3"}],
+         "'prompt' repeats 'A is' in rows 0 and 2: keep one row per fact"),
     ],
 )
 def test_facts_schema_errors(rows, message):

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import FORGET_TEXTS, RETAIN_TEXTS, tiny_llama, unlearn_config, write_local_files
+from conftest import FORGET_TEXTS, RETAIN_TEXTS, char_tokenizer, tiny_llama, unlearn_config, write_local_files
 from datasets import Dataset
 
 import hf_unlearn
@@ -168,6 +168,75 @@ def test_bad_settings_are_named_in_one_line(flags, message, tmp_path, capsys):
         main(["unlearn", *flags, "--model_name_or_path", str(tmp_path / "no_model"), "--output_dir", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert exit_.value.code == 1 and message in err and len(err.strip().splitlines()) == 2, err  # the line, and the traceback hint
+
+
+@pytest.mark.parametrize(
+    ("command", "flags", "message"),
+    [
+        ("evaluate", ["--attack_steps", "-1"], "attack_steps=-1 is invalid: give steps >= 1, or leave it unset for the preset's steps"),
+        ("evaluate", ["--attack_steps", "0"], "attack_steps=0 is invalid"),  # named max_steps and suggested -1
+        ("sweep", ["--attack_steps", "-1"], "attack_steps=-1 is invalid"),
+        ("evaluate", ["--attack_suite", "strong"], "attack_suite='strong' is invalid: use one of quick, standard, paper"),
+        ("attack", ["--attack_suite", "strong"], "attack_suite='strong' is invalid: use one of quick, standard, paper, none"),
+        ("attack", ["--attack_suite", "none", "--kind", "quantize", "--quantize_group_size", "0"], "quantize_group_size=0 is invalid"),
+        ("attack", ["--attack_suite", "none", "--kind", "prompt", "--prompt_templates", "shout"],
+         "prompt_templates=['shout'] is invalid: choose among reasoning"),
+        ("evaluate", ["--lm_eval_tasks", "wmdp_bioo"], "--lm_eval_tasks: wmdp_bioo is not a task of lm-evaluation-harness (did you mean wmdp_bio?)"),
+        ("unlearn", ["--forget_source", "pydoc_prose", "--retain_source", "pydoc_prose"], "retain_source='pydoc_prose' is the forget source"),
+    ],
+)
+def test_bad_settings_of_every_command_are_refused_before_any_model_loads(command, flags, message, tmp_path, capsys):
+    """Silent (every attack trained 3 epochs), late (after models and data loaded) or a traceback inside the first attack."""
+    from hf_unlearn.cli import main
+
+    with pytest.raises(SystemExit) as exit_:  # a missing model: a setting checked after loading it would end there instead
+        main([command, "--model_name_or_path", str(tmp_path / "no_model"), *flags, "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and message in err and len(err.strip().splitlines()) == 2, err
+
+
+def test_a_config_file_that_sets_a_key_twice_is_refused(tmp_path, capsys):
+    """The last value won, without a word."""
+    from hf_unlearn.cli import main
+
+    config = tmp_path / "run.yaml"
+    config.write_text("method: mudman\nmax_steps: 30\nunlearning_rate: 0.01\nmax_steps: 3\n")
+    with pytest.raises(SystemExit):
+        main(["unlearn", "--config", str(config), "--model_name_or_path", str(tmp_path / "no_model"), "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert f"--config {config} sets max_steps twice (lines 2 and 4): keep one" in err and len(err.strip().splitlines()) == 2, err
+
+
+def test_a_group_size_that_divides_no_layer_is_refused_before_any_attack(tmp_path, capsys):
+    """Refused by the quantization itself, after the suite's first evaluations."""
+    from hf_unlearn.cli import main
+
+    model_dir, data = write_local_files(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["attack", str(model_dir), "--forget_source", data.forget_source, "--retain_source", data.retain_source, "--chunk_length", "16",
+              "--attack_suite", "none", "--kind", "quantize", "--quantize_group_size", "7", "--output_dir", str(tmp_path / "a")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert "quantize_group_size=7 does not divide the input width of the model's linear layers (32, 64): give a divisor of 32" in err, err
+    assert not (tmp_path / "a").exists(), "nothing evaluated"
+
+
+def test_evaluate_refuses_weights_replaced_after_unlearning(tmp_path, capsys):
+    """The card said "after unlearning with mudman" beside the new weights' figures: unlearning_info.json kept no digest."""
+    from hf_unlearn.cli import main
+    from hf_unlearn.model_card import saved_weights_digest
+
+    model_dir, data = write_local_files(tmp_path)
+    out = tmp_path / "out"
+    main(["unlearn", "--model_name_or_path", str(model_dir), "--forget_source", data.forget_source, "--retain_source", data.retain_source,
+          "--chunk_length", "16", "--max_steps", "1", "--per_device_train_batch_size", "4", "--output_dir", str(out), "--report_to", "none"])  # fmt: skip
+    assert json.loads((out / "unlearning_info.json").read_text())["weights_sha256"] == saved_weights_digest(out)
+    tiny_llama(len(char_tokenizer()), seed=9).save_pretrained(out)  # other weights, same folder
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(out), "--attack_suite", "quick", "--attack_steps", "1", "--batch_size", "4"])
+    err = capsys.readouterr().err
+    assert f"{out}: its weights are not the ones its unlearning_info.json describes" in err and len(err.strip().splitlines()) == 2, err
+    assert not (out / "robustness_report.json").exists()
 
 
 def test_a_refusal_under_several_processes_is_one_line_from_the_main_process(tmp_path):

@@ -1,5 +1,6 @@
 """Attacks that train nothing: quantization, in-context relearning, prompting (``hf_unlearn.attacks``)."""
 
+import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -8,6 +9,7 @@ import pytest
 import torch
 from conftest import FORGET_TEXTS, char_tokenizer, tensor_digest, tiny_llama
 from datasets import Dataset
+from tokenizers import processors
 from transformers import AutoModelForCausalLM
 
 from hf_unlearn.attacks import AttackSuite
@@ -112,8 +114,55 @@ def test_prompt_templates_skip_chat_without_a_chat_template():
     assert usable_templates(None, tokenizer) == [name for name in PROMPT_TEMPLATES if name != "chat"]
     tokenizer.chat_template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
     assert prompt_prefix("chat", tokenizer) == "<user>Complete the text with what you know.<assistant>"
-    with pytest.raises(ValueError, match="choose among"):
-        usable_templates(["shout"], tokenizer)
+    with pytest.raises(ValueError, match=r"prompt_templates=\['shout'\] is invalid: choose among reasoning, question"):
+        RelearnAttackConfig(output_dir="unused", kind="prompt", prompt_templates=["reasoning", "shout"])
+
+
+CHAT_TEMPLATE = "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
+
+
+def bos_tokenizer(adds: bool):
+    """The character tokenizer with a BOS token ``<bos>`` that it adds to every text it encodes (as Llama's, Mistral's,
+    Gemma's do) or only names (as SmolLM2's names ``<|im_start|>``), and a chat template that starts with it."""
+    tokenizer = char_tokenizer()
+    tokenizer.add_special_tokens({"bos_token": "<bos>"})
+    if adds:
+        tokenizer._tokenizer.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", tokenizer.bos_token_id)])
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def test_a_bos_the_tokenizer_adds_stays_first_and_one_it_only_names_is_the_chats_own():
+    """Prefixes went before the BOS on Llama-type tokenizers (the tests' tokenizer had none); and SmolLM2's chat lost
+    its first <|im_start|>, which its tokenizer names its BOS but never adds."""
+    chat = "<user>Complete the text with what you know.<assistant>"
+    adds, names = bos_tokenizer(adds=True), bos_tokenizer(adds=False)
+    bos = adds.bos_token_id
+    prefix = adds("xy", add_special_tokens=False)["input_ids"]
+    # Adds: the evaluated text brings its BOS, so the template's goes, and the prefix follows the BOS, unscored.
+    assert prompt_prefix("chat", adds) == chat
+    text = adds("abc")["input_ids"]
+    assert text[0] == bos
+    prefixed = with_prefix(Dataset.from_dict({"input_ids": [text]}), prefix, adds)[0]
+    assert prefixed == {"input_ids": [bos, *prefix, *text[1:]], "labels": [-100] * (1 + len(prefix)) + text[1:]}
+    # Names only: the token is the template's own text, kept; a text that starts with it gets the prefix before it.
+    assert prompt_prefix("chat", names) == "<bos>" + chat
+    text = names("<bos>abc")["input_ids"]
+    assert text[0] == bos
+    assert with_prefix(Dataset.from_dict({"input_ids": [text]}), prefix, names)[0]["input_ids"] == prefix + text
+
+
+def test_the_chat_prompt_of_smollm2_starts_its_first_turn():
+    """SmolLM2's bos_token is <|im_start|>, which its tokenizer does not add: stripping it began the chat with
+    "system\nYou are a helpful AI assistant named SmolLM" (the chat attack of the standard and paper presets)."""
+    from transformers import AutoTokenizer
+
+    from hf_unlearn.models import default_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(default_model_path())
+    chat = prompt_prefix("chat", tokenizer)
+    assert chat.startswith("<|im_start|>system\n") and chat.endswith("<|im_start|>assistant\n"), chat
+    assert chat.count("<|im_start|>") == 3 and chat.count("<|im_end|>") == 2
 
 
 def test_a_suite_mixing_kinds_names_the_attackers_best_and_each_kind(tmp_path):
@@ -148,6 +197,71 @@ def test_a_suite_mixing_kinds_names_the_attackers_best_and_each_kind(tmp_path):
     # Resumed from the saved results: nothing is evaluated again.
     again = AttackSuite(attacks).run(model, attack_dataset=attack, eval_dataset=evaluation, processing_class=tokenizer, resume=True)
     assert again.attacks == result.attacks
+
+
+def test_a_model_without_linear_layers_is_refused_by_the_quantize_attack():
+    """GPT-2's Conv1D layers: an "int4" attack that quantized nothing would report the model's own figures as robustness."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(char_tokenizer()), n_embd=16, n_layer=1, n_head=2, n_positions=64))
+    with pytest.raises(ValueError, match="GPT2LMHeadModel has no nn.Linear layer besides its output head"):
+        quantized_copy(model, 4)
+
+
+def test_in_context_and_prompt_variants_are_those_the_context_holds_fewest_shots_first(tmp_path):
+    """Shots are tried in increasing, distinct numbers (``16 1`` stopped at 16, never trying 1), and a prefix that would
+    push the text past the model's positions or ``max_length`` is not scored (truncation would cut the scored text)."""
+    tokenizer = char_tokenizer()
+    model = tiny_llama(len(tokenizer), seed=5, max_position_embeddings=256)  # a text (34 tokens) after 2 examples (132) fits, not 4
+    attack = tokenized(FORGET_TEXTS[:8], tokenizer)
+    evaluation = {"forget": tokenized(FORGET_TEXTS[8:12], tokenizer), "retain": tokenized(FORGET_TEXTS[12:14], tokenizer)}
+    common = dict(report_to="none", per_device_eval_batch_size=4)
+    attacks = {
+        "in_context": RelearnAttackConfig(output_dir=str(tmp_path / "ic"), kind="in_context", in_context_shots=[16, 4, 2, 1, 2], **common),
+        "prompt": RelearnAttackConfig(output_dir=str(tmp_path / "prompt"), kind="prompt", max_length=80, **common),
+    }
+    result = AttackSuite(attacks).run(model, attack_dataset=attack, eval_dataset=evaluation, processing_class=tokenizer)
+    assert [p["variant"] for p in result.attacks["in_context"]["curve"][1:]] == ["1 in context", "2 in context"]
+    longest = max(len(ids) for ids in evaluation["forget"]["input_ids"]) + 1
+    fits = [name for name in PROMPT_TEMPLATES if name != "chat" and len(tokenizer(prompt_prefix(name, tokenizer))["input_ids"]) + longest <= 80]
+    assert 0 < len(fits) < 3 and [p["variant"] for p in result.attacks["prompt"]["curve"][1:]] == fits
+
+
+def test_a_variant_that_broke_the_model_is_marked_and_never_the_attackers_best(tmp_path, monkeypatch):
+    """A quantized copy that broke the model (retain loss past 1.5x) could be the attacker's best."""
+    from hf_unlearn.attacks import suite
+
+    def broken_copy(model, bits, group_size):
+        broken = copy.deepcopy(model)
+        broken.lm_head.weight.data *= 300  # confidently wrong everywhere: the retain loss explodes, finite
+        return broken
+
+    monkeypatch.setattr(suite, "quantized_copy", broken_copy)
+    tokenizer = char_tokenizer()
+    attack = tokenized(FORGET_TEXTS[:4], tokenizer)
+    evaluation = {"forget": tokenized(FORGET_TEXTS[8:12], tokenizer), "retain": tokenized(FORGET_TEXTS[12:14], tokenizer)}
+    config = RelearnAttackConfig(output_dir=str(tmp_path), kind="quantize", report_to="none")
+    result = AttackSuite({"int4": config}).run(tiny_llama(len(tokenizer), seed=5), attack_dataset=attack, eval_dataset=evaluation,
+                                               processing_class=tokenizer)  # fmt: skip
+    start, variant = result.attacks["int4"]["curve"]
+    assert variant["retain_loss"] > 1.5 * start["retain_loss"] and variant["diverged"] is True
+    assert result.attacks["int4"]["diverged_at"] == "int4" and result.attacks["int4"]["best"] == start
+
+
+def test_resume_reads_back_an_attack_that_trains_nothing_only_with_the_same_settings(tmp_path):
+    """`evaluate --attack_steps 60` after a 2-step run must not read the 2-step results back (README's Guarantees)."""
+    tokenizer = char_tokenizer()
+    model = tiny_llama(len(tokenizer), seed=5, max_position_embeddings=512)
+    attack = tokenized(FORGET_TEXTS[:8], tokenizer)
+    evaluation = {"forget": tokenized(FORGET_TEXTS[8:12], tokenizer), "retain": tokenized(FORGET_TEXTS[12:14], tokenizer)}
+
+    def variants(shots: list[int]) -> list[str]:
+        config = RelearnAttackConfig(output_dir=str(tmp_path), kind="in_context", in_context_shots=shots, report_to="none")
+        result = AttackSuite({"in_context": config}).run(model, attack_dataset=attack, eval_dataset=evaluation, processing_class=tokenizer, resume=True)
+        return [p["variant"] for p in result.attacks["in_context"]["curve"][1:]]
+
+    assert variants([1]) == ["1 in context"]
+    assert variants([2]) == ["2 in context"], "other settings: run again, not read back"
 
 
 def test_config_refuses_fine_tuning_settings_on_attacks_that_train_nothing(tmp_path):

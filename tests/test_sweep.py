@@ -145,3 +145,50 @@ def test_a_timeout_starts_no_trial_after_it_and_the_same_command_continues(setup
     args = SweepArguments(**{**settings, "n_trials": 1, "timeout_s": 0.0})
     assert run_sweep(args, data, str(model_dir))["trials"] == {} and not trials(args), "model loading used up the time"
     assert run_sweep(dataclasses.replace(args, timeout_s=None), data, str(model_dir))["trials"] == {"COMPLETE": 1}, "a timeout is not a setting"
+
+
+def test_a_nan_retain_loss_is_beyond_every_budget(tmp_path):
+    """A NaN retain loss counted as within budget, for the budget callback and for the sweep's pruning."""
+    from hf_unlearn.evaluation.disruption import DisruptionBudget
+    from hf_unlearn.sweep import BudgetPruning
+
+    budget = DisruptionBudget(0.05, "nats")
+    assert budget.exceeded(3.0, float("nan")) and budget.exceeded(3.0, float("inf")) and not budget.exceeded(3.0, 3.04)
+    pruning = BudgetPruning(optuna.trial.FixedTrial({}), SweepArguments(output_dir=str(tmp_path)))
+    pruning.check({"eval_retain_loss": 3.0}, 0)
+    with pytest.raises(optuna.TrialPruned):
+        pruning.check({"eval_retain_loss": float("nan")}, 10)
+
+
+def test_a_trial_whose_attacks_all_diverged_is_pruned_not_scored(setup, monkeypatch):
+    """Scored as "nothing recovered", it made best.yaml favour settings that break the attacks."""
+    import hf_unlearn.sweep
+    from hf_unlearn.attacks import AttackSuiteResult
+
+    start = {"step": 0, "forget_loss": 5.0, "retain_loss": 3.0}
+    broken = {"kind": "fine_tune", "settings": "", "curve": [start, {"step": 2, "forget_loss": 1.0, "retain_loss": 9.0, "diverged": True}],
+              "best": start, "diverged_at": 2}  # fmt: skip
+    monkeypatch.setattr(hf_unlearn.sweep, "attack", lambda *args, **kwargs: AttackSuiteResult("forget_loss", False, {"sgd": broken}))
+    model_dir, data, settings = setup
+    args = SweepArguments(**{**settings, "n_trials": 1})
+    summary = run_sweep(args, data, str(model_dir))
+    assert [t.state.name for t in trials(args)] == ["PRUNED"] and "best_trial" not in summary
+    assert not (Path(settings["output_dir"]) / "best.yaml").exists()
+
+
+def test_a_minimizing_sweep_names_its_lowest_trial_best(tmp_path):
+    """Facts sweeps minimise split-B accuracy; a ranking fixed to descending named the worst trial best."""
+    from hf_unlearn.data import DataArguments
+    from hf_unlearn.sweep import summarize
+
+    args = SweepArguments(method="mudman", scenario="facts", output_dir=str(tmp_path), top_k=2,
+                          search_space={"unlearning_rate": {"low": 1e-4, "high": 1e-2, "log": True}})  # fmt: skip
+    assert args.direction == "minimize"
+    study = optuna.create_study(direction=args.direction)
+    distribution = optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
+    for rate, accuracy in ((1e-4, 0.9), (1e-3, 0.2), (1e-2, 0.5)):
+        study.add_trial(optuna.trial.create_trial(params={"unlearning_rate": rate}, distributions={"unlearning_rate": distribution}, value=accuracy))
+    summary = summarize(study, args, DataArguments(), None)
+    assert summary["best_value"] == 0.2 and summary["best_params"] == {"unlearning_rate": 1e-3}
+    assert summary["top_k_mean"] == pytest.approx(0.35), "the two lowest"
+    assert yaml.safe_load((tmp_path / "best.yaml").read_text())["unlearning_rate"] == 1e-3

@@ -38,19 +38,24 @@ def prompt_prefix(template: str, tokenizer: PreTrainedTokenizerBase, prompt: str
     if template == CHAT:
         messages = [{"role": "user", "content": PROMPT_TEMPLATES[CHAT]}]
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        bos = tokenizer.bos_token or ""
-        # The evaluated text gets its own BOS when the tokenizer adds one: a template's would make two.
+        bos = added_bos(tokenizer)
+        # The evaluated text gets the BOS the tokenizer adds: the template's would make two. A BOS the tokenizer only
+        # names (SmolLM2's <|im_start|>) opens the chat's first turn: stripped, the chat would start "system\n...".
         return text[len(bos) :] if bos and text.startswith(bos) else text
     question = f'How does "{prompt} ..." end?' if prompt else DEFAULT_QUESTION
     return PROMPT_TEMPLATES[template].format(question=question)
 
 
+def added_bos(tokenizer: PreTrainedTokenizerBase) -> str | None:
+    """The BOS token ``tokenizer`` puts before every text it encodes (Llama's, Mistral's, Gemma's), or None: SmolLM2
+    names ``<|im_start|>`` its BOS but adds none."""
+    bos = tokenizer.bos_token_id
+    return tokenizer.bos_token if bos is not None and tokenizer("a")["input_ids"][:1] == [bos] else None
+
+
 def usable_templates(templates: list[str] | None, tokenizer: PreTrainedTokenizerBase) -> list[str]:
-    """``templates`` (None: all), without ``chat`` for a tokenizer that has no chat template."""
+    """``templates`` (None: all; names ``RelearnAttackConfig`` checked), without ``chat`` for a tokenizer that has no chat template."""
     names = list(PROMPT_TEMPLATES) if templates is None else list(templates)
-    for name in names:
-        if name not in PROMPT_TEMPLATES:
-            raise ValueError(f"prompt template {name!r}: choose among {', '.join(PROMPT_TEMPLATES)}")
     return [name for name in names if name != CHAT or getattr(tokenizer, "chat_template", None)]
 
 
@@ -74,8 +79,8 @@ def tokenized(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, text_field: 
 
 def with_prefix(dataset: Dataset, prefix_ids: list[int], tokenizer: PreTrainedTokenizerBase) -> Dataset:
     """Tokenized examples (``input_ids``, optional ``labels``) with ``prefix_ids`` before them, after a leading
-    BOS if they start with one; the prefix's labels are ``-100``, so the loss is the example's alone."""
-    leading = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    BOS if they start with the one the tokenizer adds; the prefix's labels are ``-100``, so the loss is the example's alone."""
+    leading = [tokenizer.bos_token_id] if added_bos(tokenizer) else []
 
     def prefixed(example: dict) -> dict:
         ids, labels = example["input_ids"], example.get("labels") or example["input_ids"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..unlearn_config import invalid_setting
+
 # Attack settings of each preset; docs/results.md ("How the presets were chosen") has the measurements that chose them,
 # made with `benchmarks/attack_calibration.py` on MUDMAN-unlearned SmolLM2 (facts): plain and clipped
 # SGD recovered nothing there, AdamW with clipping recovered up to lr 1e-4 and broke the model (retain
@@ -53,3 +55,13 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         **NO_TRAINING,
     },
 }
+
+
+def check_preset_choice(attack_suite: str, attack_steps: int | None = None, others: tuple[str, ...] = ()) -> None:
+    """A command's ``--attack_suite`` (a preset, or one of ``others``) and ``--attack_steps``, when its flags are parsed:
+    an unknown preset was refused only after the models and data loaded, and ``attack_steps`` below 1 became every
+    attack's ``max_steps``, which the Trainer reads as "train num_train_epochs" (-1) or refuses as such (0)."""
+    if attack_suite not in (*PRESETS, *others):
+        raise invalid_setting("attack_suite", attack_suite, f"use one of {', '.join((*PRESETS, *others))}")
+    if attack_steps is not None and attack_steps < 1:
+        raise invalid_setting("attack_steps", attack_steps, "give steps >= 1, or leave it unset for the preset's steps")

@@ -28,6 +28,7 @@ evaluates like any other. As ``TorchAoConfig`` does, the output head and the emb
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import nn
@@ -60,15 +61,31 @@ def quantize_dequantize(weight: torch.Tensor, bits: int, group_size: int | None 
     return ((quantized.to(weight.dtype) - zero_point.to(weight.dtype)) * scale).to(weight.dtype).reshape(weight.shape)
 
 
+def quantized_layers(model: nn.Module) -> list[nn.Linear]:
+    """The layers the attack quantizes: every ``nn.Linear`` but the output head (as ``TorchAoConfig`` does)."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    layers = [module for module in model.modules() if isinstance(module, nn.Linear) and module is not head]
+    if not layers:  # GPT-2's Conv1D layers, for one: torchao's weight-only schemes leave them as they are too
+        raise ValueError(f"{type(model).__name__} has no nn.Linear layer besides its output head: the quantize attack has nothing to quantize")
+    return layers
+
+
+def check_group_size(model: nn.Module, group_size: int | None) -> None:
+    """Before any attack runs: ``group_size`` (``quantize_group_size``) divides every quantized layer's input width,
+    and the model has layers to quantize (otherwise the attack would fail after the suite's first evaluations)."""
+    widths = sorted({layer.in_features for layer in quantized_layers(model)})
+    if group_size is not None and any(width % group_size for width in widths):
+        raise ValueError(
+            f"quantize_group_size={group_size} does not divide the input width of the model's linear layers ({', '.join(map(str, widths))}): "
+            f"give a divisor of {math.gcd(*widths)}, or leave it unset (int4: groups of 32)"
+        )
+
+
 def quantized_copy(model: nn.Module, bits: int, group_size: int | None = None) -> nn.Module:
     """A copy of ``model`` whose linear weights (not the output head) are quantized to ``bits`` and dequantized;
     ``model`` itself is left as it is."""
     quantized = copy.deepcopy(model)
-    head = quantized.get_output_embeddings() if hasattr(quantized, "get_output_embeddings") else None
-    layers = [module for module in quantized.modules() if isinstance(module, nn.Linear) and module is not head]
-    if not layers:  # GPT-2's Conv1D layers, for one: torchao's weight-only schemes leave them as they are too
-        raise ValueError(f"{type(model).__name__} has no nn.Linear layer besides its output head: the quantize attack has nothing to quantize")
     with torch.no_grad():
-        for module in layers:
+        for module in quantized_layers(quantized):
             module.weight.copy_(quantize_dequantize(module.weight, bits, group_size if group_size is not None else SCHEMES[bits]))
     return quantized

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from ..unlearn_config import check_finite_rates, check_max_steps, invalid_setting, no_pinned_memory_without_accelerator
+from .inputs import PROMPT_TEMPLATES
 
 # What an attack does: fine-tune, or change nothing but the weights' precision or the evaluated inputs.
 ATTACK_KINDS = ("fine_tune", "quantize", "in_context", "prompt")
@@ -119,12 +120,19 @@ class RelearnAttackConfig(TrainingArguments):
             raise invalid_setting("kind", self.kind, "use_peft and interleave_retain are fine-tuning settings: set kind='fine_tune'")
         if self.quantize_bits not in (4, 8):
             raise invalid_setting("quantize_bits", self.quantize_bits, "choose 8 or 4")
+        if self.quantize_group_size is not None and self.quantize_group_size < 1:  # 0 read as unset: one scale per row
+            raise invalid_setting(
+                "quantize_group_size", self.quantize_group_size, "give inputs per scale >= 1 that divide the layers' input width, or leave it unset"
+            )
         if isinstance(self.in_context_shots, int):
             self.in_context_shots = [self.in_context_shots]
         if any(shots < 1 for shots in self.in_context_shots):
             raise invalid_setting("in_context_shots", self.in_context_shots, "give numbers of examples >= 1 (0 is the unattacked model, always measured)")
         if isinstance(self.prompt_templates, str):
             self.prompt_templates = [self.prompt_templates]
+        unknown = [name for name in self.prompt_templates or [] if name not in PROMPT_TEMPLATES]
+        if unknown:
+            raise invalid_setting("prompt_templates", unknown, f"choose among {', '.join(PROMPT_TEMPLATES)}, or leave it unset for all")
         check_finite_rates(self, ("learning_rate",))
         check_max_steps(self)
         no_pinned_memory_without_accelerator(self)

@@ -36,7 +36,7 @@ from ..models import load_causal_lm
 from ..tracking import group_name, wandb_run
 from .inputs import in_context_prefix, prefixed_evaluators, prompt_prefix, tokenized, usable_templates, with_prefix
 from .presets import PRESETS
-from .quantize import quantized_copy
+from .quantize import check_group_size, quantized_copy
 from .relearn_config import RelearnAttackConfig
 from .relearn_trainer import RelearnAttackTrainer, best_of, diverged
 
@@ -217,6 +217,9 @@ class AttackSuite:
             interleaved = [name for name, config in self.attacks.items() if config.interleave_retain]
             raise ValueError(f"attacks {interleaved} interleave retain steps: pass retain_dataset to AttackSuite.run")
         model, processing_class = load_causal_lm(model, processing_class)
+        for config in self.attacks.values():  # refused now, not after the attacks before it ran
+            if config.kind == "quantize":
+                check_group_size(model, config.quantize_group_size)
         evaluators = evaluators or {}
         key = run_fingerprint(model, attack_dataset, eval_dataset, evaluators, retain_dataset)
         wandb_group = wandb_group or group_name(None, "attacks")  # once: every attack of the suite in one group

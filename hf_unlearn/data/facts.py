@@ -37,6 +37,8 @@ def facts(source: Dataset | list[dict] | str) -> Dataset:
     columns = {"prompt": STRING, "answer": STRING}
     columns.update({name: STRING_LIST for name in ("choices", "phrasings") if name in source.column_names})
     check_columns(source, "facts", columns, FACT_SCHEMA)
+    rows: dict[str, int] = {}  # prompt -> its first row
+    repeated = []
     for row, example in enumerate(source):
         for name in ("prompt", "answer"):
             if example[name] is None or not example[name].strip():
@@ -45,6 +47,13 @@ def facts(source: Dataset | list[dict] | str) -> Dataset:
             raise DatasetSchemaError("facts", "choices", f"does not contain the answer in row {row}", FACT_SCHEMA)
         if "phrasings" in example and not all(example["answer"] in sentence for sentence in example["phrasings"] or []):
             raise DatasetSchemaError("facts", "phrasings", f"holds a sentence without the answer in row {row}", FACT_SCHEMA)
+        prompt = example["prompt"].strip()
+        if prompt in rows:
+            repeated.append(f"{prompt!r} in rows {rows[prompt]} and {row}")
+        rows.setdefault(prompt, row)
+    if repeated:  # one copy would land in the attacker's split A, the other in the scored split B
+        problem = f"repeats {'; '.join(repeated[:5])}{' and more' if len(repeated) > 5 else ''}: keep one row per fact"
+        raise DatasetSchemaError("facts", "prompt", problem, FACT_SCHEMA)
     return source
 
 

@@ -53,6 +53,7 @@ HUB_IDS: dict[str, str] = {
     **{f"muse_{corpus}_{split}": repo for corpus, repo in recipes.MUSE_CORPORA.items() for split in recipes.MUSE_CONFIGS["raw"][0]},
 }
 FORGET_POOLS = ("all", "tuning", "test")
+SAME_TEXT_FIX = "the retain step would train on forget text and disruption be measured on it; give other retain text (e.g. pydoc_prose)"
 
 
 def load_text_source(name: str, split: str = "train") -> Dataset:
@@ -131,6 +132,9 @@ class DataArguments:
     def __post_init__(self):
         if self.forget_pool not in FORGET_POOLS:
             raise ValueError(f"forget_pool={self.forget_pool!r} is invalid: use one of {', '.join(FORGET_POOLS)}")
+        forget, retain = Path(self.forget_source), Path(self.retain_source)
+        if self.retain_source == self.forget_source or (forget.is_file() and retain.is_file() and forget.samefile(retain)):
+            raise ValueError(f"retain_source={self.retain_source!r} is the forget source: {SAME_TEXT_FIX}")
 
 
 def _load_source(field_name: str, name: str, split: str) -> Dataset:
@@ -155,6 +159,12 @@ def build_unlearning_data(args: DataArguments, tokenizer: PreTrainedTokenizerBas
     splits = unlearning_splits(
         forget_text, retain_text, tokenizer, chunk_length=args.chunk_length, text_field=args.text_field, seed=args.split_seed
     )
+    # Forget documents in the retain text (a copy of the forget file under another name, say); checked after the splits,
+    # which name a missing text column.
+    forget_documents = {text for text in forget_text[args.text_field] if text.strip()}
+    shared = sum(text in forget_documents for text in retain_text[args.text_field])
+    if shared:
+        raise ValueError(f"retain_source={args.retain_source!r} holds {shared} documents of forget_source={args.forget_source!r}: {SAME_TEXT_FIX}")
 
     def capped(split: str, limit: int | None) -> Dataset:
         return splits[split] if limit is None else splits[split].select(range(min(limit, len(splits[split]))))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Protocol
 from unittest import mock
@@ -88,3 +89,18 @@ class HarnessEvaluator:
             for key, value in metrics.items()
             if "," in key and "stderr" not in key and isinstance(value, (int, float))
         }
+
+
+def check_harness_tasks(tasks: list[str], include_path: str | None = None) -> None:
+    """Every task (or pattern) names a task lm-evaluation-harness knows, checked before any model loads: a misspelled
+    one was a KeyError traceback inside the first attack."""
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager(include_path=include_path)
+    unknown = [task for task in tasks if not manager.match_tasks([task])]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], manager.all_tasks, n=1)
+        raise ValueError(
+            f"--lm_eval_tasks: {', '.join(unknown)} {'is not a task' if len(unknown) == 1 else 'are not tasks'} of lm-evaluation-harness"
+            + (f" (did you mean {close[0]}?)" if close else "") + ": give the harness's task names, or --lm_eval_include_path for your own"
+        )

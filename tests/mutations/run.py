@@ -308,6 +308,119 @@ MUTANTS = {
         "benchmarks/quality.py", "    if end < 0:", "    if False:",
         "tests/test_quality_benchmark.py::test_update_readme_rewrites_only_the_tables",
     ),
+    # Issue 33: the newest code's promises (its table), then its fixes.
+    'the quantize attack on a model without nn.Linear quantizes nothing': (
+        'hf_unlearn/attacks/quantize.py', "    if not layers:  # GPT-2's", "    if False:  # GPT-2's",
+        'tests/test_no_training_attacks.py::test_a_model_without_linear_layers_is_refused_by_the_quantize_attack',
+    ),
+    'input attacks put the prefix before the BOS': (
+        'hf_unlearn/attacks/inputs.py', '        keep = len(leading) if leading and ids[: len(leading)] == leading else 0', '        keep = 0',
+        'tests/test_no_training_attacks.py::test_a_bos_the_tokenizer_adds_stays_first_and_one_it_only_names_is_the_chats_own',
+    ),
+    "the chat prompt keeps the template's BOS": (
+        'hf_unlearn/attacks/inputs.py', '        return text[len(bos) :] if bos and text.startswith(bos) else text', '        return text',
+        'tests/test_no_training_attacks.py::test_a_bos_the_tokenizer_adds_stays_first_and_one_it_only_names_is_the_chats_own',
+    ),
+    'an in-context prefix longer than the context is scored': (
+        'hf_unlearn/attacks/suite.py', '                if len(prefix_ids) + longest > context:\n                    break', '                if False:\n                    break',
+        'tests/test_no_training_attacks.py::test_in_context_and_prompt_variants_are_those_the_context_holds_fewest_shots_first',
+    ),
+    'a prompt longer than the context is scored': (
+        'hf_unlearn/attacks/suite.py', '                if len(prefix_ids) + longest > context:\n                    continue', '                if False:\n                    continue',
+        'tests/test_no_training_attacks.py::test_in_context_and_prompt_variants_are_those_the_context_holds_fewest_shots_first',
+    ),
+    'in-context shots neither sorted nor deduplicated': (
+        'hf_unlearn/attacks/suite.py', '            for shots in sorted(set(config.in_context_shots)):', '            for shots in config.in_context_shots:',
+        'tests/test_no_training_attacks.py::test_in_context_and_prompt_variants_are_those_the_context_holds_fewest_shots_first',
+    ),
+    "a variant that broke the model can be the attacker's best": (
+        'hf_unlearn/attacks/suite.py', '                if diverged(point, start, config.divergence_retain_ratio):', '                if False:',
+        'tests/test_no_training_attacks.py::test_a_variant_that_broke_the_model_is_marked_and_never_the_attackers_best',
+    ),
+    "a resumed suite ignores the attacks' settings": (
+        'hf_unlearn/attacks/suite.py', 'if saved_key == key and same_settings(json.loads(saved_settings), json.loads(config.to_json_string()), type(config)):', 'if saved_key == key:',
+        'tests/test_no_training_attacks.py::test_resume_reads_back_an_attack_that_trains_nothing_only_with_the_same_settings',
+    ),
+    'a NaN retain loss is within the disruption budget': (
+        'hf_unlearn/evaluation/disruption.py', '        return not math.isfinite(value) or self.rise(start, value) > self.amount', '        return self.rise(start, value) > self.amount',
+        'tests/test_sweep.py::test_a_nan_retain_loss_is_beyond_every_budget',
+    ),
+    'held-out chunks not shuffled across documents': (
+        'hf_unlearn/data/processing.py', '    return DatasetDict({name: part.shuffle(seed=seed) for name, part in chunked.items()})', '    return chunked',
+        'tests/test_data.py::test_held_out_chunks_are_shuffled_across_documents',
+    ),
+    'the card crashes when every attack diverged': (
+        'hf_unlearn/model_card.py', '        for when, point in points.items()\n        if point is not None\n', '        for when, point in points.items()\n',
+        'tests/test_attacks.py::test_when_every_attack_diverges_the_report_says_so_in_words',
+    ),
+    'a sweep trial whose attacks all diverged is scored': (
+        'hf_unlearn/sweep.py', '    if result.all_diverged:\n        raise optuna.TrialPruned', '    if False:\n        raise optuna.TrialPruned',
+        'tests/test_sweep.py::test_a_trial_whose_attacks_all_diverged_is_pruned_not_scored',
+    ),
+    'a minimizing sweep ranks its trials descending': (
+        'hf_unlearn/sweep.py', 'reverse=args.direction == "maximize")', 'reverse=True)',
+        'tests/test_sweep.py::test_a_minimizing_sweep_names_its_lowest_trial_best',
+    ),
+    "SmolLM2's chat loses its first <|im_start|> (a BOS named, not added)": (
+        'hf_unlearn/attacks/inputs.py', '    return tokenizer.bos_token if bos is not None and tokenizer("a")["input_ids"][:1] == [bos] else None', '    return tokenizer.bos_token',
+        'tests/test_no_training_attacks.py::test_the_chat_prompt_of_smollm2_starts_its_first_turn',
+    ),
+    '--attack_steps below 1 accepted': (
+        'hf_unlearn/attacks/presets.py', '    if attack_steps is not None and attack_steps < 1:', '    if False:',
+        'tests/test_first_run.py::test_bad_settings_of_every_command_are_refused_before_any_model_loads',
+    ),
+    'an unknown --attack_suite found after the models load': (
+        'hf_unlearn/attacks/presets.py', '    if attack_suite not in (*PRESETS, *others):', '    if False:',
+        'tests/test_first_run.py::test_bad_settings_of_every_command_are_refused_before_any_model_loads',
+    ),
+    '--quantize_group_size 0 read as one scale per row': (
+        'hf_unlearn/attacks/relearn_config.py', '        if self.quantize_group_size is not None and self.quantize_group_size < 1:', '        if False:',
+        'tests/test_first_run.py::test_bad_settings_of_every_command_are_refused_before_any_model_loads',
+    ),
+    'an unknown --prompt_templates name found after the models load': (
+        'hf_unlearn/attacks/relearn_config.py', '        if unknown:\n            raise invalid_setting("prompt_templates"', '        if False:\n            raise invalid_setting("prompt_templates"',
+        'tests/test_first_run.py::test_bad_settings_of_every_command_are_refused_before_any_model_loads',
+    ),
+    'a group size that divides no layer found after the first evaluations': (
+        'hf_unlearn/attacks/suite.py', '                check_group_size(model, config.quantize_group_size)\n', '                pass\n',
+        'tests/test_first_run.py::test_a_group_size_that_divides_no_layer_is_refused_before_any_attack',
+    ),
+    'a group size that divides no layer not checked before the attacks': (
+        'hf_unlearn/attacks/quantize.py', '    if group_size is not None and any(width % group_size for width in widths):', '    if False:',
+        'tests/test_first_run.py::test_a_group_size_that_divides_no_layer_is_refused_before_any_attack',
+    ),
+    'a misspelled --lm_eval_tasks found inside the first attack': (
+        'hf_unlearn/evaluation/evaluators.py', '    if unknown:\n        close = difflib', '    if False:\n        close = difflib',
+        'tests/test_first_run.py::test_bad_settings_of_every_command_are_refused_before_any_model_loads',
+    ),
+    'a YAML key set twice: the last wins': (
+        'hf_unlearn/commands.py', '                if key.value in lines:', '                if False:',
+        'tests/test_first_run.py::test_a_config_file_that_sets_a_key_twice_is_refused',
+    ),
+    'evaluate takes weights replaced after unlearning': (
+        'hf_unlearn/commands.py', '    if recorded is not None and recorded.weights_sha256 and saved_weights_digest(model_path) != recorded.weights_sha256:', '    if False:',
+        'tests/test_first_run.py::test_evaluate_refuses_weights_replaced_after_unlearning',
+    ),
+    'unlearning_info.json records no weights digest': (
+        'hf_unlearn/unlearn_trainer.py', 'weights_sha256=saved_weights_digest(output_dir))', 'weights_sha256=None)',
+        'tests/test_first_run.py::test_evaluate_refuses_weights_replaced_after_unlearning',
+    ),
+    "a distilled folder keeps its teacher's weights digest": (
+        'hf_unlearn/commands.py', ', weights_sha256=saved_weights_digest(config.output_dir))', ')',
+        'tests/test_scenarios.py::test_distill_chains_after_unlearn_and_evaluate_reads_its_folder',
+    ),
+    'facts with a repeated prompt accepted': (
+        'hf_unlearn/data/facts.py', '    if repeated:  # one copy', '    if False:  # one copy',
+        'tests/test_dataset_recipes.py::test_facts_schema_errors',
+    ),
+    'the forget source named as retain source accepted': (
+        'hf_unlearn/data/sources.py', '        if self.retain_source == self.forget_source or (forget.is_file() and retain.is_file() and forget.samefile(retain)):', '        if False:',
+        'tests/test_data.py::test_retain_text_that_is_the_forget_text_is_refused',
+    ),
+    'a copy of the forget text as retain text accepted': (
+        'hf_unlearn/data/sources.py', '    if shared:\n', '    if False:\n',
+        'tests/test_data.py::test_retain_text_that_is_the_forget_text_is_refused',
+    ),
 }
 
 
