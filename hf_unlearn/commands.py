@@ -489,6 +489,7 @@ class EvaluateArguments:
     )
 
     def __post_init__(self):
+        check_preset_choice(self.attack_suite, self.attack_steps)
         if self.benchmark is not None and self.benchmark not in BENCHMARKS:
             raise ValueError(f"benchmark={self.benchmark!r} is invalid: use one of {', '.join(BENCHMARKS)}")
         if (self.retain_model or self.retain_logs) and self.benchmark is None:
@@ -526,9 +527,6 @@ def benchmark_evaluator(
         output_dir.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(cached, indent=2))
     return dataclasses.replace(evaluator, reference=cached)
-
-    def __post_init__(self):
-        check_preset_choice(self.attack_suite, self.attack_steps)
 
 
 def given_settings(argv: Sequence[str]) -> set[str]:

@@ -113,3 +113,18 @@ def test_evaluate_command_with_the_tofu_and_muse_benchmarks(tmp_path, tofu_folde
 def _write(path, content):
     path.write_text(json.dumps(content))
     return path
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"benchmark": "tofuu"}, "benchmark='tofuu' is invalid: use one of tofu, muse"),
+        ({"retain_logs": "eval.json"}, "--retain_model and --retain_logs serve a benchmark"),
+        ({"benchmark": "tofu", "retain_model": "oracle", "retain_logs": "eval.json"}, "give --retain_model or --retain_logs, not both"),
+    ],
+)
+def test_evaluate_refuses_benchmark_settings_it_cannot_honour(settings, message):
+    from hf_unlearn.commands import EvaluateArguments
+
+    with pytest.raises(ValueError, match=message):
+        EvaluateArguments(model_name_or_path="model", **settings)

@@ -265,4 +265,4 @@ def test_the_broken_model_guard_keeps_its_start_across_a_resume(memorised, tmp_p
     resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
     guards = [next(cb for cb in t.callback_handler.callbacks if isinstance(cb, BrokenModelGuard)) for t in (first, resumed)]
     assert guards[1].start == guards[0].start
-    assert abs(guards[1].probe() - guards[0].start) > 1e-3, "the weights moved: a start measured again would differ"
+    assert abs(guards[1].probe() - guards[0].start) > 1e-4, "the weights moved: a start measured again would differ"

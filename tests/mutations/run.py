@@ -87,6 +87,26 @@ MUTANTS = {
         "hf_unlearn/commands.py", '        config_path(chain.then_distill, "--then_distill")', "        pass",
         "tests/test_first_run.py::test_bad_settings_are_named_in_one_line",
     ),
+    "benchmarks: an unknown --benchmark accepted": (
+        "hf_unlearn/commands.py", "        if self.benchmark is not None and self.benchmark not in BENCHMARKS:", "        if False:",
+        "tests/test_benchmarks.py::test_evaluate_refuses_benchmark_settings_it_cannot_honour",
+    ),
+    "benchmarks: a retain model without a benchmark accepted": (
+        "hf_unlearn/commands.py", "        if (self.retain_model or self.retain_logs) and self.benchmark is None:", "        if False:",
+        "tests/test_benchmarks.py::test_evaluate_refuses_benchmark_settings_it_cannot_honour",
+    ),
+    "benchmarks: both a retain model and its logs accepted": (
+        "hf_unlearn/commands.py", "        if self.retain_model and self.retain_logs:", "        if False:",
+        "tests/test_benchmarks.py::test_evaluate_refuses_benchmark_settings_it_cannot_honour",
+    ),
+    "benchmarks: ragged perturbed answers accepted by TOFU": (
+        "hf_unlearn/evaluation/tofu.py", '            if len({len(wrong) for wrong in dataset["perturbed_answer"]}) != 1:', "            if False:",
+        "tests/test_benchmarks.py::test_tofu_evaluator_refuses_ragged_perturbed_answers",
+    ),
+    "benchmarks: a retain model's results of another forget split accepted": (
+        "hf_unlearn/evaluation/tofu.py", "            if len(self.reference_ratios) != len(self.forget):", "            if False:",
+        "tests/test_benchmarks.py::test_tofu_evaluator_values_and_forget_quality",
+    ),
     "W&B: the unlearn run finished before the evaluation logs into it": (
         "hf_unlearn/pipeline.py", '"unlearn", "unlearn", run_config, finish=False)', '"unlearn", "unlearn", run_config, finish=True)',
         "tests/test_cli.py::test_unlearn_command_reports_to_wandb_and_evaluates_into_the_same_run",
@@ -350,7 +370,8 @@ MUTANTS = {
         'tests/test_data.py::test_held_out_chunks_are_shuffled_across_documents',
     ),
     'the card crashes when every attack diverged': (
-        'hf_unlearn/model_card.py', '        for when, point in points.items()\n        if point is not None\n', '        for when, point in points.items()\n',
+        'hf_unlearn/model_card.py', '        if point is not None and math.isfinite(point.get(key, math.nan))\n',
+        '        if math.isfinite(point.get(key, math.nan))\n',
         'tests/test_attacks.py::test_when_every_attack_diverges_the_report_says_so_in_words',
     ),
     'a sweep trial whose attacks all diverged is scored': (
