@@ -111,6 +111,7 @@ class CausalLMTrainer(Trainer):
             callbacks=callbacks,
             optimizers=optimizers,
         )
+        check_sharding(self)
         # The trainers compute their own mean loss: the model's loss kwargs must not rescale it.
         self.model_accepts_loss_kwargs = False
         self.compute_metrics = token_mean_loss  # with prediction_step: exact evaluation losses
@@ -170,6 +171,28 @@ class CausalLMTrainer(Trainer):
             self.log(extra)
             metrics.update(extra)
         return metrics
+
+
+FSDP2_COMMAND = "accelerate launch --config_file $(hf-unlearn config-path fsdp2) ..."
+
+
+def check_sharding(trainer: Trainer) -> None:
+    """Refuse DeepSpeed and FSDP1 (FSDP2 is the supported sharding), and FSDP asked for but not engaged.
+
+    accelerate engages FSDP only on GPU-like devices: on CPU processes (``ACCELERATE_USE_CPU``) it
+    silently runs DDP instead, every process holding the whole model, which a run meant to fit by
+    sharding must not believe it is doing.
+    """
+    if trainer.is_deepspeed_enabled:
+        raise NotImplementedError(f"DeepSpeed is not supported: shard the model with FSDP2 instead ({FSDP2_COMMAND}; docs/design.md §8)")
+    asked = bool(trainer.args.fsdp) or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    if asked and not trainer.is_fsdp_enabled:
+        raise ValueError(
+            f"FSDP was asked for, but accelerate did not engage it on {trainer.args.device.type} processes (it shards on GPUs "
+            "only): each process would hold the whole model. Run on GPUs, or drop --use_fsdp / fsdp to run DDP knowingly"
+        )
+    if trainer.is_fsdp_enabled and trainer.accelerator.state.fsdp_plugin.fsdp_version != 2:
+        raise NotImplementedError(f"FSDP1 is not supported: set fsdp_version: 2 ({FSDP2_COMMAND})")
 
 
 def token_mean_loss(prediction: EvalPrediction) -> dict[str, float]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch.distributed.tensor import DTensor
 
 
 def at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
@@ -31,11 +32,18 @@ def global_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """L2 norm of all tensors taken together, computed in fp32 or wider (bf16 sums of squares lose precision).
 
     One norm per tensor (``torch._foreach_norm``: no full-size temporaries), then the norm of those.
+    Sharded tensors (FSDP2) give the norm over every process's shard: the same number on every process.
     """
     if not tensors:
         raise ValueError("global_norm needs at least one tensor")
     norms = torch._foreach_norm([at_least_float32(t.detach()) for t in tensors])
-    return torch.linalg.vector_norm(torch.stack(norms))
+    return full_value(torch.linalg.vector_norm(torch.stack(norms)))
+
+
+def full_value(value: torch.Tensor) -> torch.Tensor:
+    """A plain tensor of ``value``: a reduction over sharded tensors (FSDP2's ``DTensor``) holds each process's
+    part until it is asked for; this reduces it across the shards (one all-reduce of a scalar)."""
+    return value.full_tensor() if isinstance(value, DTensor) else value
 
 
 def normalize_(grads: Sequence[torch.Tensor], norm: torch.Tensor | None = None, sign: float = 1.0) -> Sequence[torch.Tensor]:

@@ -124,12 +124,8 @@ class UnlearnTrainer(CausalLMTrainer):
         self.peft_config = peft_config
         super().__init__(model, args, forget_dataset, "forget", eval_dataset, processing_class, data_collator, callbacks, optimizers, evaluators)
         retain = self.prepare_text(retain_dataset, "retain")
-        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
-            raise NotImplementedError(
-                f"method {args.method!r} takes gradients with respect to full target weights (for masking, the "
-                "adversary and cross-process averaging); FSDP and DeepSpeed shard them, which is not supported yet. "
-                "Run with DDP (accelerate launch without fsdp/deepspeed)."
-            )
+        if self.is_fsdp_enabled:
+            check_shardable(args, adapter=peft_config is not None)
         if args.disruption_budget is not None:
             self.add_callback(DisruptionBudgetCallback(args.disruption_budget, unit=args.disruption_unit))
         self.retain_stream = RetainStream(
@@ -400,6 +396,20 @@ def examples_drawn(steps: int, batch_size: int, num_examples: int) -> int:
     steps_per_epoch = math.ceil(num_examples / batch_size)
     epochs, steps_into_epoch = divmod(steps, steps_per_epoch)
     return epochs * num_examples + min(steps_into_epoch * batch_size, num_examples)
+
+
+def check_shardable(args: UnlearnConfig, adapter: bool) -> None:
+    """Refuse, under FSDP2, what is not built for sharded weights yet (docs/design.md §8): CIR (its collapsed
+    gradient is rebuilt from whole-weight statistics), WAGLE (its top fraction is over all weights together) and
+    LoRA adapters (untested sharded)."""
+    refused = {
+        f"method {args.method!r}": args.method == "cir",
+        f"wagle_fraction={getattr(args, 'wagle_fraction', 1.0)}": getattr(args, "wagle_fraction", 1.0) < 1,
+        "a LoRA adapter (peft_config)": adapter,
+    }
+    for what, is_refused in refused.items():
+        if is_refused:
+            raise NotImplementedError(f"{what} is not supported under FSDP yet: run it with DDP (accelerate launch without --use_fsdp)")
 
 
 def check_target_modules_apply(args: UnlearnConfig, adapter: bool) -> None:
