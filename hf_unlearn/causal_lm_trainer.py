@@ -117,6 +117,17 @@ class CausalLMTrainer(Trainer):
         self.compute_metrics = token_mean_loss  # with prediction_step: exact evaluation losses
         self.evaluators = evaluators or {}
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """``Trainer.save_model``; under FSDP2 with sharded state dicts, the model is gathered whole (on the CPU, one
+        tensor at a time) and the main process writes it as an ordinary safetensors model. Checkpoints keep the
+        shards each process writes, resumed as they were."""
+        sharded = self.is_fsdp_enabled and "FULL_STATE_DICT" not in str(self.accelerator.state.fsdp_plugin.state_dict_type)
+        if _internal_call or not sharded:
+            return super().save_model(output_dir, _internal_call)
+        state_dict = self.accelerator.get_state_dict(self.model)  # every process takes part; the main one gets it
+        if self.args.should_save:
+            self._save(output_dir, state_dict=state_dict)
+
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         # training_args.bin pickles the whole TrainingArguments: a --hub_token given on the command line
         # would be written next to the weights (and pushed with them). It is kept out of it.
@@ -173,7 +184,7 @@ class CausalLMTrainer(Trainer):
         return metrics
 
 
-FSDP2_COMMAND = "accelerate launch --config_file $(hf-unlearn config-path fsdp2) ..."
+FSDP2_COMMAND = "accelerate launch --config_file hf_unlearn/configs/accelerate/fsdp2.yaml recipes/unlearn.py ..."
 
 
 def check_sharding(trainer: Trainer) -> None:

@@ -13,6 +13,7 @@ from torch import nn
 from torch.distributed.fsdp import FSDPModule
 from torch.func import functional_call
 
+from .gradients import full_value
 from .losses import cross_entropy
 
 
@@ -139,9 +140,10 @@ def module_output(model: nn.Module, batch: Mapping[str, Any], module: nn.Module,
 
 
 def weights_digest(model: nn.Module) -> hashlib._Hash:
-    """A running SHA-256 of every tensor in the model's state dict, bit for bit (feed it more to key other inputs)."""
+    """A running SHA-256 of every tensor in the model's state dict, bit for bit (feed it more to key other inputs).
+    Sharded tensors (FSDP2) are gathered whole, so every process must call it."""
     digest = hashlib.sha256()
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(full_value(tensor.detach()).cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return digest

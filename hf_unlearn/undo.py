@@ -239,6 +239,8 @@ class UndoTrainer(CausalLMTrainer):
             model, args, train_dataset, "distillation", eval_dataset, processing_class, data_collator,
             [*(callbacks or []), self.stopper], optimizers, evaluators,
         )  # fmt: skip
+        if self.is_fsdp_enabled:  # the teacher is a whole second model on every process, which sharding is meant to avoid
+            raise NotImplementedError("UNDO (hf-unlearn distill) is not supported under FSDP yet: run it with DDP (accelerate launch without --use_fsdp)")
         self.teacher.to(self.args.device)
 
     def prepare_model(self, model: nn.Module, args: UndoConfig, processing_class: PreTrainedTokenizerBase, eval_dataset: Any) -> nn.Module:

@@ -225,6 +225,7 @@ class UnlearnTrainer(CausalLMTrainer):
 
     def write_model_card(self, output_dir: str | Path, model_name: str | None = None) -> None:
         """``create_model_card`` into ``output_dir``."""
+        weights = weights_digest(self.accelerator.unwrap_model(self.model)).hexdigest()  # every process: FSDP gathers
         if not self.is_world_process_zero():
             return
         output_dir = Path(output_dir)
@@ -233,7 +234,6 @@ class UnlearnTrainer(CausalLMTrainer):
         info.save(output_dir)
         report = output_dir / f"{REPORT_NAME}.json"
         report = RobustnessReport.load(report) if report.is_file() else None
-        weights = weights_digest(self.accelerator.unwrap_model(self.model)).hexdigest()
         if report is not None and report.details.get("model_weights") != weights:
             if self.peft_config is None:
                 # Written for the weights this run replaced: kept, it would be pushed beside a model it does not describe.

@@ -13,7 +13,7 @@ asking for FSDP there is refused (``check_sharding``).
 import os
 import sys
 
-from accelerate.state import AcceleratorState
+from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedType
 from distributed_unlearn import main
 
@@ -36,6 +36,8 @@ def engage_fsdp_on_cpu() -> None:
         if self.distributed_type == DistributedType.MULTI_CPU and fsdp_plugin is not None:
             self.distributed_type = DistributedType.FSDP
             self.fsdp_plugin = fsdp_plugin
+            # As accelerate does on GPUs: later AcceleratorState() calls copy the type from PartialState's state.
+            PartialState._shared_state["distributed_type"] = DistributedType.FSDP
 
     AcceleratorState.__init__ = init
 

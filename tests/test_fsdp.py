@@ -1,0 +1,81 @@
+"""FSDP2 on two CPU processes (gloo) gives the results of one process and of DDP (docs/design.md §8, "Sharded weights").
+
+accelerate engages FSDP only on GPUs; tests/distributed_fsdp.py's TEST-ONLY shim engages it on the CPU
+processes, and every run checks that the model really was sharded.
+"""
+
+
+import pytest
+import torch
+from conftest import FORGET_TEXTS, RETAIN_TEXTS, char_tokenizer, tiny_llama, unlearn_config
+from datasets import Dataset
+from safetensors.torch import load_file
+from test_distributed import run
+
+from hf_unlearn import UnlearnTrainer
+
+METHODS = ["mudman", "tar", "graddiff", "npo", "simnpo", "rmu", "circuit_breakers"]
+# Not zero: FSDP reduce-scatters the gradient of each process's loss scaled by its share of the tokens, where DDP's
+# path (and one process) averages the unscaled gradients after the backward; the roundings differ (up to 6e-8 with SGD,
+# 6e-7 with AdamW, whose division by the root of the second moment magnifies them on small gradients; the DDP tests
+# allow 1e-5 for the same reason).
+TOLERANCE = 1e-5
+# Circuit Breakers starts at a stationary point: its first gradient is rounding noise (methods/circuit_breakers.py),
+# which AdamW turns into full-size steps, so one process and DDP already differ by 5.6e-4; FSDP2 = DDP holds at 1e-5.
+SINGLE_PROCESS_TOLERANCE = {"circuit_breakers": 1e-3}
+
+
+def fsdp(tmp_path, name, method, *args, expect_failure=False):
+    result = run("distributed_fsdp.py", tmp_path / f"{name}.pt", 2, 8, method, *args, expect_failure=expect_failure)
+    assert result is None or result.pop("sharded"), "FSDP was not engaged: nothing sharded was compared"
+    return result
+
+
+def assert_same_weights(expected, actual, tolerance):
+    assert expected.keys() == actual.keys()
+    for name, weight in expected.items():
+        difference = (weight - actual[name]).abs().max()
+        assert difference <= tolerance, f"{name}: {difference}"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_fsdp_two_processes_match_one_and_ddp(tmp_path, method):
+    """Same global batch of 8: one process with 8 examples per step, two with 4 each under DDP, and under FSDP2."""
+    single = run("distributed_unlearn.py", tmp_path / "single.pt", 1, 8, method)
+    ddp = run("distributed_unlearn.py", tmp_path / "ddp.pt", 2, 8, method)
+    sharded = fsdp(tmp_path, "fsdp", method)
+    for name, weight in single["weights"].items():
+        assert not torch.allclose(weight, single["initial"][name], atol=1e-4), f"{name} did not move: nothing was compared"
+    assert not ddp.pop("sharded") and not single.pop("sharded")
+    assert_same_weights(single["weights"], sharded["weights"], SINGLE_PROCESS_TOLERANCE.get(method, TOLERANCE))
+    assert_same_weights(ddp["weights"], sharded["weights"], TOLERANCE)
+
+
+def test_fsdp_killed_during_a_sharded_checkpoint_resumes_to_the_uninterrupted_weights(tmp_path):
+    """Killed while writing checkpoint 3 (FSDP's sharded model and optimizer written, the method state not): the
+    resumed run restores checkpoint 2's shards and each process's shards of MUDMAN's adversary, bit for bit."""
+    straight = fsdp(tmp_path, "straight", "mudman")["weights"]
+    output_dir = tmp_path / "run"
+    fsdp(tmp_path, "killed", "mudman", "killed", output_dir, expect_failure=True)
+    assert (output_dir / "checkpoint-3").is_dir() and any((output_dir / "checkpoint-2").glob("pytorch_model_fsdp*"))
+    resumed = fsdp(tmp_path, "resumed", "mudman", "resume", output_dir)["weights"]
+    assert_same_weights(straight, resumed, 0.0)
+
+
+def test_fsdp_save_model_writes_an_ordinary_safetensors_model(tmp_path):
+    result = fsdp(tmp_path, "saved", "mudman", "save", tmp_path / "model")
+    saved = load_file(tmp_path / "model" / "model.safetensors")
+    assert_same_weights(result["weights"], {name: saved[name] for name in result["weights"]}, 0.0)
+    assert (tmp_path / "model" / "README.md").is_file()
+
+
+def test_fsdp_asked_for_on_cpu_processes_without_it_engaged_is_refused(tmp_path, monkeypatch):
+    """Without the test's shim accelerate runs CPU processes under DDP: a run that asked for FSDP is told, not fooled."""
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_VERSION", "2")
+    tokenizer = char_tokenizer()
+    with pytest.raises(ValueError, match="FSDP was asked for, but accelerate did not engage it on cpu processes"):
+        UnlearnTrainer(
+            tiny_llama(len(tokenizer)), unlearn_config(tmp_path), forget_dataset=Dataset.from_dict({"text": FORGET_TEXTS}),
+            retain_dataset=Dataset.from_dict({"text": RETAIN_TEXTS}), processing_class=tokenizer,
+        )  # fmt: skip
