@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object, reduce
+from torch.distributed.tensor import DTensor, Partial
 
 
 def token_mean_over_processes(
@@ -32,6 +33,13 @@ def token_mean_over_processes(
 def mean_over_processes(tensors: Sequence[torch.Tensor], accelerator: Accelerator) -> list[torch.Tensor]:
     """Plain average over processes (for logged metrics, where each process counts the same)."""
     return token_mean_over_processes(tensors, 1, accelerator)
+
+
+def mean_into_shard(tensor: torch.Tensor, like: DTensor) -> DTensor:
+    """The mean over processes of each one's whole ``tensor``, this process getting only its shard in ``like``'s layout
+    (FSDP2's): one reduce-scatter, as FSDP does for the gradients it takes itself."""
+    mesh = like.device_mesh
+    return DTensor.from_local(tensor, mesh, [Partial("avg")] * mesh.ndim).redistribute(mesh, like.placements)
 
 
 def sum_over_processes(value: torch.Tensor | int, accelerator: Accelerator) -> torch.Tensor:

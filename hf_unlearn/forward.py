@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +118,12 @@ def stop_after(module: nn.Module) -> Iterator[None]:
         handle.remove()
 
 
+def stop_after_unless_sharded(model: nn.Module, module: nn.Module) -> AbstractContextManager:
+    """``stop_after(module)``, or nothing when FSDP2 shards ``model``: a forward stopped midway would skip FSDP's
+    hooks after ``module`` (its layer left gathered, the root's forward unfinished), so it runs to the end."""
+    return nullcontext() if is_sharded(model) else stop_after(module)
+
+
 def decoder_layers(model: nn.Module) -> list[nn.Module]:
     """The transformer blocks in order (``model.layers``, ``transformer.h``, ``gpt_neox.layers``, ...)."""
     count = model.config.num_hidden_layers
@@ -132,7 +138,7 @@ def module_output(model: nn.Module, batch: Mapping[str, Any], module: nn.Module,
     captured = []
     handle = module.register_forward_hook(lambda mod, args, output: captured.append(output[0] if isinstance(output, tuple) else output))
     try:
-        with stop_after(module):
+        with stop_after_unless_sharded(model, module):
             lm_outputs(model, batch, weights)
     finally:
         handle.remove()

@@ -399,11 +399,9 @@ def examples_drawn(steps: int, batch_size: int, num_examples: int) -> int:
 
 
 def check_shardable(args: UnlearnConfig, adapter: bool) -> None:
-    """Refuse, under FSDP2, what is not built for sharded weights yet (docs/design.md §8): CIR (its collapsed
-    gradient is rebuilt from whole-weight statistics), WAGLE (its top fraction is over all weights together) and
-    LoRA adapters (untested sharded)."""
+    """Refuse, under FSDP2, what is not built for sharded weights yet (docs/design.md §8.1): WAGLE (its top fraction
+    is over all weights together) and LoRA adapters (untested sharded)."""
     refused = {
-        f"method {args.method!r}": args.method == "cir",
         f"wagle_fraction={getattr(args, 'wagle_fraction', 1.0)}": getattr(args, "wagle_fraction", 1.0) < 1,
         "a LoRA adapter (peft_config)": adapter,
     }

@@ -37,7 +37,7 @@ SETTINGS = {
         retain_batch_size=None,  # per_device_train_batch_size: half the global batch on each of two processes
     ),
     # The other methods, at the settings of test_methods.py: 3 steps each.
-    "tar": dict(config_class=TARConfig, max_steps=3, unlearning_rate=0.02),
+    "tar": dict(config_class=TARConfig, max_steps=3, unlearning_rate=1.0),
     "graddiff": dict(config_class=GradDiffConfig, max_steps=3, learning_rate=1e-3),
     "npo": dict(config_class=NPOConfig, max_steps=3, learning_rate=1e-3),
     "simnpo": dict(config_class=SimNPOConfig, max_steps=3, learning_rate=1e-3),

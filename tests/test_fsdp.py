@@ -14,7 +14,7 @@ from test_distributed import run
 
 from hf_unlearn import UnlearnTrainer
 
-METHODS = ["mudman", "tar", "graddiff", "npo", "simnpo", "rmu", "circuit_breakers"]
+METHODS = ["mudman", "tar", "graddiff", "npo", "simnpo", "rmu", "circuit_breakers", "cir"]
 # Not zero: FSDP reduce-scatters the gradient of each process's loss scaled by its share of the tokens, where DDP's
 # path (and one process) averages the unscaled gradients after the backward; the roundings differ (up to 6e-8 with SGD,
 # 6e-7 with AdamW, whose division by the root of the second moment magnifies them on small gradients; the DDP tests
@@ -51,14 +51,18 @@ def test_fsdp_two_processes_match_one_and_ddp(tmp_path, method):
     assert_same_weights(ddp["weights"], sharded["weights"], TOLERANCE)
 
 
-def test_fsdp_killed_during_a_sharded_checkpoint_resumes_to_the_uninterrupted_weights(tmp_path):
-    """Killed while writing checkpoint 3 (FSDP's sharded model and optimizer written, the method state not): the
-    resumed run restores checkpoint 2's shards and each process's shards of MUDMAN's adversary, bit for bit."""
-    straight = fsdp(tmp_path, "straight", "mudman")["weights"]
+@pytest.mark.parametrize("method", ["mudman", "cir"])
+def test_fsdp_killed_during_a_sharded_checkpoint_resumes_to_the_uninterrupted_weights(tmp_path, method):
+    """Killed while writing a checkpoint (FSDP's sharded model and optimizer written, the method state not): the
+    resumed run restores the previous checkpoint's shards and each process's method state (MUDMAN's adversary
+    shards; CIR's original-weight shards and its own statistics), bit for bit."""
+    straight = fsdp(tmp_path, "straight", method)["weights"]
     output_dir = tmp_path / "run"
-    fsdp(tmp_path, "killed", "mudman", "killed", output_dir, expect_failure=True)
-    assert (output_dir / "checkpoint-3").is_dir() and any((output_dir / "checkpoint-2").glob("pytorch_model_fsdp*"))
-    resumed = fsdp(tmp_path, "resumed", "mudman", "resume", output_dir)["weights"]
+    fsdp(tmp_path, "killed", method, "killed", output_dir, expect_failure=True)
+    kill_step = {"mudman": 3, "cir": 5}[method]
+    assert (output_dir / f"checkpoint-{kill_step}").is_dir()
+    assert any((output_dir / f"checkpoint-{kill_step - 1}").glob("pytorch_model_fsdp*")), "not a sharded checkpoint"
+    resumed = fsdp(tmp_path, "resumed", method, "resume", output_dir)["weights"]
     assert_same_weights(straight, resumed, 0.0)
 
 

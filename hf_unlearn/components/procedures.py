@@ -187,8 +187,10 @@ class UpdateProcedure:
         weights: Sequence[torch.Tensor],
         loss_fns: Sequence[OutputsLoss],
         hidden_states: bool,
+        num_tokens: torch.Tensor | None = None,
     ) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
         """``losses_and_grads`` under FSDP2: the gradients are this process's shards of the global ones.
+        ``num_tokens``: the tokens each loss averages over, if not the target tokens of ``batch``'s labels.
 
         FSDP2 gathers each layer's weights for its forward and backward and reduce-scatters the weight
         gradients, so the gradients are taken by ``backward()`` into ``param.grad`` (moved aside and put
@@ -197,7 +199,7 @@ class UpdateProcedure:
         token-mean loss by its share of the global target tokens (times the process count) makes that
         average the global token mean, as ``token_mean_over_processes`` does for DDP.
         """
-        num_tokens = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
+        num_tokens = (batch["labels"][:, 1:] != IGNORE_INDEX).sum() if num_tokens is None else num_tokens
         share = num_tokens * step.accelerator.num_processes / sum_over_processes(num_tokens, step.accelerator)
         accumulated = [p.grad for p in base]
         # Trainer's gradient accumulation turns FSDP's reduce-scatter off but for the last micro-batch: every
