@@ -83,3 +83,13 @@ def test_fsdp_asked_for_on_cpu_processes_without_it_engaged_is_refused(tmp_path,
             tiny_llama(len(tokenizer)), unlearn_config(tmp_path), forget_dataset=Dataset.from_dict({"text": FORGET_TEXTS}),
             retain_dataset=Dataset.from_dict({"text": RETAIN_TEXTS}), processing_class=tokenizer,
         )  # fmt: skip
+
+
+def test_what_is_not_built_for_shards_is_refused_under_fsdp(tmp_path):
+    from hf_unlearn.unlearn_trainer import check_shardable
+
+    with pytest.raises(NotImplementedError, match=r"wagle_fraction=0.5 is not supported under FSDP yet: run it with DDP"):
+        check_shardable(unlearn_config(tmp_path, wagle_fraction=0.5), adapter=False)
+    with pytest.raises(NotImplementedError, match="a LoRA adapter"):
+        check_shardable(unlearn_config(tmp_path), adapter=True)
+    check_shardable(unlearn_config(tmp_path), adapter=False)  # MUDMAN itself is built for shards
