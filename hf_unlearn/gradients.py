@@ -2,7 +2,9 @@
 
 Everything here acts on lists of tensors (one per target weight) and has no knowledge of models,
 trainers or processes: the caller reduces gradients across processes first, so every rank computes
-the same norms and masks from the same numbers.
+the same norms and masks from the same numbers. Under FSDP2 the tensors are shards (``DTensor``s):
+elementwise work stays on each process's shard, and a reduction (``global_norm``) is completed over
+all shards by ``full_value``.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ trainer step is one loop over the target weights ``base``:
 5. Mask: keep ``g_u`` where its sign equals ``r``'s (Disruption Masking).
 6. Update: ``base -= retaining_rate*r + unlearning_rate*g_u`` (times WAGLE's static mask).
 
+Under FSDP2 every step runs on each process's shards of the weights, gradients and state
+(``sharded_losses_and_grads``; docs/design.md §8.1).
+
 ``OptimizerUpdate`` runs the same steps 1-5 (the forget gradient taken at ``base`` itself) and
 hands ``retaining_rate*r + unlearning_rate*g_u`` to the optimizer as the gradient, so with every
 component off it is the plain weighted sum of the objective's two losses.
