@@ -73,6 +73,20 @@ def test_fsdp_save_model_writes_an_ordinary_safetensors_model(tmp_path):
     assert (tmp_path / "model" / "README.md").is_file()
 
 
+def test_fsdp_evaluators_match_one_process(tmp_path):
+    """The MCQ and fact evaluators on a model sharded by fully_shard: 9 facts in batches of 2 give the processes 3
+    and 2 batches, and every forward of a sharded model needs every process (a process that stopped early hung the
+    other), so each runs as many as the largest share."""
+    single = run("distributed_eval.py", tmp_path / "single.pt", 1)
+    sharded = run("distributed_eval.py", tmp_path / "sharded.pt", 2, "fsdp")
+    assert sharded["sharded"] and not single["sharded"]
+    assert torch.allclose(single["letter_logits"], sharded["letter_logits"], atol=1e-5)
+    for name in ("mcq", "facts"):
+        assert single[name].keys() == sharded[name].keys()
+        for key in single[name]:
+            assert sharded[name][key] == pytest.approx(single[name][key], abs=1e-6), (name, key)
+
+
 def test_fsdp_asked_for_on_cpu_processes_without_it_engaged_is_refused(tmp_path, monkeypatch):
     """Without the test's shim accelerate runs CPU processes under DDP: a run that asked for FSDP is told, not fooled."""
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")

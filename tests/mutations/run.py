@@ -27,6 +27,10 @@ MUTANTS = {
         "hf_unlearn/gradients.py", "    return value.full_tensor() if isinstance(value, DTensor) else value",
         "    return value.to_local() if isinstance(value, DTensor) else value", "tests/test_fsdp.py::test_fsdp_two_processes_match_one_and_ddp[mudman]",
     ),
+    "fsdp: evaluators stop when their own share is scored": (
+        "hf_unlearn/evaluation/common.py", "            score_batch(indices[-1:] or [0])", "            pass",
+        "tests/test_fsdp.py::test_fsdp_evaluators_match_one_process",
+    ),
     "fsdp: save_model writes FSDP's shards, not a model": (
         "hf_unlearn/causal_lm_trainer.py", "        if _internal_call or not sharded:", "        if True:",
         "tests/test_fsdp.py::test_fsdp_save_model_writes_an_ordinary_safetensors_model",
