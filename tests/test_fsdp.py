@@ -87,6 +87,17 @@ def test_fsdp_evaluators_match_one_process(tmp_path):
             assert sharded[name][key] == pytest.approx(single[name][key], abs=1e-6), (name, key)
 
 
+def test_fsdp_relearning_attack_equals_ddp(tmp_path):
+    """A relearning attack (a full fine-tune, evaluated with greedy samples) trains the sharded model as DDP trains
+    the whole one: the same attack curve and weights (equal here, bit for bit)."""
+    ddp = run("distributed_relearn.py", tmp_path / "ddp.pt", 2, "ddp")
+    sharded = run("distributed_relearn.py", tmp_path / "fsdp.pt", 2, "fsdp")
+    assert sharded["sharded"] and not ddp["sharded"]
+    assert [point["forget_loss"] for point in ddp["curve"]] == pytest.approx([point["forget_loss"] for point in sharded["curve"]], abs=1e-6)
+    assert ddp["curve"][-1]["forget_loss"] < ddp["curve"][0]["forget_loss"] - 0.1, "the attack relearned nothing"
+    assert_same_weights(ddp["weights"], sharded["weights"], TOLERANCE)
+
+
 def test_fsdp_asked_for_on_cpu_processes_without_it_engaged_is_refused(tmp_path, monkeypatch):
     """Without the test's shim accelerate runs CPU processes under DDP: a run that asked for FSDP is told, not fooled."""
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
