@@ -125,7 +125,7 @@ class UnlearnTrainer(CausalLMTrainer):
         super().__init__(model, args, forget_dataset, "forget", eval_dataset, processing_class, data_collator, callbacks, optimizers, evaluators)
         retain = self.prepare_text(retain_dataset, "retain")
         if self.is_fsdp_enabled:
-            check_shardable(args, adapter=peft_config is not None)
+            check_shardable(args)
         if args.disruption_budget is not None:
             self.add_callback(DisruptionBudgetCallback(args.disruption_budget, unit=args.disruption_unit))
         self.retain_stream = RetainStream(
@@ -398,16 +398,11 @@ def examples_drawn(steps: int, batch_size: int, num_examples: int) -> int:
     return epochs * num_examples + min(steps_into_epoch * batch_size, num_examples)
 
 
-def check_shardable(args: UnlearnConfig, adapter: bool) -> None:
-    """Refuse, under FSDP2, what is not built for sharded weights yet (docs/design.md §8.1): WAGLE (its top fraction
-    is over all weights together) and LoRA adapters (untested sharded)."""
-    refused = {
-        f"wagle_fraction={getattr(args, 'wagle_fraction', 1.0)}": getattr(args, "wagle_fraction", 1.0) < 1,
-        "a LoRA adapter (peft_config)": adapter,
-    }
-    for what, is_refused in refused.items():
-        if is_refused:
-            raise NotImplementedError(f"{what} is not supported under FSDP yet: run it with DDP (accelerate launch without --use_fsdp)")
+def check_shardable(args: UnlearnConfig) -> None:
+    """Refuse, under FSDP2, what is not built for sharded weights (docs/design.md §8.1): WAGLE's top fraction is
+    taken over every weight at once."""
+    if getattr(args, "wagle_fraction", 1.0) < 1:
+        raise NotImplementedError(f"wagle_fraction={args.wagle_fraction} is not supported under FSDP yet: run it with DDP (accelerate launch without --use_fsdp)")
 
 
 def check_target_modules_apply(args: UnlearnConfig, adapter: bool) -> None:

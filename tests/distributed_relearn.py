@@ -1,7 +1,7 @@
 """Run by test_fsdp.py: a relearning attack (a full fine-tune of the tiny model) under DDP or FSDP2, its attack curve
 and final weights saved by the main process.
 
-    ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 tests/distributed_relearn.py OUT.pt ddp|fsdp
+    ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 tests/distributed_relearn.py OUT.pt ddp|fsdp [lora]
 """
 
 import os
@@ -18,7 +18,7 @@ from hf_unlearn.forward import is_sharded
 from hf_unlearn.gradients import full_value
 
 
-def main(out_path: str, layout: str) -> None:
+def main(out_path: str, layout: str, adapter: str = "") -> None:
     if layout == "fsdp":
         os.environ.update(FSDP_ENVIRONMENT)
         engage_fsdp_on_cpu()
@@ -26,7 +26,7 @@ def main(out_path: str, layout: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         args = RelearnAttackConfig(
             output_dir=tmp, max_steps=4, per_device_train_batch_size=2, eval_steps=2, learning_rate=0.05,
-            save_strategy="no", report_to="none", disable_tqdm=True, seed=0,
+            save_strategy="no", report_to="none", disable_tqdm=True, seed=0, use_peft=adapter == "lora",
         )  # fmt: skip
         trainer = RelearnAttackTrainer(
             tiny_llama(len(tokenizer)), args, attack_dataset=Dataset.from_dict({"text": FORGET_TEXTS[:12]}),

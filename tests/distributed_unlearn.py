@@ -19,6 +19,7 @@ import time
 import torch
 from conftest import FORGET_TEXTS, RETAIN_TEXTS, char_tokenizer, tiny_llama, unlearn_config
 from datasets import Dataset
+from peft import LoraConfig
 from transformers import Trainer, TrainerCallback
 
 from hf_unlearn import CircuitBreakersConfig, CIRConfig, GradDiffConfig, NPOConfig, RMUConfig, SimNPOConfig, TARConfig, UnlearnTrainer
@@ -43,6 +44,8 @@ SETTINGS = {
     "simnpo": dict(config_class=SimNPOConfig, max_steps=3, learning_rate=1e-3),
     "rmu": dict(config_class=RMUConfig, max_steps=3, learning_rate=1e-3, rmu_layer=1, retaining_rate=10.0),
     "circuit_breakers": dict(config_class=CircuitBreakersConfig, max_steps=3, learning_rate=1e-3, cb_layers=[1, 2]),
+    # A LoRA adapter trains (its reference: the adapter disabled).
+    "npo_lora": dict(config_class=NPOConfig, max_steps=3, learning_rate=1e-2),
 }  # fmt: skip
 KILL_STEP = {"mudman": 3, "cir": 5}  # CIR: mid epoch 1, each process holding its own statistics
 
@@ -82,7 +85,6 @@ class CheckCompleteOnSave(TrainerCallback):
 def main(out_path: str, global_batch: int, method: str, mode: str = "straight", output_dir: str | None = None) -> None:
     tokenizer = char_tokenizer()
     model = tiny_llama(len(tokenizer))
-    initial = {name: p.detach().clone() for name, p in model.named_parameters()}
     with tempfile.TemporaryDirectory() as tmp:
         checkpoints = dict(save_strategy="steps", save_steps=1) if mode != "straight" else {}
         args = unlearn_config(output_dir or tmp, **SETTINGS[method], **checkpoints)
@@ -98,7 +100,9 @@ def main(out_path: str, global_batch: int, method: str, mode: str = "straight", 
             retain_dataset=Dataset.from_dict({"text": RETAIN_TEXTS}),
             processing_class=tokenizer,
             callbacks=[CheckCompleteOnSave()] if mode == "slow_rank1" else None,
+            peft_config=LoraConfig(r=4, target_modules=["gate_proj", "up_proj", "down_proj"], init_lora_weights=False) if method.endswith("_lora") else None,
         )
+        initial = {name: p.detach().clone() for name, p in trainer.target_parameters().items()}  # before FSDP shards them
         trainer.train(resume_from_checkpoint=True if mode == "resume" else None)
         if mode == "save":
             trainer.save_model(output_dir)
