@@ -75,6 +75,17 @@ def test_fsdp_save_model_writes_an_ordinary_safetensors_model(tmp_path):
     assert (tmp_path / "model" / "README.md").is_file()
 
 
+def test_fsdp_undo_matches_one_process(tmp_path):
+    """UNDO's distillation with the student and the teacher sharded: one process's weights on the same global batch
+    of texts of different lengths (AdamW: 7e-7 measured)."""
+    single = run("distributed_undo.py", tmp_path / "single.pt", 1, 8)
+    sharded = run("distributed_undo.py", tmp_path / "sharded.pt", 2, 8, "fsdp")
+    assert sharded.pop("sharded") and not single.pop("sharded")
+    for name, weight in single["weights"].items():
+        assert not torch.allclose(weight, single["initial"][name], atol=1e-4), f"{name} did not move: nothing was compared"
+    assert_same_weights(single["weights"], sharded["weights"], TOLERANCE)
+
+
 def test_fsdp_evaluators_match_one_process(tmp_path):
     """The MCQ and fact evaluators on a model sharded by fully_shard: 9 facts in batches of 2 give the processes 3
     and 2 batches, and every forward of a sharded model needs every process (a process that stopped early hung the
