@@ -124,8 +124,6 @@ class UnlearnTrainer(CausalLMTrainer):
         self.peft_config = peft_config
         super().__init__(model, args, forget_dataset, "forget", eval_dataset, processing_class, data_collator, callbacks, optimizers, evaluators)
         retain = self.prepare_text(retain_dataset, "retain")
-        if self.is_fsdp_enabled:
-            check_shardable(args)
         if args.disruption_budget is not None:
             self.add_callback(DisruptionBudgetCallback(args.disruption_budget, unit=args.disruption_unit))
         self.retain_stream = RetainStream(
@@ -396,13 +394,6 @@ def examples_drawn(steps: int, batch_size: int, num_examples: int) -> int:
     steps_per_epoch = math.ceil(num_examples / batch_size)
     epochs, steps_into_epoch = divmod(steps, steps_per_epoch)
     return epochs * num_examples + min(steps_into_epoch * batch_size, num_examples)
-
-
-def check_shardable(args: UnlearnConfig) -> None:
-    """Refuse, under FSDP2, what is not built for sharded weights (docs/design.md §8.1): WAGLE's top fraction is
-    taken over every weight at once."""
-    if getattr(args, "wagle_fraction", 1.0) < 1:
-        raise NotImplementedError(f"wagle_fraction={args.wagle_fraction} is not supported under FSDP yet: run it with DDP (accelerate launch without --use_fsdp)")
 
 
 def check_target_modules_apply(args: UnlearnConfig, adapter: bool) -> None:

@@ -46,6 +46,8 @@ SETTINGS = {
     "circuit_breakers": dict(config_class=CircuitBreakersConfig, max_steps=3, learning_rate=1e-3, cb_layers=[1, 2]),
     # A LoRA adapter trains (its reference: the adapter disabled).
     "npo_lora": dict(config_class=NPOConfig, max_steps=3, learning_rate=1e-2),
+    # WAGLE's static mask: half of the weights, chosen over all shards together.
+    "graddiff_wagle": dict(config_class=GradDiffConfig, max_steps=3, learning_rate=1e-3, wagle_fraction=0.5),
 }  # fmt: skip
 KILL_STEP = {"mudman": 3, "cir": 5}  # CIR: mid epoch 1, each process holding its own statistics
 

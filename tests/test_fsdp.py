@@ -16,7 +16,7 @@ from test_distributed import run
 
 from hf_unlearn import UnlearnTrainer
 
-METHODS = ["mudman", "tar", "graddiff", "npo", "simnpo", "rmu", "circuit_breakers", "cir", "npo_lora"]
+METHODS = ["mudman", "tar", "graddiff", "npo", "simnpo", "rmu", "circuit_breakers", "cir", "npo_lora", "graddiff_wagle"]
 # Not zero: FSDP reduce-scatters the gradient of each process's loss scaled by its share of the tokens, where DDP's
 # path (and one process) averages the unscaled gradients after the backward; the roundings differ (up to 6e-8 with SGD,
 # 6e-7 with AdamW, whose division by the root of the second moment magnifies them on small gradients; the DDP tests
@@ -124,14 +124,6 @@ def test_fsdp_asked_for_on_cpu_processes_without_it_engaged_is_refused(tmp_path,
         )  # fmt: skip
 
 
-def test_wagle_is_refused_under_fsdp(tmp_path):
-    from hf_unlearn.unlearn_trainer import check_shardable
-
-    with pytest.raises(NotImplementedError, match=r"wagle_fraction=0.5 is not supported under FSDP yet: run it with DDP"):
-        check_shardable(unlearn_config(tmp_path, wagle_fraction=0.5))
-    check_shardable(unlearn_config(tmp_path))  # MUDMAN itself is built for shards
-
-
 def test_deepspeed_and_fsdp1_are_refused_naming_fsdp2(tmp_path):
     """Neither engages on this machine: the check is given the trainer's flags as a DeepSpeed or FSDP1 run sets them."""
     from hf_unlearn.causal_lm_trainer import check_sharding
@@ -155,3 +147,10 @@ def test_the_shipped_accelerate_config_is_fsdp2():
     config = load_config_from_file(str(Path(__file__).parents[1] / "hf_unlearn" / "configs" / "accelerate" / "fsdp2.yaml"))
     assert config.distributed_type == "FSDP" and config.fsdp_config["fsdp_version"] == 2
     assert config.fsdp_config["fsdp_state_dict_type"] == "SHARDED_STATE_DICT"
+
+
+def test_sharded_top_fraction_keeps_exactly_k_with_ties(tmp_path):
+    """WAGLE's mask over shards keeps every score above the k-th largest and, of the ties at it, as many as make k."""
+    masks = run("distributed_top_fraction.py", tmp_path / "masks.pt", 2)["masks"]
+    assert masks[0].tolist() == [[True, True], [False, True], [True, False], [False, False]]
+    assert masks[1].tolist() == [True, True, False]

@@ -31,6 +31,10 @@ MUTANTS = {
         "hf_unlearn/evaluation/common.py", "            score_batch(indices[-1:] or [0])", "            pass",
         "tests/test_fsdp.py::test_fsdp_evaluators_match_one_process",
     ),
+    "fsdp: WAGLE's ties at the threshold all kept": (
+        "hf_unlearn/gradients.py", "    chosen[tied.nonzero().flatten()[:take]] = True", "    chosen |= tied",
+        "tests/test_fsdp.py::test_sharded_top_fraction_keeps_exactly_k_with_ties",
+    ),
     "fsdp: save_model writes FSDP's shards, not a model": (
         "hf_unlearn/causal_lm_trainer.py", "        if _internal_call or not sharded:", "        if True:",
         "tests/test_fsdp.py::test_fsdp_save_model_writes_an_ordinary_safetensors_model",
