@@ -111,10 +111,22 @@ class CausalLMTrainer(Trainer):
             callbacks=callbacks,
             optimizers=optimizers,
         )
+        check_sharding(self)
         # The trainers compute their own mean loss: the model's loss kwargs must not rescale it.
         self.model_accepts_loss_kwargs = False
         self.compute_metrics = token_mean_loss  # with prediction_step: exact evaluation losses
         self.evaluators = evaluators or {}
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """``Trainer.save_model``; under FSDP2 with sharded state dicts, the model is gathered whole (on the CPU, one
+        tensor at a time) and the main process writes it as an ordinary safetensors model. Checkpoints keep the
+        shards each process writes, resumed as they were."""
+        sharded = self.is_fsdp_enabled and "FULL_STATE_DICT" not in str(self.accelerator.state.fsdp_plugin.state_dict_type)
+        if _internal_call or not sharded:
+            return super().save_model(output_dir, _internal_call)
+        state_dict = self.accelerator.get_state_dict(self.model)  # every process takes part; the main one gets it
+        if self.args.should_save:
+            self._save(output_dir, state_dict=state_dict)
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         # training_args.bin pickles the whole TrainingArguments: a --hub_token given on the command line
@@ -170,6 +182,28 @@ class CausalLMTrainer(Trainer):
             self.log(extra)
             metrics.update(extra)
         return metrics
+
+
+FSDP2_COMMAND = "accelerate launch --config_file hf_unlearn/configs/accelerate/fsdp2.yaml recipes/unlearn.py ..."
+
+
+def check_sharding(trainer: Trainer) -> None:
+    """Refuse DeepSpeed and FSDP1 (FSDP2 is the supported sharding), and FSDP asked for but not engaged.
+
+    accelerate engages FSDP only on GPU-like devices: on CPU processes (``ACCELERATE_USE_CPU``) it
+    silently runs DDP instead, every process holding the whole model, which a run meant to fit by
+    sharding must not believe it is doing.
+    """
+    if trainer.is_deepspeed_enabled:
+        raise NotImplementedError(f"DeepSpeed is not supported: shard the model with FSDP2 instead ({FSDP2_COMMAND}; docs/design.md §8)")
+    asked = bool(trainer.args.fsdp) or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    if asked and not trainer.is_fsdp_enabled:
+        raise ValueError(
+            f"FSDP was asked for, but accelerate did not engage it on {trainer.args.device.type} processes (it shards on GPUs "
+            "only): each process would hold the whole model. Run on GPUs, or drop --use_fsdp / fsdp to run DDP knowingly"
+        )
+    if trainer.is_fsdp_enabled and trainer.accelerator.state.fsdp_plugin.fsdp_version != 2:
+        raise NotImplementedError(f"FSDP1 is not supported: set fsdp_version: 2 ({FSDP2_COMMAND})")
 
 
 def token_mean_loss(prediction: EvalPrediction) -> dict[str, float]:

@@ -9,6 +9,11 @@ from collections.abc import Sequence
 import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object, reduce
+from torch import nn
+from torch.distributed.fsdp import fully_shard
+from torch.distributed.tensor import DTensor, Partial
+
+from .forward import decoder_layers
 
 
 def token_mean_over_processes(
@@ -32,6 +37,21 @@ def token_mean_over_processes(
 def mean_over_processes(tensors: Sequence[torch.Tensor], accelerator: Accelerator) -> list[torch.Tensor]:
     """Plain average over processes (for logged metrics, where each process counts the same)."""
     return token_mean_over_processes(tensors, 1, accelerator)
+
+
+def mean_into_shard(tensor: torch.Tensor, like: DTensor) -> DTensor:
+    """The mean over processes of each one's whole ``tensor``, this process getting only its shard in ``like``'s layout
+    (FSDP2's): one reduce-scatter, as FSDP does for the gradients it takes itself."""
+    mesh = like.device_mesh
+    return DTensor.from_local(tensor, mesh, [Partial("avg")] * mesh.ndim).redistribute(mesh, like.placements)
+
+
+def shard_frozen(model: nn.Module) -> None:
+    """Shard a frozen model (UNDO's teacher) with FSDP2 as accelerate shards the trained one: one unit per decoder
+    layer, then the rest, over all processes, on this process's device. Each forward gathers one layer at a time."""
+    for layer in decoder_layers(model):
+        fully_shard(layer)
+    fully_shard(model)
 
 
 def sum_over_processes(value: torch.Tensor | int, accelerator: Accelerator) -> torch.Tensor:

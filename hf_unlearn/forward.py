@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+from torch.distributed.fsdp import FSDPModule
 from torch.func import functional_call
 
+from .gradients import full_value
 from .losses import cross_entropy
 
 
@@ -41,9 +43,49 @@ def lm_outputs(
     }
     if weights is None:
         outputs = model(**inputs)
+    elif is_sharded(model):
+        with torch.no_grad(), weights_written(model, weights):  # no gradient: it would be taken after the weights return
+            outputs = model(**inputs)
     else:
         outputs = functional_call(model, dict(weights), args=(), kwargs=inputs, strict=False)
     return LMOutputs(outputs.logits, outputs.hidden_states if output_hidden_states else None)
+
+
+def is_sharded(model: nn.Module) -> bool:
+    """Whether FSDP2 shards ``model``'s parameters (each process holds a slice of every tensor, as a ``DTensor``)."""
+    return any(isinstance(module, FSDPModule) for module in model.modules())
+
+
+@contextmanager
+def weights_written(model: nn.Module, weights: Mapping[str, torch.Tensor]) -> Iterator[None]:
+    """Inside the block, the parameters named in ``weights`` hold those values; their own are put back after it.
+
+    The sharded counterpart of ``functional_call``: FSDP2 all-gathers each layer's parameters from its
+    shards at every forward (and again for the backward), so the values are written into each process's
+    shard (``weights`` are shards of the same layout: adversary, original weights) and never held whole.
+    The backward pass of a forward taken inside the block must be taken inside it too. The root module
+    keeps its gathered parameters after a forward (FSDP2 skips an all-gather before the backward that
+    follows), so every module is resharded after each write: the next forward gathers the new values.
+    """
+    params = [model.get_parameter(name) for name in weights]
+    saved = [p.detach().clone() for p in params]
+    try:
+        with torch.no_grad():
+            for p, w in zip(params, weights.values()):  # one by one: DTensor has no _foreach_copy_
+                p.copy_(w)
+        reshard(model)
+        yield
+    finally:
+        with torch.no_grad():
+            for p, value in zip(params, saved):
+                p.copy_(value)
+        reshard(model)
+
+
+def reshard(model: nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
 
 
 def lm_loss(model: nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,6 +118,12 @@ def stop_after(module: nn.Module) -> Iterator[None]:
         handle.remove()
 
 
+def stop_after_unless_sharded(model: nn.Module, module: nn.Module) -> AbstractContextManager:
+    """``stop_after(module)``, or nothing when FSDP2 shards ``model``: a forward stopped midway would skip FSDP's
+    hooks after ``module`` (its layer left gathered, the root's forward unfinished), so it runs to the end."""
+    return nullcontext() if is_sharded(model) else stop_after(module)
+
+
 def decoder_layers(model: nn.Module) -> list[nn.Module]:
     """The transformer blocks in order (``model.layers``, ``transformer.h``, ``gpt_neox.layers``, ...)."""
     count = model.config.num_hidden_layers
@@ -90,7 +138,7 @@ def module_output(model: nn.Module, batch: Mapping[str, Any], module: nn.Module,
     captured = []
     handle = module.register_forward_hook(lambda mod, args, output: captured.append(output[0] if isinstance(output, tuple) else output))
     try:
-        with stop_after(module):
+        with stop_after_unless_sharded(model, module):
             lm_outputs(model, batch, weights)
     finally:
         handle.remove()
@@ -98,9 +146,10 @@ def module_output(model: nn.Module, batch: Mapping[str, Any], module: nn.Module,
 
 
 def weights_digest(model: nn.Module) -> hashlib._Hash:
-    """A running SHA-256 of every tensor in the model's state dict, bit for bit (feed it more to key other inputs)."""
+    """A running SHA-256 of every tensor in the model's state dict, bit for bit (feed it more to key other inputs).
+    Sharded tensors (FSDP2) are gathered whole, so every process must call it."""
     digest = hashlib.sha256()
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(full_value(tensor.detach()).cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return digest

@@ -2,7 +2,9 @@
 
 Everything here acts on lists of tensors (one per target weight) and has no knowledge of models,
 trainers or processes: the caller reduces gradients across processes first, so every rank computes
-the same norms and masks from the same numbers.
+the same norms and masks from the same numbers. Under FSDP2 the tensors are shards (``DTensor``s):
+elementwise work stays on each process's shard, and a reduction (``global_norm``) is completed over
+all shards by ``full_value``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch.distributed.tensor import DTensor
 
 
 def at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
@@ -31,11 +34,18 @@ def global_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """L2 norm of all tensors taken together, computed in fp32 or wider (bf16 sums of squares lose precision).
 
     One norm per tensor (``torch._foreach_norm``: no full-size temporaries), then the norm of those.
+    Sharded tensors (FSDP2) give the norm over every process's shard: the same number on every process.
     """
     if not tensors:
         raise ValueError("global_norm needs at least one tensor")
     norms = torch._foreach_norm([at_least_float32(t.detach()) for t in tensors])
-    return torch.linalg.vector_norm(torch.stack(norms))
+    return full_value(torch.linalg.vector_norm(torch.stack(norms)))
+
+
+def full_value(value: torch.Tensor) -> torch.Tensor:
+    """A plain tensor of ``value``: a reduction over sharded tensors (FSDP2's ``DTensor``) holds each process's
+    part until it is asked for; this reduces it across the shards (one all-reduce of a scalar)."""
+    return value.full_tensor() if isinstance(value, DTensor) else value
 
 
 def normalize_(grads: Sequence[torch.Tensor], norm: torch.Tensor | None = None, sign: float = 1.0) -> Sequence[torch.Tensor]:
@@ -79,10 +89,54 @@ def top_fraction_mask(scores: Sequence[torch.Tensor], fraction: float) -> list[t
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if isinstance(scores[0], DTensor):
+        return sharded_top_fraction_mask(scores, fraction)
     flat = torch.cat([s.detach().reshape(-1) for s in scores])
     chosen = torch.zeros_like(flat, dtype=torch.bool)
     chosen[flat.topk(max(1, round(fraction * flat.numel()))).indices] = True
     return [part.view_as(s) for part, s in zip(chosen.split([s.numel() for s in scores]), scores)]
+
+
+def sharded_top_fraction_mask(scores: Sequence[DTensor], fraction: float) -> list[DTensor]:
+    """``top_fraction_mask`` of non-negative scores sharded by FSDP2, each process keeping its shards only.
+
+    The k-th largest score over all shards is found by bisection on its bits (non-negative floats order as
+    their bit patterns do), one all-reduce of a count per bit; ties at it are kept in process order, then by
+    position, until k are kept. Without ties this is exactly the set ``topk`` keeps on the whole tensors.
+    """
+    mesh = scores[0].device_mesh
+    if mesh.ndim != 1:
+        raise NotImplementedError("WAGLE (wagle_fraction < 1) supports a 1-D FSDP mesh only (no HSDP): run it with DDP")
+    group = mesh.get_group()
+    flat = torch.cat([s.to_local().detach().reshape(-1) for s in scores])
+    if (flat < 0).any():
+        raise ValueError("sharded_top_fraction_mask needs non-negative scores")
+    k = max(1, round(fraction * sum(s.numel() for s in scores)))
+
+    def reduced(value: torch.Tensor, op: torch.distributed.ReduceOp = torch.distributed.ReduceOp.SUM) -> int:
+        value = value.reshape(1).to(torch.int64)
+        torch.distributed.all_reduce(value, op=op, group=group)
+        return int(value.item())
+
+    bits = flat.view(torch.int32 if flat.element_size() == 4 else torch.int64)
+    largest = bits.max() if bits.numel() else torch.zeros((), dtype=bits.dtype)  # a process may hold no elements
+    low, high = 0, reduced(largest, torch.distributed.ReduceOp.MAX)  # the threshold's bits lie in [low, high]
+    while low < high:  # the largest t with at least k scores >= t
+        middle = (low + high + 1) // 2
+        if reduced((bits >= middle).sum()) >= k:
+            low = middle
+        else:
+            high = middle - 1
+    above, tied = bits > low, bits == low
+    ties = torch.zeros(mesh.size(), dtype=torch.int64, device=flat.device)
+    ties[mesh.get_local_rank()] = tied.sum()
+    torch.distributed.all_reduce(ties, group=group)
+    needed = k - reduced(above.sum())
+    take = min(max(needed - int(ties[: mesh.get_local_rank()].sum()), 0), int(ties[mesh.get_local_rank()]))
+    chosen = above.clone()
+    chosen[tied.nonzero().flatten()[:take]] = True
+    parts = chosen.split([s.to_local().numel() for s in scores])
+    return [DTensor.from_local(part.view_as(s.to_local()), mesh, s.placements, shape=s.shape, stride=s.stride()) for part, s in zip(parts, scores)]
 
 
 # --- Collapse of Irrelevant Representations (CIR) ---

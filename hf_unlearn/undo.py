@@ -26,6 +26,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 
 from .causal_lm_trainer import CausalLMTrainer
 from .evaluation.evaluators import Evaluator
+from .distributed import shard_frozen
 from .forward import lm_outputs
 from .gradients import at_least_float32
 from .losses import IGNORE_INDEX
@@ -239,7 +240,10 @@ class UndoTrainer(CausalLMTrainer):
             model, args, train_dataset, "distillation", eval_dataset, processing_class, data_collator,
             [*(callbacks or []), self.stopper], optimizers, evaluators,
         )  # fmt: skip
-        self.teacher.to(self.args.device)
+        if self.is_fsdp_enabled:  # the teacher only runs forwards: sharded like the student, never whole on every process
+            shard_frozen(self.teacher)
+        else:
+            self.teacher.to(self.args.device)
 
     def prepare_model(self, model: nn.Module, args: UndoConfig, processing_class: PreTrainedTokenizerBase, eval_dataset: Any) -> nn.Module:
         """The teacher, a frozen copy of ``model`` taken first; then ``model`` noised, all of it trained (an

@@ -126,12 +126,6 @@ class UnlearnTrainer(CausalLMTrainer):
         self.peft_config = peft_config
         super().__init__(model, args, forget_dataset, "forget", eval_dataset, processing_class, data_collator, callbacks, optimizers, evaluators)
         retain = self.prepare_text(retain_dataset, "retain")
-        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
-            raise NotImplementedError(
-                f"method {args.method!r} takes gradients with respect to full target weights (for masking, the "
-                "adversary and cross-process averaging); FSDP and DeepSpeed shard them, which is not supported yet. "
-                "Run with DDP (accelerate launch without fsdp/deepspeed)."
-            )
         if args.disruption_budget is not None:
             self.add_callback(DisruptionBudgetCallback(args.disruption_budget, unit=args.disruption_unit))
         self.retain_stream = RetainStream(
@@ -231,6 +225,7 @@ class UnlearnTrainer(CausalLMTrainer):
 
     def write_model_card(self, output_dir: str | Path, model_name: str | None = None) -> None:
         """``create_model_card`` into ``output_dir``."""
+        weights = weights_digest(self.accelerator.unwrap_model(self.model)).hexdigest()  # every process: FSDP gathers
         if not self.is_world_process_zero():
             return
         output_dir = Path(output_dir)
@@ -239,7 +234,6 @@ class UnlearnTrainer(CausalLMTrainer):
         info.save(output_dir)
         report = output_dir / f"{REPORT_NAME}.json"
         report = RobustnessReport.load(report) if report.is_file() else None
-        weights = weights_digest(self.accelerator.unwrap_model(self.model)).hexdigest()
         if report is not None and report.details.get("model_weights") != weights:
             if self.peft_config is None:
                 # Written for the weights this run replaced: kept, it would be pushed beside a model it does not describe.

@@ -5,7 +5,8 @@
 
 MODE ``straight`` (default) trains to the end; ``killed`` checkpoints every step and dies in the
 middle of writing checkpoint ``KILL_STEP`` (as a kill would: model written, the rest not);
-``resume`` resumes the run in OUTPUT_DIR with ``resume_from_checkpoint=True``; ``slow_rank1`` checkpoints
+``resume`` resumes the run in OUTPUT_DIR with ``resume_from_checkpoint=True``; ``save`` trains to the end and
+``save_model``s into OUTPUT_DIR; ``slow_rank1`` checkpoints
 every step with rank 1 slow to write its method state, and exits 9 if the trainer state of a checkpoint is
 written before every process's method state.
 """
@@ -18,9 +19,12 @@ import time
 import torch
 from conftest import FORGET_TEXTS, RETAIN_TEXTS, char_tokenizer, tiny_llama, unlearn_config
 from datasets import Dataset
+from peft import LoraConfig
 from transformers import Trainer, TrainerCallback
 
-from hf_unlearn import CIRConfig, UnlearnTrainer
+from hf_unlearn import CircuitBreakersConfig, CIRConfig, GradDiffConfig, NPOConfig, RMUConfig, SimNPOConfig, TARConfig, UnlearnTrainer
+from hf_unlearn.forward import is_sharded
+from hf_unlearn.gradients import full_value
 from hf_unlearn.unlearn_trainer import method_state_name
 
 SETTINGS = {
@@ -33,6 +37,17 @@ SETTINGS = {
         pca_niter=4, step_norm=0.5, retaining_rate=1e-3, disruption_budget=None, eval_strategy="no", eval_on_start=False,
         retain_batch_size=None,  # per_device_train_batch_size: half the global batch on each of two processes
     ),
+    # The other methods, at the settings of test_methods.py: 3 steps each.
+    "tar": dict(config_class=TARConfig, max_steps=3, unlearning_rate=1.0),
+    "graddiff": dict(config_class=GradDiffConfig, max_steps=3, learning_rate=1e-3),
+    "npo": dict(config_class=NPOConfig, max_steps=3, learning_rate=1e-3),
+    "simnpo": dict(config_class=SimNPOConfig, max_steps=3, learning_rate=1e-3),
+    "rmu": dict(config_class=RMUConfig, max_steps=3, learning_rate=1e-3, rmu_layer=1, retaining_rate=10.0),
+    "circuit_breakers": dict(config_class=CircuitBreakersConfig, max_steps=3, learning_rate=1e-3, cb_layers=[1, 2]),
+    # A LoRA adapter trains (its reference: the adapter disabled).
+    "npo_lora": dict(config_class=NPOConfig, max_steps=3, learning_rate=1e-2),
+    # WAGLE's static mask: half of the weights, chosen over all shards together.
+    "graddiff_wagle": dict(config_class=GradDiffConfig, max_steps=3, learning_rate=1e-3, wagle_fraction=0.5),
 }  # fmt: skip
 KILL_STEP = {"mudman": 3, "cir": 5}  # CIR: mid epoch 1, each process holding its own statistics
 
@@ -72,7 +87,6 @@ class CheckCompleteOnSave(TrainerCallback):
 def main(out_path: str, global_batch: int, method: str, mode: str = "straight", output_dir: str | None = None) -> None:
     tokenizer = char_tokenizer()
     model = tiny_llama(len(tokenizer))
-    initial = {name: p.detach().clone() for name, p in model.named_parameters()}
     with tempfile.TemporaryDirectory() as tmp:
         checkpoints = dict(save_strategy="steps", save_steps=1) if mode != "straight" else {}
         args = unlearn_config(output_dir or tmp, **SETTINGS[method], **checkpoints)
@@ -88,11 +102,17 @@ def main(out_path: str, global_batch: int, method: str, mode: str = "straight", 
             retain_dataset=Dataset.from_dict({"text": RETAIN_TEXTS}),
             processing_class=tokenizer,
             callbacks=[CheckCompleteOnSave()] if mode == "slow_rank1" else None,
+            peft_config=LoraConfig(r=4, target_modules=["gate_proj", "up_proj", "down_proj"], init_lora_weights=False) if method.endswith("_lora") else None,
         )
+        initial = {name: p.detach().clone() for name, p in trainer.target_parameters().items()}  # before FSDP shards them
         trainer.train(resume_from_checkpoint=True if mode == "resume" else None)
+        if mode == "save":
+            trainer.save_model(output_dir)
+    # Under FSDP each process holds a shard of every weight: gathered whole (by every process) for the comparison.
+    weights = {name: full_value(p.detach()).cpu() for name, p in trainer.target_parameters().items()}
     if trainer.is_world_process_zero():
-        weights = {name: p.detach().cpu() for name, p in trainer.target_parameters().items()}
-        torch.save({"world_size": args.world_size, "weights": weights, "initial": initial}, out_path)
+        result = {"world_size": args.world_size, "weights": weights, "initial": initial, "sharded": is_sharded(trainer.model)}
+        torch.save(result, out_path)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ trainer step is one loop over the target weights ``base``:
 5. Mask: keep ``g_u`` where its sign equals ``r``'s (Disruption Masking).
 6. Update: ``base -= retaining_rate*r + unlearning_rate*g_u`` (times WAGLE's static mask).
 
+Under FSDP2 every step runs on each process's shards of the weights, gradients and state
+(``sharded_losses_and_grads``; docs/design.md §8.1).
+
 ``OptimizerUpdate`` runs the same steps 1-5 (the forget gradient taken at ``base`` itself) and
 hands ``retaining_rate*r + unlearning_rate*g_u`` to the optimizer as the gradient, so with every
 component off it is the plain weighted sum of the objective's two losses.
@@ -31,15 +34,15 @@ component off it is the plain weighted sum of the objective's two losses.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import MISSING, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from ..distributed import token_mean_over_processes
-from ..forward import LMOutputs, lm_outputs
+from ..distributed import sum_over_processes, token_mean_over_processes
+from ..forward import LMOutputs, is_sharded, lm_outputs, weights_written
 from ..gradients import at_least_float32, global_norm, loss_gradients, normalize_
 from ..losses import IGNORE_INDEX, cross_entropy
 from ..objective import Objective
@@ -161,6 +164,8 @@ class UpdateProcedure:
         weight gradient is ever computed). Losses and gradients are averaged over the target tokens of
         all processes, so any number of processes computes what one would on the global batch.
         """
+        if is_sharded(model):
+            return self.sharded_losses_and_grads(step, model, batch, base, weights, loss_fns, hidden_states)
         leaves = [w.detach().to(p.dtype).requires_grad_() for w, p in zip(weights, base)]
         with step.autocast():
             outputs = lm_outputs(model, batch, dict(zip(self.target_names, leaves)), hidden_states)
@@ -174,6 +179,56 @@ class UpdateProcedure:
         flat = token_mean_over_processes(flat, num_tokens, step.accelerator)
         values, flat_grads, n = flat[: len(losses)], flat[len(losses) :], len(leaves)
         return values, [flat_grads[i * n : (i + 1) * n] for i in range(len(losses))]
+
+
+    def sharded_losses_and_grads(
+        self,
+        step: StepContext,
+        model: nn.Module,
+        batch: dict[str, torch.Tensor],
+        base: Sequence[nn.Parameter],
+        weights: Sequence[torch.Tensor],
+        loss_fns: Sequence[OutputsLoss],
+        hidden_states: bool,
+        num_tokens: torch.Tensor | None = None,
+    ) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+        """``losses_and_grads`` under FSDP2: the gradients are this process's shards of the global ones.
+        ``num_tokens``: the tokens each loss averages over, if not the target tokens of ``batch``'s labels.
+
+        FSDP2 gathers each layer's weights for its forward and backward and reduce-scatters the weight
+        gradients, so the gradients are taken by ``backward()`` into ``param.grad`` (moved aside and put
+        back: it holds the step's accumulated update), the other weights written into the shards for
+        the pass (``weights_written``). FSDP averages the processes' gradients: scaling each process's
+        token-mean loss by its share of the global target tokens (times the process count) makes that
+        average the global token mean, as ``token_mean_over_processes`` does for DDP.
+        """
+        num_tokens = (batch["labels"][:, 1:] != IGNORE_INDEX).sum() if num_tokens is None else num_tokens
+        share = num_tokens * step.accelerator.num_processes / sum_over_processes(num_tokens, step.accelerator)
+        accumulated = [p.grad for p in base]
+        # Trainer's gradient accumulation turns FSDP's reduce-scatter off but for the last micro-batch: every
+        # gradient here is a complete one, taken and reduced now.
+        model.set_requires_gradient_sync(True)
+        changed = {name: w for name, w, p in zip(self.target_names, weights, base) if w is not p}
+        grads = []
+        with weights_written(model, changed) if changed else nullcontext():
+            for p in base:
+                p.grad = None
+            with step.autocast():
+                outputs = lm_outputs(model, batch, None, hidden_states)
+                losses = [fn(outputs) for fn in loss_fns]
+            del outputs
+            for i, loss in enumerate(losses):
+                if loss.requires_grad:
+                    (loss * share).backward(retain_graph=i + 1 < len(losses))
+                # A weight the loss does not depend on gets no gradient (see loss_gradients): zero.
+                grads.append([torch.zeros_like(p) if p.grad is None else p.grad for p in base])
+                for p in base:
+                    p.grad = None
+        for p, grad in zip(base, accumulated):
+            p.grad = grad
+        self.passes += 1 + len(losses)
+        values = token_mean_over_processes([loss.detach() for loss in losses], num_tokens, step.accelerator)
+        return values, grads
 
 
 class OptimizerUpdate(UpdateProcedure):

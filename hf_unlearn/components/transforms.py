@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..forward import LMOutputs, lm_outputs
-from ..gradients import at_least_float32, disruption_mask, ema_, top_fraction_mask
+from ..gradients import at_least_float32, disruption_mask, ema_, full_value, top_fraction_mask
 from ..losses import representation_distance
 
 
@@ -62,7 +62,7 @@ class DisruptionMask:
         for g, r in zip(grads, retain_direction):  # one tensor's temporaries at a time
             mask = disruption_mask(g, r)
             g.mul_(mask)
-            kept += mask.sum()
+            kept += full_value(mask.sum())  # summed over the shards under FSDP2
         return kept / sum(g.numel() for g in grads)
 
 
@@ -96,7 +96,8 @@ class Adversary:
         if self.weights is None:
             self.weights = [at_least_float32(p.detach()).clone() for p in base]
         else:  # into the same buffers: a new copy would hold two adversaries in memory while it is made
-            torch._foreach_copy_(self.weights, [p.detach() for p in base])
+            for adv, p in zip(self.weights, base):  # one by one: DTensor (FSDP2's shards) has no _foreach_copy_
+                adv.copy_(p.detach())
 
     def step(self, forget_ce_grads: Sequence[torch.Tensor], anchor: Sequence[torch.Tensor] | None) -> None:
         """``adv -= lr * g_a``, then ``adv = d * adv + (1 - d) * anchor`` (nothing to do, and no anchor, when d = 1)."""

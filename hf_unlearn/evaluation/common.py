@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -27,6 +29,13 @@ def over_processes(score_batch: Callable[[list[int]], list[T]], num_examples: in
         starts = range(0, len(indices), batch_size)
         batches = tqdm(starts, desc=desc, unit="batch", leave=False, disable=not state.is_main_process or len(starts) < 2)
         local = [result for start in batches for result in score_batch(indices[start : start + batch_size])]
+        # Every process runs as many batches as the one with the largest share: a sharded model (FSDP2) gathers
+        # its weights from every process at each forward, so a process that stopped early would leave the others
+        # waiting. The extra batch repeats one example and is discarded; it takes no wall time, as the process
+        # with the largest share runs that long anyway.
+        most = math.ceil(math.ceil(num_examples / state.num_processes) / batch_size)
+        for _ in range(most - len(starts)):
+            score_batch(indices[-1:] or [0])
     return gather_object(local) if state.num_processes > 1 else local
 
 

@@ -17,6 +17,7 @@ from datasets import Dataset
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from ..forward import is_sharded
 from ..losses import IGNORE_INDEX
 from .common import eval_mode
 
@@ -53,7 +54,11 @@ def greedy_completions(model: nn.Module, tokenizer: PreTrainedTokenizerBase, pro
     with eval_mode(model):
         for prompt in prompts:
             ids = torch.tensor([prompt["input_ids"]], device=device)
-            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=pad)
+            # synced_gpus: under FSDP2 every generated token is a forward that needs every process, until all are done.
+            out = model.generate(
+                ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=pad,
+                synced_gpus=is_sharded(model),
+            )  # fmt: skip
             shown = prompt["prompt"] if len(prompt["prompt"]) <= SHOWN_PROMPT_CHARACTERS else "…" + prompt["prompt"][-SHOWN_PROMPT_CHARACTERS:]
             completion = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
             samples.append({"prompt": shown, "completion": completion, **({"expected": prompt["expected"]} if prompt["expected"] is not None else {})})

@@ -36,12 +36,14 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.distributed.fsdp import FSDPModule
+from torch.distributed.tensor import DTensor
 from transformers.pytorch_utils import Conv1D
 
 from ..components.procedures import Metrics, StepContext, UpdateProcedure, check_full_update_args
 from ..components.transforms import Reference, to_device
-from ..distributed import gather_rows, mean_over_processes, sum_over_processes, token_mean_over_processes
-from ..forward import decoder_layers, lm_outputs, module_output, stop_after
+from ..distributed import gather_rows, mean_into_shard, mean_over_processes, sum_over_processes, token_mean_over_processes
+from ..forward import decoder_layers, is_sharded, lm_outputs, module_output, reshard, stop_after_unless_sharded
 from ..gradients import at_least_float32, global_norm, loss_gradients, orthonormal_basis, principal_directions, rebuild_weight_grad
 from ..losses import IGNORE_INDEX, available_losses, get_loss, mlp_breaking_loss, relative_representation_distance
 from ..objective import Objective
@@ -227,9 +229,9 @@ class CIRUpdate(UpdateProcedure):
         loss over the labels), the target layers' (inputs, outputs), and how many tokens the loss averages over."""
         targets = {name.removesuffix(".weight"): model.get_submodule(name.removesuffix(".weight")) for name in self.target_names}
         mlps = self._mlps(model) if self.args.cir_loss == MLP_BREAKING else {}
-        stop = stop_after(list(mlps.values())[-1]) if mlps else nullcontext()
+        stop = stop_after_unless_sharded(model, list(mlps.values())[-1]) if mlps else nullcontext()
         if mlps:
-            with torch.no_grad(), capture_io(mlps) as original, stop_after(list(mlps.values())[-1]):
+            with torch.no_grad(), capture_io(mlps) as original, stop_after_unless_sharded(model, list(mlps.values())[-1]):
                 lm_outputs(model, batch, dict(zip(self.target_names, self.reference.original)))
             self.passes += 1
             originals = [original[n][1][selected] for n in mlps]
@@ -267,7 +269,16 @@ class CIRUpdate(UpdateProcedure):
         # 1. Forget loss, each target layer's inputs x_t and output gradients g_t on the selected tokens.
         with step.autocast():
             loss, io, loss_tokens = self._forget_objective(step, model, forget, loss_mask)
+        sharded_mlp_breaking = is_sharded(model) and self.args.cir_loss == MLP_BREAKING
+        if sharded_mlp_breaking:
+            # FSDP2 gathers a layer's weights for the backward when the gradient reaches the layer's output; MLP
+            # breaking's loss reads MLP outputs inside the layers, so the layers it reaches are gathered here.
+            for layer in decoder_layers(model)[: max(self.objective.loss_layers) + 1]:
+                if isinstance(layer, FSDPModule):
+                    layer.unshard()
         output_grads = torch.autograd.grad(loss, [out for _, out in io.values()])
+        if sharded_mlp_breaking:
+            reshard(model)
         self.passes += 2
         acts = {name: at_least_float32(x.detach()[selected]) for name, (x, _) in io.items()}
         # Gradients of the mean loss over every process's tokens (the authors' gradients of a batch's mean
@@ -286,14 +297,17 @@ class CIRUpdate(UpdateProcedure):
         if self.act_bases is None:  # epoch 0: statistics only, the weights stay as they are
             return loss_value, metrics
 
-        # 3. Collapse, rebuild, normalise to step_norm.
+        # 3. Collapse, rebuild, normalise to step_norm. Each process rebuilds the whole matrix from its own tokens;
+        # the mean over processes (sums over tokens: any scale will do) is, under FSDP2, reduce-scattered into the
+        # weight's shards at once, as FSDP does with a layer's gradient: one whole matrix at a time.
         sequential = args.projection == "sequential"
         weight_grads = []
         for name, param in zip(io, base):
             grad = rebuild_weight_grad(acts[name], grads[name], self.act_bases[name], self.grad_bases[name], sequential)
-            module = model.get_submodule(name)
-            weight_grads.append(grad.T if isinstance(module, Conv1D) else grad)  # Conv1D stores (in, out)
-        weight_grads = mean_over_processes(weight_grads, step.accelerator)  # sums over tokens: any scale will do
+            grad = grad.T if isinstance(model.get_submodule(name), Conv1D) else grad  # Conv1D stores (in, out)
+            weight_grads.append(mean_into_shard(grad, param) if isinstance(param, DTensor) else grad)
+        if not is_sharded(model):
+            weight_grads = mean_over_processes(weight_grads, step.accelerator)
         norm = global_norm(weight_grads)
         update = [g * (args.step_norm / norm) if norm > 0 else torch.zeros_like(g) for g in weight_grads]
 
@@ -316,6 +330,14 @@ class CIRUpdate(UpdateProcedure):
             # The denominator is a mean over every process's tokens, as one process would compute it.
             local_norm = (at_least_float32(original).norm(dim=-1) * mask).sum() / mask.sum()
             (mean_norm,) = token_mean_over_processes([local_norm], mask.sum(), step.accelerator)
+        if is_sharded(model):  # the weights after the unlearning step written into the shards, the block's output captured
+            with capture_io({"block": block}) as captured:
+                output = lambda _: captured["block"][1][0] if isinstance(captured["block"][1], tuple) else captured["block"][1]  # noqa: E731
+                distance = lambda outputs: relative_representation_distance(output(outputs), original, mask, mean_norm)  # noqa: E731
+                after = [at_least_float32(p.detach()) - u for p, u in zip(base, update)]
+                (loss,), (grads,) = self.sharded_losses_and_grads(step, model, retain, base, after, [distance], False, mask.sum())
+            self.passes += 1  # the original's forward
+            return loss, grads
         leaves = [(at_least_float32(p.detach()) - u).to(p.dtype).requires_grad_() for p, u in zip(base, update)]
         with step.autocast():
             current = module_output(model, retain, block, dict(zip(self.target_names, leaves)))

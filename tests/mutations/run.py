@@ -19,6 +19,30 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # name: (file, code as it is, the mutant, the test that must fail)
 MUTANTS = {
+    "fsdp: each process's loss not weighted by its share of the tokens": (
+        "hf_unlearn/components/procedures.py", "(loss * share).backward(", "(loss * 1).backward(",
+        "tests/test_fsdp.py::test_fsdp_two_processes_match_one_and_ddp[mudman]",
+    ),
+    "fsdp: the normalization's norm of this process's shard only": (
+        "hf_unlearn/gradients.py", "    return value.full_tensor() if isinstance(value, DTensor) else value",
+        "    return value.to_local() if isinstance(value, DTensor) else value", "tests/test_fsdp.py::test_fsdp_two_processes_match_one_and_ddp[mudman]",
+    ),
+    "fsdp: evaluators stop when their own share is scored": (
+        "hf_unlearn/evaluation/common.py", "            score_batch(indices[-1:] or [0])", "            pass",
+        "tests/test_fsdp.py::test_fsdp_evaluators_match_one_process",
+    ),
+    "fsdp: WAGLE's ties at the threshold all kept": (
+        "hf_unlearn/gradients.py", "    chosen[tied.nonzero().flatten()[:take]] = True", "    chosen |= tied",
+        "tests/test_fsdp.py::test_sharded_top_fraction_keeps_exactly_k_with_ties",
+    ),
+    "fsdp: save_model writes FSDP's shards, not a model": (
+        "hf_unlearn/causal_lm_trainer.py", "        if _internal_call or not sharded:", "        if True:",
+        "tests/test_fsdp.py::test_fsdp_save_model_writes_an_ordinary_safetensors_model",
+    ),
+    "fsdp: asked for on CPU processes and not engaged, run as DDP": (
+        "hf_unlearn/causal_lm_trainer.py", "    if asked and not trainer.is_fsdp_enabled:", "    if False:",
+        "tests/test_fsdp.py::test_fsdp_asked_for_on_cpu_processes_without_it_engaged_is_refused",
+    ),
     "golden circuit_breakers from the exact reference (full weights)": (
         "tests/test_golden.py", 'PEFT = {"circuit_breakers": dict(r=4, target_modules=["gate_proj", "up_proj", "down_proj"], init_lora_weights=False)}',
         "PEFT = {}", "tests/test_golden.py::test_configurations_are_well_conditioned",
