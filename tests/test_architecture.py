@@ -12,9 +12,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hf_unlearn"
 
 # Lower layers never import higher ones. A module belongs to the first prefix that matches it.
 LAYERS = [
-    ("hf_unlearn.losses", "hf_unlearn.gradients", "hf_unlearn.registry", "hf_unlearn.targets", "hf_unlearn.distributed",
-     "hf_unlearn.models", "hf_unlearn.tracking", "hf_unlearn.environment"),
-    ("hf_unlearn.forward", "hf_unlearn.data"),
+    ("hf_unlearn.losses", "hf_unlearn.gradients", "hf_unlearn.registry", "hf_unlearn.targets", "hf_unlearn.models",
+     "hf_unlearn.tracking", "hf_unlearn.environment"),
+    ("hf_unlearn.forward", "hf_unlearn.distributed", "hf_unlearn.data"),
     ("hf_unlearn.objective", "hf_unlearn.evaluation", "hf_unlearn.unlearn_config", "hf_unlearn.attacks.relearn_config",
      "hf_unlearn.attacks.inputs"),
     ("hf_unlearn.components", "hf_unlearn.model_card", "hf_unlearn.callbacks"),
