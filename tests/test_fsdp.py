@@ -154,3 +154,21 @@ def test_sharded_top_fraction_keeps_exactly_k_with_ties(tmp_path):
     masks = run("distributed_top_fraction.py", tmp_path / "masks.pt", 2)["masks"]
     assert masks[0].tolist() == [[True, True], [False, True], [True, False], [False, False]]
     assert masks[1].tolist() == [True, True, False]
+
+
+def test_the_attack_suite_under_fsdp_gives_the_one_process_report(tmp_path):
+    """The quick suite (LoRA and AdamW fine-tuning, 4-bit quantization) on 2 sharded processes: every curve, and so the
+    attacker's best, as on one process. The attack that trains nothing once stopped the run: FSDP2 would not prepare
+    a model without an optimizer for its evaluation."""
+    single = run("distributed_suite.py", tmp_path / "single.pt", 1, "single")
+    sharded = run("distributed_suite.py", tmp_path / "fsdp.pt", 2, "fsdp")
+    assert sharded.pop("sharded") and not single.pop("sharded"), "FSDP was not engaged: nothing sharded was compared"
+    expected, actual = single["suite"]["attacks"], sharded["suite"]["attacks"]
+    assert expected.keys() == actual.keys() == {"lora_1e-3", "adamw_1e-4", "quantize_int4"}
+    lora = expected["lora_1e-3"]["curve"]
+    assert lora[-1]["forget_loss"] < lora[0]["forget_loss"] - 0.01, "the attack relearned nothing: nothing was compared"
+    for name, attack in expected.items():
+        assert [p["step"] for p in attack["curve"]] == [p["step"] for p in actual[name]["curve"]], name
+        for point, other in zip(attack["curve"], actual[name]["curve"]):
+            for metric in ("forget_loss", "retain_loss"):
+                assert abs(point[metric] - other[metric]) <= TOLERANCE, (name, point["step"], metric, point[metric], other[metric])

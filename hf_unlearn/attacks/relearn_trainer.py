@@ -97,6 +97,10 @@ class RelearnAttackTrainer(CausalLMTrainer):
         if start_point is not None and args.eval_on_start:
             args = dataclasses.replace(args, eval_on_start=False)
         super().__init__(model, args, attack_dataset, "attack", eval_dataset, processing_class, data_collator, callbacks, optimizers, evaluators)
+        if args.kind != "fine_tune":
+            # Nothing trains, so nothing is sharded: under FSDP every process evaluates its own full copy (the suite
+            # made it) on its share of the data. FSDP2 prepares a model only with an optimizer, which this has none of.
+            self.is_fsdp_enabled = False
         self.start_point = start_point
         self.add_callback(_StopWhenDiverged(self))
         facts = next((e.dataset for e in self.evaluators.values() if isinstance(e, FactEvaluator)), None)

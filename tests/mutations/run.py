@@ -131,6 +131,10 @@ MUTANTS = {
         "hf_unlearn/evaluation/tofu.py", "            if len(self.reference_ratios) != len(self.forget):", "            if False:",
         "tests/test_benchmarks.py::test_tofu_evaluator_values_and_forget_quality",
     ),
+    "FSDP: an attack that trains nothing prepared for FSDP2 without an optimizer": (
+        "hf_unlearn/attacks/relearn_trainer.py", "            self.is_fsdp_enabled = False", "            pass",
+        "tests/test_fsdp.py::test_the_attack_suite_under_fsdp_gives_the_one_process_report",
+    ),
     "W&B: the unlearn run finished before the evaluation logs into it": (
         "hf_unlearn/pipeline.py", '"unlearn", "unlearn", run_config, finish=False)', '"unlearn", "unlearn", run_config, finish=True)',
         "tests/test_cli.py::test_unlearn_command_reports_to_wandb_and_evaluates_into_the_same_run",
