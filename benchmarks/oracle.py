@@ -140,6 +140,11 @@ def save_checkpoint(model, optimizer, epoch: int, checkpoint: Path) -> None:
     os.replace(partial, checkpoint)
 
 
+def needs_training(record: dict, folder: Path) -> bool:
+    """The state is committed, the weights are not: a model recorded as done is trained again where its folder is gone."""
+    return not (record.get("done") and (folder / "config.json").is_file())
+
+
 def train_model(name: str, args: argparse.Namespace, data: dict, state: dict, state_path: Path) -> None:
     """Fine-tune the embedded model into ``name`` epoch by epoch, resuming from its checkpoint, and save it to its folder.
 
@@ -161,6 +166,8 @@ def train_model(name: str, args: argparse.Namespace, data: dict, state: dict, st
     per_epoch = data["general_per_epoch"]
     splits = {split: data["facts"][split] for split in ("forget", "retain")}
     record = state["models"][name]
+    if not start:  # from the untouched model: an earlier run's epochs (weights since lost) are not this run's
+        state["models"][name] = record = {"epochs": {}}
     for epoch in range(start, args.max_epochs):
         rng = random.Random(f"{args.seed}-{name}-{epoch}")  # an epoch's batches do not depend on where a run resumed
         chunks = [general[i] for i in general_for_epoch(len(general), epoch, per_epoch)]
@@ -270,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     state["environment"] = environment()
     write_json(state_path, state)
     for name in args.models:
-        if not state["models"][name].get("done"):
+        if needs_training(state["models"][name], oracle_folder(name, args.seed)):
             train_model(name, args, data, state, state_path)
     state["checks"] = checks(state, {"chance": args.chance_margin, "loss": args.loss_margin})
     write_json(state_path, state)

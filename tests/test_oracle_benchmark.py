@@ -61,3 +61,13 @@ def test_state_is_written_whole(tmp_path):
     path = tmp_path / "state.json"
     oracle.write_json(path, {"a": 1})
     assert json.loads(path.read_text()) == {"a": 1} and [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_a_model_recorded_as_done_is_trained_again_when_its_weights_are_gone(tmp_path):
+    folder = tmp_path / "target-0"
+    assert oracle.needs_training({"epochs": {}}, folder)
+    assert oracle.needs_training({"done": True}, folder)  # committed state, a new machine: no weights
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    assert not oracle.needs_training({"done": True}, folder)
+    assert oracle.needs_training({"epochs": {"1": {}}}, folder)  # a folder from elsewhere, this run unfinished
