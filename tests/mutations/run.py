@@ -43,6 +43,14 @@ MUTANTS = {
         "hf_unlearn/causal_lm_trainer.py", "    if asked and not trainer.is_fsdp_enabled:", "    if False:",
         "tests/test_fsdp.py::test_fsdp_asked_for_on_cpu_processes_without_it_engaged_is_refused",
     ),
+    "fsdp: DeepSpeed runs, unsharded by this code": (
+        "hf_unlearn/causal_lm_trainer.py", "    if trainer.is_deepspeed_enabled:", "    if False:",
+        "tests/test_fsdp.py::test_deepspeed_and_fsdp1_are_refused_naming_fsdp2",
+    ),
+    "fsdp: FSDP1 runs, whose flat parameters the methods do not handle": (
+        "hf_unlearn/causal_lm_trainer.py", "    if trainer.is_fsdp_enabled and trainer.accelerator.state.fsdp_plugin.fsdp_version != 2:", "    if False:",
+        "tests/test_fsdp.py::test_deepspeed_and_fsdp1_are_refused_naming_fsdp2",
+    ),
     "golden circuit_breakers from the exact reference (full weights)": (
         "tests/test_golden.py", 'PEFT = {"circuit_breakers": dict(r=4, target_modules=["gate_proj", "up_proj", "down_proj"], init_lora_weights=False)}',
         "PEFT = {}", "tests/test_golden.py::test_configurations_are_well_conditioned",
