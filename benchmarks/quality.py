@@ -68,6 +68,7 @@ from hf_unlearn.data import DataArguments, us_state_capitals
 from hf_unlearn.data.fictitious import oracle_models
 from hf_unlearn.environment import environment
 from hf_unlearn.evaluation.report import finite_or_null
+from hf_unlearn.model_card import saved_weights_digest
 from hf_unlearn.models import resolve_model_name_or_path
 from hf_unlearn.pipeline import attack, unlearn
 from hf_unlearn.sweep import SweepArguments, around, build_scenario, distinct_finished, run_sweep
@@ -248,6 +249,13 @@ def model_path(args: argparse.Namespace, scenario: str, name: str | None = None)
     return str(oracle_models(FICTITIOUS_SEED)["oracle" if name == "oracle" else "target"])
 
 
+def model_digest(args: argparse.Namespace, scenario: str, name: str) -> str | None:
+    """The digest of the saved weights a fictitious row starts from (None for the others, whose model is fixed): the
+    target and the oracle are rebuilt when their cache is gone, and a rebuild on another machine differs slightly, so
+    an evaluation of an earlier build is evaluated again."""
+    return saved_weights_digest(model_path(args, scenario, name)) if scenario == "fictitious" else None
+
+
 def untuned_rows(scenario: str) -> list[str]:
     """The rows attacked as they are, without unlearning: the untouched model, and the oracle where one exists."""
     return ["no_unlearning", "oracle"] if scenario == "fictitious" else ["no_unlearning"]
@@ -323,7 +331,7 @@ def evaluate(
         "name": name, "scenario": scenario, "fact_set": fact_set or ("world_capitals" if scenario == "facts" else None), "metric": metric, "after_unlearning": result.start_point, "all_diverged": result.all_diverged,
         "attack_best": None if result.all_diverged else result.best_point(), "settings": best["best_params"] if best else {},
         "tuning": {k: best[k] for k in ("best_value", "top_k_mean", "top_k_sem", "trials", "distinct_settings") if k in best} if best else {},
-        "unlearning": unlearning, "attacks": result.to_dict(), "seconds": time.time() - started,
+        "unlearning": unlearning, "attacks": result.to_dict(), "seconds": time.time() - started, "model_sha256": model_digest(args, scenario, name),
         **({"attempt": attempt_record(args, scale, scenario, attempt)} if attempt else {}),
     }  # fmt: skip
     write_json(path, finite_or_null(evaluation))
@@ -389,7 +397,7 @@ def run(args: argparse.Namespace) -> None:
                 for path in paths.values():  # more trials asked for: re-tune (the study resumes), then re-evaluate
                     path.unlink(missing_ok=True)
             for path in paths.values():
-                if path.is_file() and lacks_attacks(path, scale):
+                if path.is_file() and (lacks_attacks(path, scale) or json.loads(path.read_text()).get("model_sha256") != model_digest(args, scenario, name)):
                     path.unlink()
             missing = [fact_set for fact_set, path in paths.items() if not path.is_file()]
             if not missing:

@@ -69,6 +69,29 @@ def test_facts_methods_are_also_evaluated_on_a_fact_set_tuning_never_saw(tmp_pat
     assert list(quality.collect(args)) == ["facts", "facts (us_state_capitals, never tuned on)"]
 
 
+def test_a_fictitious_row_evaluated_on_an_earlier_build_of_its_model_is_evaluated_again(tmp_path, monkeypatch):
+    """The target and the oracle are rebuilt when their cache is gone, and a rebuild on another machine differs: a row
+    evaluated on other weights than the current build's is evaluated again; one on the current build is kept."""
+    args = quality.parse_args(["--output_dir", str(tmp_path), "--scenarios", "fictitious", "--methods", "mudman"])
+    models = {}
+    for name, content in (("target", b"target weights"), ("oracle", b"oracle weights")):
+        models[name] = tmp_path / "models" / name
+        models[name].mkdir(parents=True)
+        (models[name] / "model.safetensors").write_bytes(content)
+    monkeypatch.setattr(quality, "oracle_models", lambda seed: models)
+    current = quality.saved_weights_digest(models["target"])
+    quality.write_json(quality.evaluation_path(args, "fictitious", "no_unlearning"), {"name": "no_unlearning", "model_sha256": current})
+    quality.write_json(quality.evaluation_path(args, "fictitious", "oracle"), {"name": "oracle", "model_sha256": current})
+    quality.write_json(quality.evaluation_path(args, "fictitious", "mudman"), {"name": "mudman", "tuning": {"trials": {"COMPLETE": 10}}})
+    monkeypatch.setattr(quality, "run_sweep", lambda *a: {"best_params": {}})
+    calls = []
+    monkeypatch.setattr(quality, "evaluate", lambda args, scale, name, scenario, best, fact_set=None: calls.append(name) or
+                        quality.write_json(quality.evaluation_path(args, scenario, name), {"name": name}))
+    monkeypatch.setattr(quality, "write", lambda args: None)
+    quality.run(args)
+    assert calls == ["oracle", "mudman"], "the oracle's was of the target's weights, MUDMAN's of no recorded build"
+
+
 def test_a_study_without_a_finished_trial_is_a_row_and_more_trials_re_evaluate(tmp_path, monkeypatch):
     """Every trial pruned left no best_params, and the evaluation's KeyError stopped the worker at that method for good;
     an evaluation tuned with fewer trials than the scale asks is redone (the study resumes) instead of kept."""
