@@ -6,7 +6,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from .evaluation.disruption import DisruptionBudget
+from .evaluation.disruption import METRIC, DisruptionBudget
 
 
 class DisruptionBudgetCallback(TrainerCallback):
@@ -22,7 +22,7 @@ class DisruptionBudgetCallback(TrainerCallback):
     budget) is saved in every checkpoint, so a resumed run keeps measuring from the original start.
     """
 
-    def __init__(self, budget: float, metric: str = "eval_retain_loss", unit: str = "relative"):
+    def __init__(self, budget: float, metric: str = f"eval_{METRIC}", unit: str = "relative"):
         self.budget, self.metric = DisruptionBudget(budget, unit), metric
         self.start: float | None = None
         self.within_budget: dict | None = None  # {"step", "value", "weights"}

@@ -37,7 +37,7 @@ from .forward import weights_digest
 from .model_card import INFO_FILE, REPORT_NAME, UnlearningInfo, base_model_name, is_hub_id, model_card, saved_weights_digest
 from .models import EMBEDDED_HUB_ID, load_model, resolve_model_name_or_path
 from .pipeline import attack, robustness_report, unlearn
-from .registry import available_methods, get_method
+from .methods import available_methods, get_method
 from .scenarios import Scenario, ScenarioArguments, fictitious_tofu_evaluator, scenario_arguments
 from .sweep import SweepArguments, run_sweep
 from .tracking import group_name
@@ -229,6 +229,7 @@ def run_unlearn(model_config: ModelConfig, data_args: ScenarioArguments, config:
     """Unlearn, save the model (and its card) to ``output_dir``, evaluate, push when asked; then UNDO, when asked."""
     if chain is not None and chain.then_distill not in (None, "defaults"):
         config_path(chain.then_distill, "--then_distill")  # before unlearning, not after
+    get_method(config.method).check_args(config)  # before the model loads (the trainer checks it again)
     if config.push_to_hub:
         check_hub_access("--push_to_hub")
     _, model, tokenizer = load_model(model_config.model_name_or_path, model_config.dtype)

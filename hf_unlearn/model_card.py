@@ -20,6 +20,7 @@ from transformers import TrainingArguments
 
 from .data.sources import HUB_IDS
 from .environment import package_versions
+from .evaluation.disruption import METRIC
 from .evaluation.disruption import describe as disruption_change
 from .evaluation.report import RobustnessReport, attack_kind, point_label
 from .models import EMBEDDED_HUB_ID, EMBEDDED_LICENSE, EMBEDDED_MODEL_NAME, cache_root
@@ -143,7 +144,7 @@ def _disruption_from(report: RobustnessReport | None) -> dict[str, float]:
     unlearned = [run for run in (report.runs if report is not None else {}) if run != report.baseline]
     if not unlearned:
         return {}
-    return {"retain_loss_before": report.before["retain_loss"], "retain_loss_after": report.runs[unlearned[0]]["after_unlearning"]["retain_loss"]}
+    return {"retain_loss_before": report.before[METRIC], "retain_loss_after": report.runs[unlearned[0]]["after_unlearning"][METRIC]}
 
 
 def is_hub_id(name: str) -> bool:

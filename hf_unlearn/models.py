@@ -147,18 +147,18 @@ def check_pad_token(tokenizer: PreTrainedTokenizerBase | None) -> int:
 def load_causal_lm(
     model: PreTrainedModel | str, processing_class: PreTrainedTokenizerBase | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The model (loaded if given by name or path) and its tokenizer (loaded from the same place if not given)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """What a trainer is given, as models and tokenizers: a model given by name or path is loaded by ``load_model``
+    (in fp32, as it is trained: see ``check_trained_precision``) with its tokenizer, unless one is given; a model given
+    as an object gets the tokenizer saved where it was loaded from."""
+    from transformers import AutoTokenizer
 
     if isinstance(model, str):
-        name_or_path, model = model, AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)  # trained: see check_trained_precision
-    else:
-        name_or_path = model.config._name_or_path
-    if processing_class is None:
-        if not name_or_path:
+        _, model, tokenizer = load_model(model, "float32")
+        processing_class = processing_class or tokenizer
+    elif processing_class is None:
+        if not model.config._name_or_path:
             raise ValueError("the model was not loaded from a path, so pass its tokenizer as processing_class")
-        processing_class = AutoTokenizer.from_pretrained(name_or_path)
+        processing_class = AutoTokenizer.from_pretrained(model.config._name_or_path)
     check_pad_token(processing_class)
     return model, processing_class
 

@@ -26,6 +26,10 @@ class Objective:
     """
 
     method_name: ClassVar[str]  # set by register_method
+    # The settings the objective reads from ``args`` (here: the defaults' three): registration checks the method's
+    # config has each, so a missing one fails there, not at a run's first step. An objective that overrides a
+    # default states its own (tests/test_methods.py checks every registered one against its code).
+    reads: ClassVar[tuple[str, ...]] = ("unlearning_loss", "retaining_rate", "unlearning_rate")
     uses_reference: ClassVar[frozenset[str]] = frozenset()  # "forget" and/or "retain"
     uses_hidden_states: ClassVar[bool] = False
 

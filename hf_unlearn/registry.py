@@ -3,19 +3,14 @@
 ``register_method`` carries a method's config class, objective and update procedure, and also its
 citation (for model cards) and its search space with the source of its published values (for
 sweeps): a new method is one file, and the CLI, the sweep, the card and the tests read it from here.
-A leaf module: method files register into it and configs look themselves up in it, so neither
-imports the other.
+A leaf module: method files register into it, and ``hf_unlearn.methods`` imports every built-in method
+file, so code that looks a method up imports ``hf_unlearn.methods`` (imports point down: the registry
+never loads the methods itself).
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import difflib
-import functools
-import importlib
-import inspect
-import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,102 +92,29 @@ def register_method(
             raise ValueError(f"method {name!r}: its search space or sweep settings name {unknown}, which {config.__name__} does not have")
         if len(search_space or {}) > 3:
             raise ValueError(f"method {name!r}: search at most 3 settings (a sweep's few trials cannot tune more), got {sorted(search_space)}")
-        missing = {read: owner for read, owner in settings_read(procedure, objective).items() if not _has_setting(config, read)}
+        missing = [read for read in objective.reads if not _has_setting(config, read)]
         if missing:
             raise TypeError(
-                f"method {name!r}: " + "; ".join(f"{owner.__name__} reads args.{read}" for read, owner in sorted(missing.items()))
+                f"method {name!r}: {objective.__name__} reads " + ", ".join(f"args.{read}" for read in missing)
                 + f", which {config.__name__} lacks: add the field (or the component arguments that hold it) to {config.__name__}"
             )
         _METHODS[name] = MethodSpec(name, config, objective, procedure, citation, dict(search_space or {}), search_space_source, dict(sweep_fixed or {}))
         objective.method_name = name
-        _refuse_foreign_settings(config, name)
         return objective
 
     return decorator
-
-
-def settings_read(procedure: type, objective: type) -> dict[str, type]:
-    """``{setting: objective}`` for every setting the objective reads (``args.X``, ``self.args.X``) in the methods the
-    procedure calls (``self.objective.X``), followed through ``self.Y(...)`` calls: the inherited defaults included
-    (``loss_weights`` reads the rates). Checked at registration, so a config lacking one fails there rather than at a
-    run's first step. (Procedures read optional components' settings behind their switches, ``getattr(args, ...)``.)
-    Code without source (defined interactively) is skipped."""
-    read: dict[str, type] = {}
-    _reads(objective, _reads(procedure, None, {}), read)
-    return read
-
-
-def _reads(cls: type, entry_points: set[str] | None, read: dict[str, type]) -> set[str]:
-    """Record in ``read`` the settings ``cls`` reads from ``entry_points`` (None: all its methods); return the objective's
-    methods it calls."""
-    functions = dict(inspect.getmembers(cls, inspect.isfunction))
-    todo, seen, objective_calls = list(functions if entry_points is None else entry_points), set(), set()
-    while todo:
-        name = todo.pop()
-        if name in seen or name not in functions:
-            continue
-        seen.add(name)
-        try:
-            tree = ast.parse(textwrap.dedent(inspect.getsource(functions[name])))
-        except (OSError, TypeError, SyntaxError):
-            continue
-        # ``args = self.args`` binds a local name to the config; another ``args`` (a hook's) is not it.
-        aliases = {target.id for node in ast.walk(tree) if isinstance(node, ast.Assign) and _is_self_attribute(node.value, "args")
-                   for target in node.targets if isinstance(target, ast.Name)}  # fmt: skip
-        for node in ast.walk(tree):
-            if not (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load)):
-                continue
-            owner = node.value
-            if isinstance(owner, ast.Name) and owner.id == "self":
-                todo.append(node.attr)
-            elif (isinstance(owner, ast.Name) and owner.id in aliases) or _is_self_attribute(owner, "args"):
-                read.setdefault(node.attr, cls)
-            elif _is_self_attribute(owner, "objective"):
-                objective_calls.add(node.attr)
-    return objective_calls
-
-
-def _is_self_attribute(node: ast.AST, name: str) -> bool:
-    return isinstance(node, ast.Attribute) and node.attr == name and isinstance(node.value, ast.Name) and node.value.id == "self"
 
 
 def _has_setting(config: type, name: str) -> bool:
     return name in {f.name for f in dataclasses.fields(config)} or hasattr(config, name)  # fields, or properties (world_size)
 
 
-def _refuse_foreign_settings(config: type, method: str) -> None:
-    """Make ``config(...)`` name the method when given a setting it does not have (another method's, or a typo)."""
-    init = config.__init__
-
-    @functools.wraps(init)
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        if type(self) is config:  # a subclass registered as another method checks its own fields
-            known = {f.name for f in dataclasses.fields(config) if f.init}
-            for key in kwargs.keys() - known:
-                close = difflib.get_close_matches(key, known, n=1)
-                raise TypeError(
-                    f"{key}={kwargs[key]!r} is not used by method {method!r}: {config.__name__} has no such setting, since "
-                    f"neither its objective nor its update reads one.{f' Did you mean {close[0]!r}?' if close else ''}"
-                )
-        init(self, *args, **kwargs)
-
-    config.__init__ = __init__
-
-
-def _load_builtin_methods() -> None:
-    """The built-in methods register themselves when ``hf_unlearn.methods`` is imported. The registry loads that
-    package on first lookup, as plugins are loaded (by name, not a static import: the methods sit above the
-    registry), so that every import path sees them (``hf_unlearn`` imports its names lazily)."""
-    importlib.import_module("hf_unlearn.methods")
-
-
 def available_methods() -> list[str]:
-    _load_builtin_methods()
+    """The registered methods: the built-in ones once ``hf_unlearn.methods`` is imported, and any registered since."""
     return sorted(_METHODS)
 
 
 def get_method(name: str) -> MethodSpec:
-    _load_builtin_methods()
     try:
         return _METHODS[name]
     except KeyError:

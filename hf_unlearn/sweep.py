@@ -41,10 +41,11 @@ from transformers import TrainerCallback, TrainingArguments
 from .attacks import PRESETS, AttackSuite
 from .attacks.presets import check_preset_choice
 from .data import DataArguments
-from .evaluation.disruption import DisruptionBudget
+from .evaluation.disruption import METRIC, DisruptionBudget
 from .models import load_model
 from .pipeline import attack, unlearn
-from .registry import around, available_methods, get_method  # noqa: F401  (around: the search-space helper, re-exported)
+from .methods import available_methods, get_method
+from .registry import around  # noqa: F401  (the search-space helper, re-exported)
 from .scenarios import Scenario, ScenarioArguments, ScenarioChoice, facts_scenario
 from .tracking import finish_open_run, reports_to_wandb
 
@@ -167,9 +168,9 @@ class BudgetPruning(TrainerCallback):
     def check(self, metrics: dict[str, float], step: int) -> None:
         import optuna
 
-        if "eval_retain_loss" not in metrics:
+        if f"eval_{METRIC}" not in metrics:
             return
-        value = metrics["eval_retain_loss"]
+        value = metrics[f"eval_{METRIC}"]
         self.start = value if self.start is None else self.start
         budget = DisruptionBudget(self.args.disruption_budget, self.args.disruption_unit)
         self.disruption = budget.rise(self.start, value)

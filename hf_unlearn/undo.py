@@ -25,6 +25,7 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from .causal_lm_trainer import CausalLMTrainer
+from .evaluation.disruption import METRIC
 from .evaluation.evaluators import Evaluator
 from .distributed import shard_frozen
 from .forward import lm_outputs
@@ -183,9 +184,9 @@ class DistillationStopCallback(TrainerCallback):
         self.reached_at: int | None = None  # the step at which the student came within tolerance
 
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics=None, **kwargs):
-        if self.tolerance is None or self.teacher_retain_loss is None or "eval_retain_loss" not in (metrics or {}):
+        if self.tolerance is None or self.teacher_retain_loss is None or f"eval_{METRIC}" not in (metrics or {}):
             return  # one of several eval datasets: the retain loss comes with another
-        if within_tolerance(metrics["eval_retain_loss"], self.teacher_retain_loss, self.tolerance):
+        if within_tolerance(metrics[f"eval_{METRIC}"], self.teacher_retain_loss, self.tolerance):
             self.reached_at = state.global_step
             control.should_training_stop = True
 
@@ -303,7 +304,7 @@ class UndoTrainer(CausalLMTrainer):
         name = base_model_name(self.teacher)
         pretrained_on = pretraining_tokens(name)
         tokens = int(self.state.num_input_tokens_seen)
-        student = [entry["eval_retain_loss"] for entry in self.state.log_history if "eval_retain_loss" in entry]
+        student = [entry[f"eval_{METRIC}"] for entry in self.state.log_history if f"eval_{METRIC}" in entry]
         return {
             "base_model": name,
             "noise_alpha": self.args.noise_alpha,

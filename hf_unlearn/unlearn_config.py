@@ -9,7 +9,6 @@ import torch
 from transformers import TrainingArguments
 
 from .evaluation.disruption import UNITS, DisruptionBudget
-from .registry import get_method
 
 
 def invalid_setting(field_name: str, value: object, fix: str) -> ValueError:
@@ -36,13 +35,14 @@ class UnlearnConfig(TrainingArguments):
 
     Each method has its config, a subclass holding the fields its objective and update procedure
     read (``MUDMANConfig``, ``GradDiffConfig``, ``CIRConfig``, ...; the components' fields come from
-    ``hf_unlearn.components.arguments``); ``method`` names it in the registry, and the config
-    refuses settings the method cannot honour or would not read.
+    ``hf_unlearn.components.arguments``); ``method`` names it in the registry. ``UnlearnTrainer`` asks the
+    method to check its config (``MethodSpec.check_args``: settings it cannot honour or would not read), so
+    this base, whose ``method`` is None, is valid to build and to subclass, and no trainer runs it.
     """
 
-    method: str = field(
-        default="mudman",
-        metadata={"help": "Unlearning method, by registry name (see hf_unlearn.available_methods())."},
+    method: str | None = field(
+        default=None,
+        metadata={"help": "Unlearning method, by registry name (see hf_unlearn.available_methods()); each method's config sets it."},
     )
     target_modules: list[str] = field(
         default_factory=lambda: ["first_mlp"],
@@ -103,7 +103,7 @@ class UnlearnConfig(TrainingArguments):
             raise invalid_setting("max_retain_loss_ratio", self.max_retain_loss_ratio, "it must be > 1 (e.g. 2: twice the start), or 0 to disable it")
         check_finite_rates(self, ("unlearning_rate", "retaining_rate", "adv_lr", "learning_rate"))
         if self.learning_rate == 0 and not isinstance(self, FullUpdateArguments):
-            raise invalid_setting("learning_rate", 0, f"the optimizer applies {self.method}'s update, so at 0 nothing trains: use a rate > 0")
+            raise invalid_setting("learning_rate", 0, f"the optimizer applies {self.method or 'the method'}'s update, so at 0 nothing trains: use a rate > 0")
         check_max_steps(self)
         if self.max_passes is not None and self.max_passes < 1:
             raise invalid_setting("max_passes", self.max_passes, "it must be >= 1, or None for no pass budget")
@@ -117,7 +117,6 @@ class UnlearnConfig(TrainingArguments):
         super().__post_init__()
         if self.disruption_budget is not None and self.eval_strategy == "no":
             raise invalid_setting("eval_strategy", "no", "a disruption_budget is checked at evaluations: evaluate (steps or epoch), or set disruption_budget=None")
-        get_method(self.method).check_args(self)
 
 
 @dataclass

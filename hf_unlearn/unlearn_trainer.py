@@ -19,12 +19,12 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 from transformers.utils import logging
 
-from . import methods  # noqa: F401  (importing the package registers every method)
 from .callbacks import DisruptionBudgetCallback
 from .causal_lm_trainer import CausalLMTrainer
 from .components.procedures import StepContext
 from .data.pairing import RetainStream
 from .distributed import check_process_count, mean_over_processes
+from .evaluation.disruption import METRIC, broke_the_model
 from .evaluation.evaluators import Evaluator
 from .evaluation.report import RobustnessReport
 from .forward import lm_loss, weights_digest
@@ -32,8 +32,8 @@ from .gradients import global_norm
 from .model_card import (
     REPORT_NAME, UnlearningInfo, base_model_license, base_model_name, base_model_path, method_settings, model_card, saved_weights_digest,
 )
+from .methods import MUDMANConfig, available_methods, get_method
 from .models import with_lora_adapter
-from .registry import get_method
 from .targets import model_depth
 from .tracking import open_run_url
 from .unlearn_config import UnlearnConfig
@@ -112,15 +112,21 @@ class UnlearnTrainer(CausalLMTrainer):
         peft_config: PeftConfig | None = None,
     ):
         if args is None:
-            args = UnlearnConfig(output_dir="unlearn_output")
+            args = MUDMANConfig(output_dir="unlearn_output")
         if not isinstance(args, UnlearnConfig):
             raise TypeError(f"args must be an UnlearnConfig, got {type(args).__name__}")
+        if args.method is None:
+            raise ValueError(
+                f"args is the bare UnlearnConfig, which names no method: build a method's config, e.g. hf_unlearn.MUDMANConfig(...) "
+                f"(methods: {', '.join(available_methods())})"
+            )
         if forget_dataset is None or retain_dataset is None:
             raise ValueError("UnlearnTrainer needs both forget_dataset and retain_dataset")
         check_process_count(args.world_size)
         self.data_sources: dict[str, str] = {}  # {"forget": source name, "retain": ...}, for the model card
         self.data_arguments: dict[str, Any] = {}  # the DataArguments the data was built from, for `hf-unlearn evaluate`
         spec = get_method(args.method)
+        spec.check_args(args)
         self.objective = spec.objective(args)
         self.procedure = spec.procedure(args, self.objective)
         self.peft_config = peft_config
@@ -198,7 +204,7 @@ class UnlearnTrainer(CausalLMTrainer):
         evaluates the last step under a step strategy) and kept them, otherwise a new ``evaluate()``."""
         budget = next((cb for cb in self.callback_handler.callbacks if isinstance(cb, DisruptionBudgetCallback)), None)
         restored = budget is not None and budget.exceeded_at is not None  # weights of an earlier evaluation
-        last = next((entry for entry in reversed(self.state.log_history) if "eval_retain_loss" in entry or "eval_loss" in entry), None)
+        last = next((entry for entry in reversed(self.state.log_history) if f"eval_{METRIC}" in entry or "eval_loss" in entry), None)
         if last is not None and last.get("step") == self.state.global_step and not restored:
             return {k: v for k, v in last.items() if k.startswith("eval_") or k == "epoch"}
         return self.evaluate()
@@ -255,7 +261,7 @@ class UnlearnTrainer(CausalLMTrainer):
         if self.args.include_num_input_tokens_seen != "no":
             trained["trained_tokens"] = int(self.state.num_input_tokens_seen)
 
-        evaluations = [entry["eval_retain_loss"] for entry in self.state.log_history if "eval_retain_loss" in entry]
+        evaluations = [entry[f"eval_{METRIC}"] for entry in self.state.log_history if f"eval_{METRIC}" in entry]
         disruption = {"retain_loss_before": evaluations[0], "retain_loss_after": evaluations[-1]} if len(evaluations) > 1 else {}
         budget = next((cb for cb in self.callback_handler.callbacks if isinstance(cb, DisruptionBudgetCallback)), None)
         if disruption and budget is not None and budget.exceeded_at is not None and budget.within_budget is not None:
@@ -440,7 +446,7 @@ class BrokenModelGuard(TrainerCallback):
         if not (control.should_save or control.should_training_stop or state.global_step >= state.max_steps):
             return
         value = self.probe()
-        if not math.isfinite(value) or value > args.max_retain_loss_ratio * self.start:
+        if broke_the_model(self.start, value, args.max_retain_loss_ratio):
             raise UnlearningDivergedError(
                 f"step {state.global_step}: the retain loss is {value:.4g}, {value / self.start:.3g}x its value before "
                 f"unlearning ({self.start:.4g}); the model is broken, so training stopped and it is not saved. Lower the "

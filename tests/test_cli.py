@@ -362,11 +362,14 @@ def test_the_card_carries_the_base_models_license_and_the_wandb_run(tmp_path, lo
     assert "[the W&B run](https://wandb.ai/me/p/runs/x)" in model_card(info).text
 
 
-def test_configs_build_whatever_is_imported_first():
-    """With lazy imports, `UnlearnConfig(...)` found an empty method registry unless the methods were imported first."""
-    check = "\ntry:\n    UnlearnConfig(output_dir='x')\nexcept ValueError as error:\n    assert 'build hf_unlearn.MUDMANConfig' in str(error), error"
-    for code in ("from hf_unlearn import UnlearnConfig" + check, "from hf_unlearn.unlearn_config import UnlearnConfig" + check,
-                 "from hf_unlearn.registry import available_methods; assert 'mudman' in available_methods()"):  # fmt: skip
+def test_the_registry_is_filled_by_whatever_is_imported_first():
+    """Methods register when ``hf_unlearn.methods`` is imported (the registry never imports upward): each public way to
+    a method finds them all, and the bare ``UnlearnConfig`` is a valid base that no trainer runs."""
+    bare = "\nconfig = UnlearnConfig(output_dir='x')\nassert config.method is None"
+    for code in ("from hf_unlearn import UnlearnConfig" + bare, "from hf_unlearn.unlearn_config import UnlearnConfig" + bare,
+                 "from hf_unlearn import available_methods; assert {'mudman', 'cir', 'npo'} <= set(available_methods())",
+                 "from hf_unlearn import get_method; assert get_method('npo').config.__name__ == 'NPOConfig'",
+                 "import hf_unlearn; assert hf_unlearn.MUDMANConfig is hf_unlearn.get_method('mudman').config"):  # fmt: skip
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"{code}: {done.stderr[-2000:]}"
 

@@ -159,6 +159,7 @@ def test_text_samples_of_a_text_scenario_show_the_true_continuation(tokenizer):
         (["--method", "rmu", "--npo_beta", "0.2"], "--npo_beta is not a setting of method 'rmu' (it belongs to npo)"),
         (["--max_step", "2"], "--max_step is not a setting of method 'mudman' (did you mean --max_steps?)"),  # was read as max_steps
         (["--then_distill", "undo.yml"], "--then_distill undo.yml: no such file, and no shipped config"),  # found only after unlearning
+        (["--meta_learning", "false", "--adv_lr", "0.1"], "adv_lr=0.1 is not used by method 'mudman' (meta_learning is off)"),  # the method's check
     ],
 )
 def test_bad_settings_are_named_in_one_line(flags, message, tmp_path, capsys):

@@ -1,11 +1,14 @@
 """The baselines: their losses against the formulas, training through UnlearnTrainer, and composable components."""
 
+import ast
 import copy
+import inspect
 import math
 import os
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -234,14 +237,22 @@ def test_wagle_mask_selects_weights_and_only_those_change(model, tokenizer, forg
         assert moved[mask].float().mean() > 0.5
 
 
-def test_unknown_method_lists_the_available_ones(tmp_path):
+def test_unknown_method_lists_the_available_ones(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
     with pytest.raises(ValueError, match="available methods: " + ", ".join(available_methods())):
-        UnlearnConfig(output_dir=str(tmp_path), method="rmu2")
+        UnlearnTrainer(model, UnlearnConfig(output_dir=str(tmp_path), method="rmu2"), forget_dataset=forget_dataset, retain_dataset=retain_dataset)
 
 
-def test_method_needs_its_config_class(tmp_path):
+def test_method_needs_its_config_class(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
     with pytest.raises(ValueError, match="method='npo' is configured by NPOConfig, got UnlearnConfig"):
-        UnlearnConfig(output_dir=str(tmp_path), method="npo")
+        UnlearnTrainer(model, UnlearnConfig(output_dir=str(tmp_path), method="npo"), forget_dataset=forget_dataset, retain_dataset=retain_dataset)
+    with pytest.raises(ValueError, match=r"args is the bare UnlearnConfig, which names no method: build a method's config, e\.g\. hf_unlearn\.MUDMANConfig"):
+        UnlearnTrainer(model, UnlearnConfig(output_dir=str(tmp_path)), forget_dataset=forget_dataset, retain_dataset=retain_dataset)
+
+
+def test_without_args_the_trainer_runs_mudman(model, tokenizer, forget_dataset, retain_dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # as Trainer's own default, it writes under the working directory
+    trainer = UnlearnTrainer(model, forget_dataset=forget_dataset, retain_dataset=retain_dataset, processing_class=tokenizer)
+    assert type(trainer.args).__name__ == "MUDMANConfig" and trainer.args.output_dir == "unlearn_output"
 
 
 def test_compute_loss_on_a_paired_batch_is_the_method_objective(model, tokenizer, forget_dataset, retain_dataset, tmp_path):
@@ -320,6 +331,8 @@ def test_the_readme_example_method(tokenizer, forget_dataset, retain_dataset, tm
     package = tmp_path / "package"
     shutil.copytree(Path(hf_unlearn.__file__).parent, package / "hf_unlearn", ignore=shutil.ignore_patterns("__pycache__"))
     (package / "hf_unlearn" / "methods" / "masked_npo.py").write_text(code)
+    with (package / "hf_unlearn" / "methods" / "__init__.py").open("a") as methods:
+        methods.write("from . import masked_npo  # noqa: F401, E402\n")  # its line in the list of built-in methods
     model_dir, data = write_local_files(tmp_path)
     data_flags = ["--forget_source", data.forget_source, "--retain_source", data.retain_source, "--chunk_length", "16"]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(package), "OMP_NUM_THREADS": "1"}
@@ -340,6 +353,51 @@ def test_the_readme_example_method(tokenizer, forget_dataset, retain_dataset, tm
     assert registered.citation.bibtex() in card and "masked_npo" in card
 
 
+def settings_read(procedure: type, objective: type) -> set[str]:
+    """Every setting the objective's code reads (``args.X``, ``self.args.X``, ``config = self.args; config.X``) in the
+    methods the procedure calls (``self.objective.X``), followed through ``self.Y(...)`` calls."""
+    read: set[str] = set()
+    _reads(objective, _reads(procedure, None, read), read)
+    return read
+
+
+def _reads(cls: type, entry_points: set[str] | None, read: set[str]) -> set[str]:
+    """Add to ``read`` the settings the objective ``cls`` reads from ``entry_points`` (None: all its methods; a procedure
+    then, whose own reads are not added); return the objective's methods it calls."""
+    functions = dict(inspect.getmembers(cls, inspect.isfunction))
+    todo, seen, objective_calls = list(functions if entry_points is None else entry_points), set(), set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in functions:
+            continue
+        seen.add(name)
+        tree = ast.parse(textwrap.dedent(inspect.getsource(functions[name])))
+        aliases = {target.id for node in ast.walk(tree) if isinstance(node, ast.Assign) and _is_self_attribute(node.value, "args")
+                   for target in node.targets if isinstance(target, ast.Name)}  # fmt: skip
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load)):
+                continue
+            if isinstance(node.value, ast.Name) and node.value.id == "self":
+                todo.append(node.attr)
+            elif entry_points is not None and ((isinstance(node.value, ast.Name) and node.value.id in aliases) or _is_self_attribute(node.value, "args")):
+                read.add(node.attr)
+            elif _is_self_attribute(node.value, "objective"):
+                objective_calls.add(node.attr)
+    return objective_calls
+
+
+def _is_self_attribute(node: ast.AST, name: str) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == name and isinstance(node.value, ast.Name) and node.value.id == "self"
+
+
+@pytest.mark.parametrize("method", available_methods())
+def test_each_objective_declares_every_setting_it_reads(method):
+    """``Objective.reads`` is what registration checks the config against: it must name everything the code reads."""
+    spec = get_method(method)
+    undeclared = settings_read(spec.procedure, spec.objective) - set(spec.objective.reads)
+    assert not undeclared, f"{spec.objective.__name__} reads {sorted(undeclared)}: add them to its `reads`"
+
+
 def test_a_config_lacking_a_setting_its_method_reads_fails_at_registration():
     """The default objective reads unlearning_rate / retaining_rate (``loss_weights``) and unlearning_loss; a config
     without the components that hold them used to fail at the run's first step."""
@@ -352,21 +410,9 @@ def test_a_config_lacking_a_setting_its_method_reads_fails_at_registration():
     class RatelessConfig(OptimizerArguments, TransformArguments, hf_unlearn.UnlearnConfig):
         method: str = "rateless"
 
-    with pytest.raises(TypeError, match=r"method 'rateless': .*reads args.retaining_rate.*args.unlearning_rate, which RatelessConfig lacks"):
+    with pytest.raises(TypeError, match=r"method 'rateless': Rateless reads args.unlearning_loss, args.retaining_rate, args.unlearning_rate, which RatelessConfig lacks"):
         hf_unlearn.register_method("rateless", config=RatelessConfig, procedure=OptimizerUpdate)(type("Rateless", (hf_unlearn.Objective,), {}))
     assert "rateless" not in _METHODS
-    # Another ``args`` (a forward hook's) is not the config; ``args = self.args`` is.
-    from hf_unlearn.registry import settings_read
-
-    class Hooked(hf_unlearn.Objective):
-        def forget_loss(self, outputs, batch, reference):
-            def hook(module, args, output):
-                return args.shape
-
-            config = self.args
-            return config.unlearning_loss, hook
-
-    assert {"unlearning_loss", "retaining_rate", "unlearning_rate"} == set(settings_read(OptimizerUpdate, Hooked))
     # A hook objectives no longer have would be ignored silently: refused, naming what replaces it.
     with_callbacks = type("WithCallbacks", (hf_unlearn.Objective,), {"callbacks": lambda self: []})
     with pytest.raises(TypeError, match="Objective.callbacks is no longer called; pass TrainerCallbacks"):

@@ -52,6 +52,7 @@ class DisruptionBudget:
 
 
 def broke_the_model(start: float, value: float, ratio: float) -> bool:
-    """An attack broke the model: its disruption metric rose past ``ratio`` times its pre-attack value (or is not
-    finite). Such a point says nothing about what the weights still know (``RelearnAttackConfig.divergence_retain_ratio``)."""
+    """Training broke the model: its disruption metric rose past ``ratio`` times its value before (or is not finite).
+    Unlearning stops there (``UnlearnConfig.max_retain_loss_ratio``); an attack's point says nothing about what the
+    weights still know (``RelearnAttackConfig.divergence_retain_ratio``)."""
     return not math.isfinite(value) or value > ratio * start

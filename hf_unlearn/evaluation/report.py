@@ -126,7 +126,7 @@ class RobustnessReport:
                 for metric, value in (self.stage(run, stage) or {}).items():
                     if isinstance(value, (int, float)):
                         flat[f"robustness/{run}/{stage}/{metric}"] = value
-            if "retain_loss" in self.before:
+            if METRIC in self.before:
                 change = disruption.change(self.before[METRIC], self.runs[run]["after_unlearning"][METRIC])
                 flat[f"robustness/{run}/disruption/retain_loss_change"] = change["absolute"]
                 flat[f"robustness/{run}/disruption/retain_loss_change_relative"] = change["relative"]
@@ -161,7 +161,7 @@ class RobustnessReport:
                 lines.append(f"| {run} | {label} | " + " | ".join(cells) + " |")
         lines.append("")
         for run, result in self.runs.items():
-            if "retain_loss" in self.before:
+            if METRIC in self.before:
                 change = disruption.change(self.before[METRIC], result["after_unlearning"][METRIC])
                 lines.append(
                     f"- {run}: retain loss change after unlearning {change['absolute']:+.4f} nats "
@@ -175,7 +175,7 @@ class RobustnessReport:
                 lines.append(f"- {run}: attacker's best `{self.best_metric}` {ours:.4f} vs {theirs:.4f} for {self.baseline}{ratio}")
         lines += ["", "Per attack (best point of each; `diverged`: where the attack broke the model; kinds: `fine_tune` trains, "
                   "`quantize`, `in_context` and `prompt` only evaluate):", ""]  # fmt: skip
-        shown = [self.best_metric] + (["retain_loss"] if "retain_loss" in metrics and self.best_metric != "retain_loss" else [])
+        shown = [self.best_metric] + ([METRIC] if METRIC in metrics and self.best_metric != METRIC else [])
         lines.append("| run | attack | kind | settings | best at | " + " | ".join(shown) + " | diverged |")
         lines.append("|---|---|---|---|---|" + "---|" * len(shown) + "---|")
         for run, result in self.runs.items():
@@ -227,7 +227,7 @@ class RobustnessReport:
 
     def curve_metrics(self) -> list[str]:
         """The metrics the curves show: the attacker's, and the retain loss where it was measured."""
-        return [self.best_metric] + (["retain_loss"] if "retain_loss" in self.before and self.best_metric != "retain_loss" else [])
+        return [self.best_metric] + ([METRIC] if METRIC in self.before and self.best_metric != METRIC else [])
 
     def plot(self, path: str | Path) -> Path:
         """PNG of the attack curves: one axis per metric, every model on it in its own colour (so each unlearned

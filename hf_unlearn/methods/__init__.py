@@ -1,21 +1,22 @@
 """Unlearning methods, one file each: a config, an objective, and one registration carrying them with the
 update procedure, the citation and the search space (``hf_unlearn.registry.register_method``).
 
-Importing this package imports every module in it, which registers its method: a new method is one new
-file. Its names are reached through the registry (``hf_unlearn.get_method("npo").config``) or its module.
+Importing this package registers the built-in methods, listed here: a new built-in method is one file and
+its line below (a method of your own registers from your code, on import). Look a method up through this
+package (``hf_unlearn.methods.get_method``, ``hf_unlearn.get_method``), which guarantees they are registered.
 """
 
-import importlib
-import pkgutil
+from ..registry import available_methods, get_method
+from .cir import CIRConfig
+from .circuit_breakers import CircuitBreakersConfig
+from .graddiff import GradDiffConfig
+from .mudman import MUDMANConfig
+from .npo import NPOConfig
+from .rmu import RMUConfig
+from .simnpo import SimNPOConfig
+from .tar import TARConfig
 
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
-
-
-def __getattr__(name: str):
-    """``hf_unlearn.methods.MUDMANConfig`` and the like: any name a method module defines."""
-    for module in pkgutil.iter_modules(__path__):
-        defined = importlib.import_module(f"{__name__}.{module.name}")
-        if hasattr(defined, name):
-            return getattr(defined, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = [
+    "CIRConfig", "CircuitBreakersConfig", "GradDiffConfig", "MUDMANConfig", "NPOConfig", "RMUConfig", "SimNPOConfig", "TARConfig",
+    "available_methods", "get_method",
+]  # fmt: skip

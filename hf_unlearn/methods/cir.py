@@ -384,7 +384,7 @@ class CIRUpdate(UpdateProcedure):
 class CIR(Objective):
     """What CIR trains and checks; its losses (MLP breaking, the relative retain distance) act on module
     outputs inside the collapsed update, ``CIRUpdate``."""
-
+    reads = ()  # its losses are CIRUpdate's, configured there
     uses_reference = frozenset({"forget", "retain"})
     loss_layers: list[int] | None  # resolved against the model by fit_to_model (None: a registry loss, which reads none)
     retain_layer: int

@@ -63,6 +63,7 @@ def default_cb_layers(depth: int) -> list[int]:
     ),
 )
 class CircuitBreakers(Objective):
+    reads = ("cb_alpha",)
     uses_reference = frozenset({"forget", "retain"})
     uses_hidden_states = True
     layers: list[int]  # cb_layers, resolved against the model by fit_to_model

@@ -43,6 +43,7 @@ class NPOConfig(RateArguments, RepresentationAnchorArguments, TransformArguments
     ),
 )
 class NPO(Objective):
+    reads = ("npo_beta", "retaining_rate", "unlearning_rate")
     uses_reference = frozenset({"forget"})
 
     def forget_loss(self, outputs: LMOutputs, batch: dict[str, torch.Tensor], reference: LMOutputs | None) -> torch.Tensor:

@@ -69,6 +69,7 @@ def control_vector(width: int, steering_coef: float, seed: int) -> torch.Tensor:
     ),
 )
 class RMU(Objective):
+    reads = ("steering_coef", "seed", "retaining_rate", "unlearning_rate")
     uses_reference = frozenset({"retain"})
     uses_hidden_states = True
     layer: int  # rmu_layer, resolved against the model by fit_to_model

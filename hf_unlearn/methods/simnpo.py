@@ -42,6 +42,8 @@ class SimNPOConfig(RateArguments, RepresentationAnchorArguments, TransformArgume
     ),
 )
 class SimNPO(Objective):
+    reads = ("simnpo_beta", "simnpo_gamma", "retaining_rate", "unlearning_rate")
+
     def forget_loss(self, outputs: LMOutputs, batch: dict[str, torch.Tensor], reference: LMOutputs | None) -> torch.Tensor:
         logprobs, lengths = sequence_logprobs(outputs.logits, batch["labels"])
         return simnpo_loss(logprobs, lengths, self.args.simnpo_beta, self.args.simnpo_gamma)
