@@ -29,7 +29,7 @@ from pathlib import Path
 import optuna
 import torch
 
-from hf_unlearn.attacks import PRESETS
+from hf_unlearn.attacks import ATTACK_KINDS, PRESETS, RelearnAttackConfig
 from hf_unlearn.environment import environment
 
 HERE = Path(__file__).resolve().parent
@@ -37,7 +37,7 @@ _spec = importlib.util.spec_from_file_location("quality", HERE / "quality.py")
 quality = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(quality)
 
-ATTACKS = [name for name, attack in PRESETS["standard"].items() if attack.get("kind", "fine_tune") != "fine_tune"]
+ATTACKS = [name for name, attack in PRESETS["standard"].items() if not ATTACK_KINDS[attack.get("kind", RelearnAttackConfig.kind)].trains]
 MODELS = ["no_unlearning", "mudman", "graddiff", "npo", "cir"]
 OUTPUT = HERE / "results" / "no_training_attacks"
 

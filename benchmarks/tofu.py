@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from hf_unlearn.attacks import ATTACK_KINDS
 from hf_unlearn.data.fictitious import oracle_models
 from hf_unlearn.environment import environment
 from hf_unlearn.evaluation.report import finite_or_null
@@ -79,7 +80,7 @@ def tuned_rows(args: argparse.Namespace, evaluator: Any, target_path: str) -> di
         if abs(point["facts_accuracy"] - best["facts_accuracy"]) > 1e-9:
             raise RuntimeError(f"{name}: the attack run again reached split-B accuracy {point['facts_accuracy']} at step {best['step']}, "
                                f"the evaluation recorded {best['facts_accuracy']}: not the same run")  # fmt: skip
-        trains = suite.attacks[best["attack"]].kind == "fine_tune"
+        trains = ATTACK_KINDS[suite.attacks[best["attack"]].kind].trains
         rows[f"{name} at the attacker's best"] = {
             "model": f"{name} after {best['attack']}, step {best['step']}" + ("" if trains else " (TOFU's questions without the attack's prefixes)"),
             "split_b_accuracy": best["facts_accuracy"], **{k.removeprefix("tofu_"): v for k, v in point.items() if k.startswith("tofu_")},

@@ -95,8 +95,7 @@ class CausalLMTrainer(Trainer):
         # freshly initialised adapter (PEFT) is the same in every run.
         set_seed(args.seed)
         model = self.prepare_model(model, args, processing_class, eval_dataset)
-        if getattr(args, "kind", "fine_tune") == "fine_tune":  # an attack that trains nothing only evaluates
-            check_trained_precision(model)
+        check_trained_precision(model)
         if args.batch_eval_metrics or not args.eval_do_concat_batches:
             raise ValueError("batch_eval_metrics=True and eval_do_concat_batches=False are not supported: the evaluation loss is "
                              "the token mean over the whole split (see prediction_step); leave both at their defaults")  # fmt: skip

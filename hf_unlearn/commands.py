@@ -23,7 +23,7 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 from trl import ModelConfig, TrlParser, get_peft_config
 
-from .attacks import PRESETS, AttackSuite
+from .attacks import ATTACK_KINDS, PRESETS, AttackSuite
 from .attacks.inputs import tokenized
 from .attacks.presets import check_preset_choice
 from .attacks.relearn_config import RelearnAttackConfig
@@ -285,10 +285,6 @@ class AttackArguments:
         check_preset_choice(self.attack_suite, others=("none",))
 
 
-# The settings of an attack that trains nothing (RelearnAttackConfig.kind and what it tries).
-KIND_SETTINGS = ("kind", "quantize_bits", "quantize_group_size", "in_context_shots", "prompt_templates")
-
-
 def suite_from(args: AttackArguments, config: RelearnAttackConfig, metric: str) -> AttackSuite:
     """The chosen preset, with every setting of ``config`` that differs from the defaults applied to each attack;
     the attacker optimises the scenario's ``metric`` unless ``--metric_for_best_model`` says otherwise."""
@@ -302,8 +298,12 @@ def suite_from(args: AttackArguments, config: RelearnAttackConfig, metric: str) 
         for f in dataclasses.fields(RelearnAttackConfig)
         if f.init and getattr(config, f.name) != getattr(defaults, f.name)
     }
-    kind_settings = sorted(set(common) & set(KIND_SETTINGS))
-    if kind_settings:  # the preset decides each attack's kind: applied to all, these would turn every attack into one
+    # The preset decides each attack's kind, and the settings of a kind other than the default one describe one attack
+    # (quantize_bits: int8 or int4): applied to all, they would turn every attack of that kind into one. The default
+    # kind's settings (use_peft) apply to every attack of it.
+    per_attack = {"kind", *(name for kind in ATTACK_KINDS.values() if kind.name != defaults.kind for name in kind.settings)}
+    kind_settings = sorted(set(common) & per_attack)
+    if kind_settings:
         raise ValueError(f"--{', --'.join(kind_settings)} describe one attack: give them with --attack_suite none")
     return AttackSuite.preset(args.attack_suite, output_dir=config.output_dir, **common)
 

@@ -364,7 +364,7 @@ def check_same_study(study: Any, settings: dict[str, Any], args: SweepArguments)
     if "suite" not in stored["sweep"]:
         # Recorded before studies recorded their suite, when every preset attack fine-tuned: those are what it ran.
         preset = PRESETS[stored["sweep"]["attack_suite"]]
-        stored = {**stored, "sweep": {**stored["sweep"], "suite": {k: v for k, v in preset.items() if v.get("kind", "fine_tune") == "fine_tune"}}}
+        stored = {**stored, "sweep": {**stored["sweep"], "suite": {k: v for k, v in preset.items() if "kind" not in v}}}
     before, now = _flatten(stored), _flatten(settings)
     changed = [f"{key}: {before.get(key)!r} -> {now.get(key)!r}" for key in sorted(before.keys() | now.keys()) if before.get(key) != now.get(key)]
     if changed:

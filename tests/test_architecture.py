@@ -15,7 +15,7 @@ LAYERS = [
     ("hf_unlearn.losses", "hf_unlearn.gradients", "hf_unlearn.registry", "hf_unlearn.targets", "hf_unlearn.models",
      "hf_unlearn.tracking", "hf_unlearn.environment"),
     ("hf_unlearn.forward", "hf_unlearn.distributed", "hf_unlearn.data"),
-    ("hf_unlearn.objective", "hf_unlearn.evaluation", "hf_unlearn.unlearn_config", "hf_unlearn.attacks.relearn_config",
+    ("hf_unlearn.objective", "hf_unlearn.evaluation", "hf_unlearn.unlearn_config", "hf_unlearn.attacks.relearn_config", "hf_unlearn.attacks.attack",
      "hf_unlearn.attacks.inputs"),
     ("hf_unlearn.components", "hf_unlearn.model_card", "hf_unlearn.callbacks"),
     ("hf_unlearn.methods",),

@@ -229,14 +229,14 @@ def test_in_context_and_prompt_variants_are_those_the_context_holds_fewest_shots
 
 def test_a_variant_that_broke_the_model_is_marked_and_never_the_attackers_best(tmp_path, monkeypatch):
     """A quantized copy that broke the model (retain loss past 1.5x) could be the attacker's best."""
-    from hf_unlearn.attacks import suite
+    from hf_unlearn.attacks import quantize
 
     def broken_copy(model, bits, group_size):
         broken = copy.deepcopy(model)
         broken.lm_head.weight.data *= 300  # confidently wrong everywhere: the retain loss explodes, finite
         return broken
 
-    monkeypatch.setattr(suite, "quantized_copy", broken_copy)
+    monkeypatch.setattr(quantize, "quantized_copy", broken_copy)
     tokenizer = char_tokenizer()
     attack = tokenized(FORGET_TEXTS[:4], tokenizer)
     evaluation = {"forget": tokenized(FORGET_TEXTS[8:12], tokenizer), "retain": tokenized(FORGET_TEXTS[12:14], tokenizer)}
@@ -264,6 +264,17 @@ def test_resume_reads_back_an_attack_that_trains_nothing_only_with_the_same_sett
     assert variants([2]) == ["2 in context"], "other settings: run again, not read back"
 
 
+def test_relearn_attack_trainer_refuses_a_kind_that_trains_nothing(tmp_path):
+    """It would fine-tune: an attack that trains nothing runs through its kind (AttackSuite), not a trainer."""
+    from hf_unlearn.attacks import RelearnAttackTrainer
+
+    tokenizer = char_tokenizer()
+    config = RelearnAttackConfig(output_dir=str(tmp_path), kind="quantize", report_to="none")
+    with pytest.raises(ValueError, match="RelearnAttackTrainer fine-tunes"):
+        RelearnAttackTrainer(tiny_llama(len(tokenizer)), config, attack_dataset=tokenized(FORGET_TEXTS[:4], tokenizer),
+                             eval_dataset={"forget": tokenized(FORGET_TEXTS[8:10], tokenizer)}, processing_class=tokenizer)  # fmt: skip
+
+
 def test_config_refuses_fine_tuning_settings_on_attacks_that_train_nothing(tmp_path):
     with pytest.raises(ValueError, match="kind"):
         RelearnAttackConfig(output_dir=str(tmp_path), kind="quantize", use_peft=True)
@@ -271,6 +282,8 @@ def test_config_refuses_fine_tuning_settings_on_attacks_that_train_nothing(tmp_p
         RelearnAttackConfig(output_dir=str(tmp_path), kind="distill")
     with pytest.raises(ValueError, match="quantize_bits"):
         RelearnAttackConfig(output_dir=str(tmp_path), kind="quantize", quantize_bits=3)
+    with pytest.raises(ValueError, match="in_context_shots are in_context settings"):  # any kind's, as registered
+        RelearnAttackConfig(output_dir=str(tmp_path), kind="quantize", in_context_shots=[2])
     config = RelearnAttackConfig(output_dir=str(tmp_path), kind="in_context", in_context_shots=[4, 1])
     assert dataclasses.replace(config, eval_on_start=False).describe() == "4/1 attack examples in context, no training"
 
@@ -282,6 +295,9 @@ def test_the_attack_command_takes_a_kind_for_one_attack_only(tmp_path):
     assert suite_from(AttackArguments(attack_suite="none"), config, "eval_forget_loss").attacks["attack"].kind == "quantize"
     with pytest.raises(ValueError, match="--kind, --quantize_bits describe one attack"):
         suite_from(AttackArguments(attack_suite="standard"), config, "eval_forget_loss")
+    in_context = RelearnAttackConfig(output_dir=str(tmp_path), kind="in_context", in_context_shots=[2])
+    with pytest.raises(ValueError, match="--in_context_shots, --kind describe one attack"):  # each kind's settings, as registered
+        suite_from(AttackArguments(attack_suite="standard"), in_context, "eval_forget_loss")
     kinds = {c.kind for c in suite_from(AttackArguments(attack_suite="standard"), RelearnAttackConfig(output_dir=str(tmp_path)), "eval_forget_loss").attacks.values()}
     assert kinds == {"fine_tune", "quantize", "in_context", "prompt"}
 

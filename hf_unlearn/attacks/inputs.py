@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from datasets import Dataset
+from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from ..evaluation.evaluators import Evaluator, FactEvaluator
@@ -75,6 +76,13 @@ def tokenized(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, text_field: 
     if "input_ids" in dataset.column_names:
         return dataset
     return dataset.map(lambda example: {"input_ids": tokenizer(example[text_field])["input_ids"]}, desc="tokenizing")
+
+
+def prefix_room(forget: Dataset, model: nn.Module, max_length: int | None) -> int:
+    """The tokens a prefix may take before every text of ``forget`` (tokenized) and its next token: the model's
+    positions, or the trainers' ``max_length`` (which would cut the text's end), hold them all."""
+    context = min(getattr(model.config, "max_position_embeddings", None) or 10**9, max_length or 10**9)
+    return context - max(len(ids) for ids in forget["input_ids"]) - 1
 
 
 def with_prefix(dataset: Dataset, prefix_ids: list[int], tokenizer: PreTrainedTokenizerBase) -> Dataset:

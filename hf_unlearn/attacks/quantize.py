@@ -29,9 +29,17 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator
+from typing import Any
 
 import torch
+from datasets import Dataset
 from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from ..evaluation.evaluators import Evaluator
+from .attack import AttackRun, Variant, evaluate_variants, register_attack
+from .relearn_config import RelearnAttackConfig
 
 SCHEMES = {8: None, 4: 32}  # bits -> default group size (None: one group per output row)
 
@@ -89,3 +97,30 @@ def quantized_copy(model: nn.Module, bits: int, group_size: int | None = None) -
         for module in quantized_layers(quantized):
             module.weight.copy_(quantize_dequantize(module.weight, bits, group_size if group_size is not None else SCHEMES[bits]))
     return quantized
+
+
+@register_attack
+class Quantize:
+    """The model as deployed at ``quantize_bits`` (``kind="quantize"``): one variant, no training."""
+
+    name = "quantize"
+    trains = False
+    settings = ("quantize_bits", "quantize_group_size")
+
+    def check(self, model: nn.Module, config: RelearnAttackConfig) -> None:
+        check_group_size(model, config.quantize_group_size)
+
+    def describe(self, config: RelearnAttackConfig) -> str:
+        group = config.quantize_group_size or SCHEMES[config.quantize_bits]
+        return f"int{config.quantize_bits} weights, " + (f"groups of {group}" if group else "one scale per row") + ", no training"
+
+    def run(
+        self, model: nn.Module, config: RelearnAttackConfig, *, attack_dataset: Dataset, eval_dataset: dict[str, Dataset],
+        evaluators: dict[str, Evaluator], processing_class: PreTrainedTokenizerBase, retain_dataset: Dataset | None,
+        start: dict[str, Any] | None, wandb: Any,
+    ) -> AttackRun:  # fmt: skip
+        return evaluate_variants(self.variants(model, config, eval_dataset, evaluators), model, config, eval_dataset, evaluators, processing_class, start, wandb)
+
+    def variants(self, model: nn.Module, config: RelearnAttackConfig, eval_dataset: dict[str, Dataset], evaluators: dict[str, Evaluator]) -> Iterator[Variant]:
+        # Made when asked for: after the unattacked model is evaluated, one extra copy of the model at a time.
+        yield f"int{config.quantize_bits}", quantized_copy(model, config.quantize_bits, config.quantize_group_size), eval_dataset, evaluators

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
 from ..unlearn_config import check_finite_rates, check_max_steps, invalid_setting, no_pinned_memory_without_accelerator
+from .attack import ATTACK_KINDS, FINE_TUNE
 from .inputs import PROMPT_TEMPLATES
-
-# What an attack does: fine-tune, or change nothing but the weights' precision or the evaluated inputs.
-ATTACK_KINDS = ("fine_tune", "quantize", "in_context", "prompt")
 
 
 @dataclass
@@ -30,7 +29,7 @@ class RelearnAttackConfig(TrainingArguments):
     """
 
     kind: str = field(
-        default="fine_tune",
+        default=FINE_TUNE,
         metadata={
             "help": "fine_tune (the attacks below), or one that trains nothing and costs evaluations only: quantize (the "
             "model at quantize_bits), in_context (in_context_shots examples of the attack data before each evaluated "
@@ -116,8 +115,10 @@ class RelearnAttackConfig(TrainingArguments):
             raise invalid_setting("gradient_accumulation_steps", self.gradient_accumulation_steps, "set it to 1 with interleave_retain=True")
         if self.kind not in ATTACK_KINDS:
             raise invalid_setting("kind", self.kind, f"choose one of {', '.join(ATTACK_KINDS)}")
-        if self.kind != "fine_tune" and (self.use_peft or self.interleave_retain):
-            raise invalid_setting("kind", self.kind, "use_peft and interleave_retain are fine-tuning settings: set kind='fine_tune'")
+        for other in ATTACK_KINDS.values():  # another kind's settings would be ignored: the attack is not what they say
+            given = [name for name in other.settings if other.name != self.kind and getattr(self, name) != FIELD_DEFAULTS[name]]
+            if given:
+                raise invalid_setting("kind", self.kind, f"{' and '.join(given)} are {other.name} settings: set kind={other.name!r}")
         if self.quantize_bits not in (4, 8):
             raise invalid_setting("quantize_bits", self.quantize_bits, "choose 8 or 4")
         if self.quantize_group_size is not None and self.quantize_group_size < 1:  # 0 read as unset: one scale per row
@@ -153,21 +154,11 @@ class RelearnAttackConfig(TrainingArguments):
         )
 
     def describe(self) -> str:
-        """The attack's settings in a few words, for tables: ``"adamw_torch lr 1e-04, clip 1, 60 steps, LoRA r16"``."""
-        if self.kind == "quantize":
-            group = self.quantize_group_size or (None if self.quantize_bits == 8 else 32)
-            return f"int{self.quantize_bits} weights, " + (f"groups of {group}" if group else "one scale per row") + ", no training"
-        if self.kind == "in_context":
-            return f"{'/'.join(map(str, self.in_context_shots))} attack examples in context, no training"
-        if self.kind == "prompt":
-            return f"templates {', '.join(self.prompt_templates) if self.prompt_templates else 'all'}, no training"
-        optim = str(getattr(self.optim, "value", self.optim))
-        parts = [f"{optim} lr {self.learning_rate:.0e}", f"clip {self.max_grad_norm:g}" if self.max_grad_norm > 0 else "no clip"]
-        parts.append(f"{self.max_steps} steps" if self.max_steps > 0 else f"{self.num_train_epochs:g} epochs")
-        if self.use_peft:
-            parts.append(f"LoRA r{self.lora_r}")
-        if self.attack_modules:
-            parts.append("modules " + "/".join(self.attack_modules))
-        if self.interleave_retain:
-            parts.append("retain-interleaved")
-        return ", ".join(parts)
+        """The attack's settings in a few words, for tables (its kind's ``describe``): ``"adamw_torch lr 1e-04, clip 1,
+        60 steps, LoRA r16"``, ``"int4 weights, groups of 32, no training"``."""
+        return ATTACK_KINDS[self.kind].describe(self)
+
+
+FIELD_DEFAULTS = {
+    f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default for f in dataclasses.fields(RelearnAttackConfig)
+}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -14,23 +13,14 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 
 from ..causal_lm_trainer import CausalLMTrainer
 from ..data.pairing import RetainStream
-from ..evaluation.disruption import METRIC, broke_the_model
 from ..evaluation.evaluators import Evaluator, FactEvaluator
 from ..evaluation.samples import greedy_completions, sample_prompts
 from ..models import with_lora_adapter
 from ..targets import resolve_target_modules
+from .attack import FINE_TUNE, best_of, diverged
 from .relearn_config import RelearnAttackConfig
 
 _TIMING_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second", "_model_preparation_time")
-
-
-def diverged(point: dict[str, float], start: dict[str, float], retain_ratio: float) -> bool:
-    """An attack point says nothing about robustness: a metric is NaN/inf, or the retain loss rose past
-    ``retain_ratio`` times its pre-attack value (``start``), i.e. the attack broke the model."""
-    values = [v for k, v in point.items() if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if not all(math.isfinite(v) for v in values):
-        return True
-    return METRIC in point and METRIC in start and broke_the_model(start[METRIC], point[METRIC], retain_ratio)
 
 
 class _StopWhenDiverged(TrainerCallback):
@@ -84,6 +74,8 @@ class RelearnAttackTrainer(CausalLMTrainer):
             args = RelearnAttackConfig(output_dir="relearn_attack_output")
         if not isinstance(args, RelearnAttackConfig):
             raise TypeError(f"args must be a RelearnAttackConfig, got {type(args).__name__}")
+        if args.kind != FINE_TUNE:  # the other kinds train nothing: AttackSuite runs them through their Attack
+            raise ValueError(f"RelearnAttackTrainer fine-tunes: kind={args.kind!r} is run by AttackSuite, not a trainer")
         if attack_dataset is None:
             raise ValueError("RelearnAttackTrainer needs attack_dataset (the attack split of the forget data)")
         if not isinstance(eval_dataset, dict) or "forget" not in eval_dataset:
@@ -97,10 +89,6 @@ class RelearnAttackTrainer(CausalLMTrainer):
         if start_point is not None and args.eval_on_start:
             args = dataclasses.replace(args, eval_on_start=False)
         super().__init__(model, args, attack_dataset, "attack", eval_dataset, processing_class, data_collator, callbacks, optimizers, evaluators)
-        if args.kind != "fine_tune":
-            # Nothing trains, so nothing is sharded: under FSDP every process evaluates its own full copy (the suite
-            # made it) on its share of the data. FSDP2 prepares a model only with an optimizer, which this has none of.
-            self.is_fsdp_enabled = False
         self.start_point = start_point
         self.add_callback(_StopWhenDiverged(self))
         facts = next((e.dataset for e in self.evaluators.values() if isinstance(e, FactEvaluator)), None)
@@ -115,8 +103,6 @@ class RelearnAttackTrainer(CausalLMTrainer):
     def prepare_model(
         self, model: nn.Module, args: RelearnAttackConfig, processing_class: PreTrainedTokenizerBase, eval_dataset: Any
     ) -> nn.Module:
-        if args.kind != "fine_tune":  # only evaluated: the model is left as it is
-            return model
         if args.use_peft:  # the adapter trains, everything else stays frozen
             return with_lora_adapter(model, args.lora_config())
         attacked = resolve_target_modules(model, args.attack_modules) if args.attack_modules else None
@@ -187,15 +173,3 @@ class RelearnAttackTrainer(CausalLMTrainer):
         and diverged evaluations excluded."""
         return best_of(self.attack_curve(), self.args.metric_for_best_model, bool(self.args.greater_is_better))
 
-
-def best_of(curve: list[dict[str, float]], metric: str, greater_is_better: bool) -> dict[str, float]:
-    """The best point of ``curve`` by ``metric`` (``eval_`` prefix optional), skipping diverged and non-finite points."""
-    metric = metric.removeprefix("eval_")
-    evaluated = [point for point in curve if metric in point]
-    if not evaluated:
-        raise ValueError(f"no evaluation of {metric!r} has run yet: call train() (with eval_on_start) or evaluate() first")
-    valid = [point for point in evaluated if not point.get("diverged") and math.isfinite(point[metric])]
-    if not valid:
-        raise ValueError(f"every evaluation of {metric!r} diverged (NaN/inf or a broken model): there is no best point")
-    pick = max if greater_is_better else min
-    return pick(valid, key=lambda point: point[metric])

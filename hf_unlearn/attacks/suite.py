@@ -14,11 +14,9 @@ attacks (NaN, or a model the attack broke) marked and never counted.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import gc
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,11 +32,9 @@ from ..evaluation.evaluators import Evaluator
 from ..forward import weights_digest
 from ..models import load_causal_lm
 from ..tracking import group_name, wandb_run
-from .inputs import in_context_prefix, prefixed_evaluators, prompt_prefix, tokenized, usable_templates, with_prefix
+from .attack import ATTACK_KINDS, FINE_TUNE, evaluate_point
 from .presets import PRESETS
-from .quantize import check_group_size, quantized_copy
 from .relearn_config import RelearnAttackConfig
-from .relearn_trainer import RelearnAttackTrainer, best_of, diverged
 
 logger = logging.get_logger(__name__)
 
@@ -67,9 +63,9 @@ class AttackSuiteResult:
     def all_diverged(self) -> bool:
         """Every attack broke the model before it brought anything back: the suite measured nothing about robustness.
         An attack whose best valid point comes after its start (recovered at step 10, diverged at step 40) counts with it."""
-        # Over the fine-tuning attacks: those that train nothing often cannot break a model (in-context text leaves the
+        # Over the attacks that train: those that train nothing often cannot break a model (in-context text leaves the
         # weights as they are), so they would hide a suite whose every relearning attack measured nothing.
-        attacks = [a for a in self.attacks.values() if a.get("kind", "fine_tune") == "fine_tune"] or list(self.attacks.values())
+        attacks = [a for a in self.attacks.values() if ATTACK_KINDS[a.get("kind", FINE_TUNE)].trains] or list(self.attacks.values())
         return all(attack["diverged_at"] is not None and (attack["best"] is None or is_start(attack["best"])) for attack in attacks)
 
     def best_point(self) -> dict[str, Any]:
@@ -161,12 +157,14 @@ class AttackSuite:
         if unknown:
             raise ValueError(f"preset {name!r} has no attack {unknown}; its attacks: {', '.join(PRESETS[name])}")
         common.setdefault("report_to", "none")
-        fine_tuning_only = {"use_peft", "interleave_retain"}  # for every attack that trains; those that do not ignore them
+        # A kind's own settings (use_peft: fine_tune's) reach the attacks of that kind only; every other setting, all.
+        owner = {setting: kind.name for kind in ATTACK_KINDS.values() for setting in kind.settings}
+        default_kind = RelearnAttackConfig.kind
         return cls(
             {
                 attack: RelearnAttackConfig(**{
                     **settings,
-                    **{k: v for k, v in common.items() if settings.get("kind", "fine_tune") == "fine_tune" or k not in fine_tuning_only},
+                    **{k: v for k, v in common.items() if owner.get(k, settings.get("kind", default_kind)) == settings.get("kind", default_kind)},
                     "output_dir": str(Path(output_dir) / attack),
                 })  # fmt: skip
                 for attack, settings in PRESETS[name].items()
@@ -218,8 +216,7 @@ class AttackSuite:
             raise ValueError(f"attacks {interleaved} interleave retain steps: pass retain_dataset to AttackSuite.run")
         model, processing_class = load_causal_lm(model, processing_class)
         for config in self.attacks.values():  # refused now, not after the attacks before it ran
-            if config.kind == "quantize":
-                check_group_size(model, config.quantize_group_size)
+            ATTACK_KINDS[config.kind].check(model, config)
         evaluators = evaluators or {}
         key = run_fingerprint(model, attack_dataset, eval_dataset, evaluators, retain_dataset)
         wandb_group = wandb_group or group_name(None, "attacks")  # once: every attack of the suite in one group
@@ -233,39 +230,23 @@ class AttackSuite:
                 result = json.loads(saved.read_text())
                 saved_key, saved_settings = result.pop("key")
                 if saved_key == key and same_settings(json.loads(saved_settings), json.loads(config.to_json_string()), type(config)):
-                    results[name] = {"kind": "fine_tune", **result}  # saved before attacks had kinds: all fine-tuned
+                    results[name] = {"kind": FINE_TUNE, **result}  # saved before attacks had kinds: all fine-tuned
                     start = start or {k: v for k, v in result["curve"][0].items() if k != "step"}
                     continue
-            if config.kind != "fine_tune":
-                results[name] = self._without_training(
-                    name, config, model, start, attack_dataset, eval_dataset, evaluators, processing_class, wandb_group, run_prefix
-                )
-                start = start or {k: v for k, v in results[name]["curve"][0].items() if k != "step"}
-                self._save(saved, results[name], key, config)
-                continue
-            attacked = copy.deepcopy(model)
-            trainer = RelearnAttackTrainer(
-                attacked,
-                config,
-                attack_dataset=attack_dataset,
-                eval_dataset=eval_dataset,
-                retain_dataset=retain_dataset if config.interleave_retain else None,
-                processing_class=processing_class,
-                evaluators=evaluators,
-                start_point=start,
-            )
-            with wandb_run(config.report_to, wandb_group, f"{run_prefix}/{name}", "attack"):
-                trainer.train()
-            curve = trainer.attack_curve()
+            settings = config.describe()
+            with wandb_run(config.report_to, wandb_group, f"{run_prefix}/{name}", "attack", config={"kind": config.kind, "settings": settings}) as run:
+                attacked = ATTACK_KINDS[config.kind].run(
+                    model, config, attack_dataset=attack_dataset, eval_dataset=eval_dataset, evaluators=evaluators,
+                    processing_class=processing_class, retain_dataset=retain_dataset, start=start, wandb=run,
+                )  # fmt: skip
+            curve = attacked.curve
             start = start or {k: v for k, v in curve[0].items() if k != "step"}
-            diverged_at = next((point["step"] for point in curve if point.get("diverged")), None)
-            try:
-                best = best_of(curve, self.metric, self.greater_is_better)
-            except ValueError:  # every point non-finite: nothing to count
-                best = None
-            results[name] = {"kind": config.kind, "settings": config.describe(), "curve": curve, "best": best, "diverged_at": diverged_at}
-            del trainer, attacked  # one extra copy of the model at a time
-            gc.collect()
+            # The step where a fine-tuning attack broke the model, or the first variant that did of one that trains nothing.
+            diverged_at = next((point.get("variant", point["step"]) for point in curve if point.get("diverged")), None)
+            if attacked.note:
+                logger.warning(f"attack {name!r} ({settings}): {attacked.note}")
+                settings += f" ({attacked.note})"
+            results[name] = {"kind": config.kind, "settings": settings, "curve": curve, "best": attacked.best, "diverged_at": diverged_at}
             self._save(saved, results[name], key, config)
         return AttackSuiteResult(self.metric, self.greater_is_better, results)
 
@@ -274,82 +255,6 @@ class AttackSuite:
         if PartialState().is_main_process:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({**result, "key": [key, config.to_json_string()]}))
-
-    @staticmethod
-    def _evaluate(
-        model: nn.Module, config: RelearnAttackConfig, attack_dataset: Dataset, eval_dataset: dict[str, Dataset],
-        evaluators: dict[str, Evaluator], processing_class: PreTrainedTokenizerBase,
-    ) -> dict[str, float]:  # fmt: skip
-        """One evaluation of ``model`` with ``config``'s evaluation settings: ``{metric: value}``."""
-        config = dataclasses.replace(config, eval_on_start=False)
-        trainer = RelearnAttackTrainer(
-            model, config, attack_dataset=attack_dataset, eval_dataset=eval_dataset, processing_class=processing_class, evaluators=evaluators
-        )
-        trainer.evaluate()
-        return {k: v for k, v in trainer.attack_curve()[-1].items() if k != "step"}
-
-    def _variants(
-        self, config: RelearnAttackConfig, model: nn.Module, attack_dataset: Dataset, eval_dataset: dict[str, Dataset],
-        evaluators: dict[str, Evaluator], tokenizer: PreTrainedTokenizerBase,
-    ) -> Iterator[tuple[str, nn.Module, dict[str, Dataset], dict[str, Evaluator]]]:  # fmt: skip
-        """What an attack that trains nothing tries: ``(variant, model, eval_dataset, evaluators)``, one at a time."""
-        if config.kind == "quantize":
-            yield f"int{config.quantize_bits}", quantized_copy(model, config.quantize_bits, config.quantize_group_size), eval_dataset, evaluators
-            return
-
-        forget = tokenized(eval_dataset["forget"], tokenizer, config.dataset_text_field)
-        # What the context holds: the model's positions, and the trainer's max_length (which would cut the text's end).
-        context = min(getattr(model.config, "max_position_embeddings", None) or 10**9, config.max_length or 10**9)
-        longest = max(len(ids) for ids in forget["input_ids"]) + 1
-
-        def prefixed(prefix_ids: list[int]) -> dict[str, Dataset]:
-            return {**eval_dataset, "forget": with_prefix(forget, prefix_ids, tokenizer)}
-
-        if config.kind == "in_context":
-            for shots in sorted(set(config.in_context_shots)):
-                if shots > len(attack_dataset):
-                    break
-                prefix = in_context_prefix(attack_dataset, tokenizer, shots, config.dataset_text_field)
-                prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
-                if len(prefix_ids) + longest > context:
-                    break
-                yield f"{shots} in context", model, prefixed(prefix_ids), prefixed_evaluators(evaluators, lambda fact, prefix=prefix: prefix)
-        elif config.kind == "prompt":
-            for template in usable_templates(config.prompt_templates, tokenizer):
-                prefix_ids = tokenizer(prompt_prefix(template, tokenizer), add_special_tokens=False)["input_ids"]
-                if len(prefix_ids) + longest > context:
-                    continue
-                facts = prefixed_evaluators(evaluators, lambda fact, template=template: prompt_prefix(template, tokenizer, fact["prompt"]))
-                yield template, model, prefixed(prefix_ids), facts
-
-    def _without_training(
-        self, name: str, config: RelearnAttackConfig, model: nn.Module, start: dict[str, float] | None, attack_dataset: Dataset,
-        eval_dataset: dict[str, Dataset], evaluators: dict[str, Evaluator], tokenizer: PreTrainedTokenizerBase, wandb_group: str,
-        run_prefix: str,
-    ) -> dict[str, Any]:  # fmt: skip
-        """An attack that trains nothing: every variant evaluated once, on the whole evaluation set; its best is the
-        best variant (or the unattacked model), variants that broke the model (as ``diverged`` defines it) never counted."""
-        points = []
-        with wandb_run(config.report_to, wandb_group, f"{run_prefix}/{name}", "attack", config={"kind": config.kind, "settings": config.describe()}) as run:
-            if start is None:  # the first attack of the suite: the unattacked model, evaluated once for all of them
-                start = self._evaluate(model, config, attack_dataset, eval_dataset, evaluators, tokenizer)
-            for variant, attacked, variant_eval, variant_evaluators in self._variants(config, model, attack_dataset, eval_dataset, evaluators, tokenizer):
-                point = {"step": 0, "variant": variant, **self._evaluate(attacked, config, attack_dataset, variant_eval, variant_evaluators, tokenizer)}
-                if diverged(point, start, config.divergence_retain_ratio):
-                    point["diverged"] = True
-                points.append(point)
-                if run is not None:
-                    run.log({k: v for k, v in point.items() if isinstance(v, (int, float)) and k != "step"})
-                del attacked
-                gc.collect()
-        curve = [{"step": 0, **start}, *points]
-        best = best_of(curve, self.metric, self.greater_is_better)
-        diverged_at = next((point["variant"] for point in points if point.get("diverged")), None)
-        settings = config.describe()
-        if not points:  # nothing fit (the split, the context) or applied: say so, rather than "recovered nothing"
-            logger.warning(f"attack {name!r} tried no variant ({settings}): the model's context or the data left none")
-            settings += " (no variant fit: nothing measured)"
-        return {"kind": config.kind, "settings": settings, "curve": curve, "best": best, "diverged_at": diverged_at}
 
     def unattacked(
         self,
@@ -363,9 +268,8 @@ class AttackSuite:
         its pre-attack point. For an untouched baseline already at the metric's ceiling (every fact
         known), where no attack can raise the attacker's best and running the suite costs hours."""
         model, processing_class = load_causal_lm(model, processing_class)
-        # Any attack's evaluation settings will do; no LoRA (it would wrap the model in place) and no retain stream.
-        config = dataclasses.replace(next(iter(self.attacks.values())), use_peft=False, interleave_retain=False)
-        curve = [{"step": 0, **self._evaluate(model, config, attack_dataset, eval_dataset, evaluators or {}, processing_class)}]
+        config = next(iter(self.attacks.values()))  # any attack's evaluation settings will do
+        curve = [{"step": 0, **evaluate_point(model, config, eval_dataset, evaluators or {}, processing_class)}]
         return AttackSuiteResult(
             self.metric, self.greater_is_better, {"unattacked": {"settings": "not attacked", "curve": curve, "best": curve[0], "diverged_at": None}}
         )

@@ -41,7 +41,8 @@ def point_label(point: dict[str, Any]) -> str:
 
 
 def attack_kind(attack: dict[str, Any]) -> str:
-    """An attack result's kind (results saved before attacks had kinds were all fine-tuning)."""
+    """An attack result's kind (results saved before attacks had kinds were all fine-tuning: ``FINE_TUNE`` of
+    ``hf_unlearn.attacks``, which this layer does not import)."""
     return attack.get("kind", "fine_tune")
 
 
@@ -247,7 +248,9 @@ class RobustnessReport:
                 colour = colours[index % len(colours)]
                 for attack in result["attacks"].values():
                     points = [p for p in attack["curve"] if metric in p]
-                    style = {"linewidth": 1} if attack_kind(attack) == "fine_tune" else {"linestyle": "none", "marker": "D", "markersize": 5}
+                    # Evaluations by step make a line; the variants an attack that trains nothing tried, markers.
+                    tried = any("variant" in p for p in points)
+                    style = {"linestyle": "none", "marker": "D", "markersize": 5} if tried else {"linewidth": 1}
                     axis.plot([p["step"] for p in points], [p[metric] for p in points], color=colour, alpha=0.45, **style)
                     broken = [p for p in points if p.get("diverged")]
                     axis.plot([p["step"] for p in broken], [p[metric] for p in broken], "x", color="red", markersize=8)

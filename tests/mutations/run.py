@@ -139,9 +139,9 @@ MUTANTS = {
         "hf_unlearn/evaluation/tofu.py", "            if len(self.reference_ratios) != len(self.forget):", "            if False:",
         "tests/test_benchmarks.py::test_tofu_evaluator_values_and_forget_quality",
     ),
-    "FSDP: an attack that trains nothing prepared for FSDP2 without an optimizer": (
-        "hf_unlearn/attacks/relearn_trainer.py", "            self.is_fsdp_enabled = False", "            pass",
-        "tests/test_fsdp.py::test_the_attack_suite_under_fsdp_gives_the_one_process_report",
+    "a fine-tuning trainer given an attack that trains nothing fine-tunes": (
+        "hf_unlearn/attacks/relearn_trainer.py", "        if args.kind != FINE_TUNE:", "        if False:",
+        "tests/test_no_training_attacks.py::test_relearn_attack_trainer_refuses_a_kind_that_trains_nothing",
     ),
     "W&B: the unlearn run finished before the evaluation logs into it": (
         "hf_unlearn/pipeline.py", '"unlearn", "unlearn", run_config, finish=False)', '"unlearn", "unlearn", run_config, finish=True)',
@@ -235,7 +235,7 @@ MUTANTS = {
         "tests/test_reliability.py::test_the_broken_model_guard_keeps_its_start_across_a_resume",
     ),
     "diverged attack points counted as the attacker's best": (
-        "hf_unlearn/attacks/relearn_trainer.py", 'if not point.get("diverged") and math.isfinite(point[metric])]', "if math.isfinite(point[metric])]",
+        "hf_unlearn/attacks/attack.py", 'if not point.get("diverged") and math.isfinite(point[metric])]', "if math.isfinite(point[metric])]",
         "tests/test_relearn.py::test_divergence_rules_and_the_best_point_skip_broken_models",
     ),
     "the retain-ratio divergence rule removed": (
@@ -386,19 +386,19 @@ MUTANTS = {
         'tests/test_no_training_attacks.py::test_a_bos_the_tokenizer_adds_stays_first_and_one_it_only_names_is_the_chats_own',
     ),
     'an in-context prefix longer than the context is scored': (
-        'hf_unlearn/attacks/suite.py', '                if len(prefix_ids) + longest > context:\n                    break', '                if False:\n                    break',
+        'hf_unlearn/attacks/in_context.py', '            if len(prefix_ids) > room:\n                break', '            if False:\n                break',
         'tests/test_no_training_attacks.py::test_in_context_and_prompt_variants_are_those_the_context_holds_fewest_shots_first',
     ),
     'a prompt longer than the context is scored': (
-        'hf_unlearn/attacks/suite.py', '                if len(prefix_ids) + longest > context:\n                    continue', '                if False:\n                    continue',
+        'hf_unlearn/attacks/prompt.py', '            if len(prefix_ids) > room:\n                continue', '            if False:\n                continue',
         'tests/test_no_training_attacks.py::test_in_context_and_prompt_variants_are_those_the_context_holds_fewest_shots_first',
     ),
     'in-context shots neither sorted nor deduplicated': (
-        'hf_unlearn/attacks/suite.py', '            for shots in sorted(set(config.in_context_shots)):', '            for shots in config.in_context_shots:',
+        'hf_unlearn/attacks/in_context.py', '        for shots in sorted(set(config.in_context_shots)):', '        for shots in config.in_context_shots:',
         'tests/test_no_training_attacks.py::test_in_context_and_prompt_variants_are_those_the_context_holds_fewest_shots_first',
     ),
     "a variant that broke the model can be the attacker's best": (
-        'hf_unlearn/attacks/suite.py', '                if diverged(point, start, config.divergence_retain_ratio):', '                if False:',
+        'hf_unlearn/attacks/attack.py', '        if diverged(point, start, config.divergence_retain_ratio):', '        if False:',
         'tests/test_no_training_attacks.py::test_a_variant_that_broke_the_model_is_marked_and_never_the_attackers_best',
     ),
     "a resumed suite ignores the attacks' settings": (
@@ -447,7 +447,7 @@ MUTANTS = {
         'tests/test_first_run.py::test_bad_settings_of_every_command_are_refused_before_any_model_loads',
     ),
     'a group size that divides no layer found after the first evaluations': (
-        'hf_unlearn/attacks/suite.py', '                check_group_size(model, config.quantize_group_size)\n', '                pass\n',
+        'hf_unlearn/attacks/quantize.py', '        check_group_size(model, config.quantize_group_size)\n', '        pass\n',
         'tests/test_first_run.py::test_a_group_size_that_divides_no_layer_is_refused_before_any_attack',
     ),
     'a group size that divides no layer not checked before the attacks': (
