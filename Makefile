@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 # The tested versions of every dependency (torch included): `make install` and CI install exactly these.
 LOCK ?= constraints.txt
 
-.PHONY: install lock quickstart demo test test-fast clean
+.PHONY: install lock quickstart demo lint test test-fast clean
 
 $(INSTALLED): setup.cfg pyproject.toml $(LOCK)
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -32,7 +32,11 @@ demo: install
 	$(PYTHON) recipes/demo.py --scenario $(SCENARIO) $(ARGS)
 
 ## The whole test suite, integration tests on the embedded SmolLM2 included (~15 min on 2 CPU cores, install included).
-test: install
+## Style: ruff with pyproject.toml's rules (TRL's selection, 119 columns); `make test`, hence CI, runs it first.
+lint: install
+	$(PYTHON) -m ruff check .
+
+test: install lint
 	$(PYTHON) -m pytest $(ARGS)
 
 ## Logic tests only (tiny random models), skipping the SmolLM2 integration tests.

@@ -56,10 +56,17 @@ if TYPE_CHECKING:
     from .attacks import AttackSuite, AttackSuiteResult, RelearnAttackConfig, RelearnAttackTrainer  # noqa: F401
     from .callbacks import DisruptionBudgetCallback  # noqa: F401
     from .losses import available_losses, get_loss, register_loss  # noqa: F401
-
     from .methods import (  # noqa: F401
-        CIRConfig, CircuitBreakersConfig, GradDiffConfig, MUDMANConfig, NPOConfig, RMUConfig, SimNPOConfig, TARConfig,
-        available_methods, get_method,
+        CIRConfig,
+        CircuitBreakersConfig,
+        GradDiffConfig,
+        MUDMANConfig,
+        NPOConfig,
+        RMUConfig,
+        SimNPOConfig,
+        TARConfig,
+        available_methods,
+        get_method,
     )
     from .models import default_model_path  # noqa: F401
     from .objective import Objective  # noqa: F401

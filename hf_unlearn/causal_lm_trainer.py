@@ -16,7 +16,15 @@ from typing import Any
 import torch
 from datasets import Dataset
 from torch import nn
-from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import (
+    EvalPrediction,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
 
 from .data.collator import LMCollator
 from .data.processing import prepare_eval_datasets, prepare_lm_dataset

@@ -31,13 +31,21 @@ from .data import DataArguments
 from .data.sources import QA_TEMPLATE
 from .evaluation.evaluators import Evaluator, HarnessEvaluator, check_harness_tasks
 from .evaluation.muse import MUSEEvaluator
-from .evaluation.tofu import TOFUEvaluator
 from .evaluation.report import RobustnessReport, finite_or_null
+from .evaluation.tofu import TOFUEvaluator
 from .forward import weights_digest
-from .model_card import INFO_FILE, REPORT_NAME, UnlearningInfo, base_model_name, is_hub_id, model_card, saved_weights_digest
+from .methods import available_methods, get_method
+from .model_card import (
+    INFO_FILE,
+    REPORT_NAME,
+    UnlearningInfo,
+    base_model_name,
+    is_hub_id,
+    model_card,
+    saved_weights_digest,
+)
 from .models import EMBEDDED_HUB_ID, load_model, resolve_model_name_or_path
 from .pipeline import attack, robustness_report, unlearn
-from .methods import available_methods, get_method
 from .scenarios import Scenario, ScenarioArguments, fictitious_tofu_evaluator, scenario_arguments
 from .sweep import SweepArguments, run_sweep
 from .tracking import group_name

@@ -34,8 +34,8 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from .data import DataArguments, build_unlearning_data, chunk_tokens, load_text_source, split_dataset
-from .data.facts import facts as load_facts
 from .data.facts import fact_sentences, facts_protocol_splits, tokenize_facts, us_state_capitals, world_capitals
+from .data.facts import facts as load_facts
 from .data.fictitious import fictitious_facts, in_tofu_schema, oracle_folder
 from .evaluation.evaluators import Evaluator, FactEvaluator
 from .evaluation.facts import known_facts

@@ -42,13 +42,12 @@ from .attacks import PRESETS, AttackSuite
 from .attacks.presets import check_preset_choice
 from .data import DataArguments
 from .evaluation.disruption import METRIC, DisruptionBudget
+from .methods import available_methods, get_method
 from .models import load_model
 from .pipeline import attack, unlearn
-from .methods import available_methods, get_method
 from .registry import around  # noqa: F401  (the search-space helper, re-exported)
 from .scenarios import Scenario, ScenarioArguments, ScenarioChoice, facts_scenario
 from .tracking import finish_open_run, reports_to_wandb
-
 
 
 @dataclass
@@ -109,7 +108,7 @@ class SweepArguments(ScenarioChoice):
         if not self.search_space:
             raise ValueError(f"search_space is empty: method {self.method!r} has no default search space, give one")
         self.fixed = {**get_method(self.method).sweep_fixed, **(_mapping("fixed", self.fixed) or {})}
-        config_fields = {f for f in get_method(self.method).config.__dataclass_fields__}
+        config_fields = set(get_method(self.method).config.__dataclass_fields__)
         for name in [*self.search_space, *self.fixed]:
             if name in ("disruption_budget", "disruption_unit"):
                 raise ValueError(f"{name} cannot be tuned or fixed: it is the sweep's own --{name}, which prunes every trial beyond it")

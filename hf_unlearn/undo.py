@@ -22,12 +22,19 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset
 from torch import nn
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import (
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
 
 from .causal_lm_trainer import CausalLMTrainer
+from .distributed import shard_frozen
 from .evaluation.disruption import METRIC
 from .evaluation.evaluators import Evaluator
-from .distributed import shard_frozen
 from .forward import lm_outputs
 from .gradients import at_least_float32
 from .losses import IGNORE_INDEX

@@ -29,10 +29,17 @@ from .evaluation.evaluators import Evaluator
 from .evaluation.report import RobustnessReport
 from .forward import lm_loss, weights_digest
 from .gradients import global_norm
-from .model_card import (
-    REPORT_NAME, UnlearningInfo, base_model_license, base_model_name, base_model_path, method_settings, model_card, saved_weights_digest,
-)
 from .methods import MUDMANConfig, available_methods, get_method
+from .model_card import (
+    REPORT_NAME,
+    UnlearningInfo,
+    base_model_license,
+    base_model_name,
+    base_model_path,
+    method_settings,
+    model_card,
+    saved_weights_digest,
+)
 from .models import with_lora_adapter
 from .targets import model_depth
 from .tracking import open_run_url

@@ -6,6 +6,7 @@ import json
 import os
 import string
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # Tests never reach the Hub: local fixtures go through the same load_dataset calls, offline.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -13,10 +14,13 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 import pytest  # noqa: E402
-import yaml  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 

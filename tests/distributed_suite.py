@@ -10,12 +10,11 @@ import sys
 import tempfile
 
 import torch
+from accelerate.state import AcceleratorState
+from accelerate.utils import DistributedType
 from conftest import FORGET_TEXTS, RETAIN_TEXTS, char_tokenizer, tiny_llama
 from datasets import Dataset
 from distributed_fsdp import FSDP_ENVIRONMENT, engage_fsdp_on_cpu
-
-from accelerate.state import AcceleratorState
-from accelerate.utils import DistributedType
 
 from hf_unlearn import AttackSuite
 

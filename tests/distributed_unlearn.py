@@ -22,7 +22,16 @@ from datasets import Dataset
 from peft import LoraConfig
 from transformers import Trainer, TrainerCallback
 
-from hf_unlearn import CircuitBreakersConfig, CIRConfig, GradDiffConfig, NPOConfig, RMUConfig, SimNPOConfig, TARConfig, UnlearnTrainer
+from hf_unlearn import (
+    CIRConfig,
+    CircuitBreakersConfig,
+    GradDiffConfig,
+    NPOConfig,
+    RMUConfig,
+    SimNPOConfig,
+    TARConfig,
+    UnlearnTrainer,
+)
 from hf_unlearn.forward import is_sharded
 from hf_unlearn.gradients import full_value
 from hf_unlearn.unlearn_trainer import method_state_name

@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import scipy as sc
 import torch
+from conftest import char_tokenizer, tiny_llama
 from rouge_score import rouge_scorer
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from hf_unlearn.evaluation import benchmarks as metrics
-
-from conftest import char_tokenizer, tiny_llama
 
 IGNORE_INDEX = -100
 

@@ -34,7 +34,7 @@ def muse_folder(tmp_path):
     texts = Dataset.from_list([{"text": f"Report {i}: the council met on day {i} and voted {i % 3} times."} for i in range(6)])
     qa = Dataset.from_list([{"question": f"When did council {i} meet?", "answer": f"On day {i}"} for i in range(3)])
     configs = {"verbmem": {"forget": Dataset.from_list([{"prompt": f"Report {i}: the", "gt": f"council met on day {i}"} for i in range(3)])},
-               "knowmem": {split: qa for split in ("forget_qa", "retain_qa", "forget_qa_icl", "retain_qa_icl")},
+               "knowmem": dict.fromkeys(("forget_qa", "retain_qa", "forget_qa_icl", "retain_qa_icl"), qa),
                "privleak": {"forget": texts.select(range(3)), "holdout": texts.select(range(3, 6)), "retain": texts}}  # fmt: skip
     return hub_folder(tmp_path / "MUSE-News", configs)
 

@@ -271,7 +271,7 @@ def reference_cir_epochs(model, batches_per_epoch, cfg):
         return captured, mlp_out
 
     directions = None
-    for epoch, batches in enumerate(batches_per_epoch):
+    for batches in batches_per_epoch:
         collected = {name: ([], []) for name, _ in targets}
         for batch in batches:
             forget, retain = batch["forget"], batch["retain"]

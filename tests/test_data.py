@@ -1,8 +1,17 @@
+import json
+
 import pytest
 from conftest import char_tokenizer
 from datasets import Dataset
 
-from hf_unlearn.data import LMCollator, chunk_tokens, prepare_lm_dataset, pydoc_prose, python_stdlib_source, split_dataset
+from hf_unlearn.data import (
+    LMCollator,
+    chunk_tokens,
+    prepare_lm_dataset,
+    pydoc_prose,
+    python_stdlib_source,
+    split_dataset,
+)
 from hf_unlearn.data.sources import DataArguments, build_unlearning_data, load_text_source
 
 
@@ -56,8 +65,8 @@ def test_offline_sources_exist():
 def test_build_unlearning_data_from_local_files(tmp_path):
     forget_file, retain_file = tmp_path / "forget.jsonl", tmp_path / "retain.jsonl"
     # Every chunk distinct, so overlap between splits can only come from a splitting error.
-    forget_file.write_text("".join('{"text": "%s"}\n' % " ".join(f"s{i}.{j}" for j in range(20)) for i in range(40)))
-    retain_file.write_text("".join('{"text": "%s"}\n' % " ".join(f"p{i}.{j}" for j in range(20)) for i in range(40)))
+    forget_file.write_text("".join(json.dumps({"text": " ".join(f"s{i}.{j}" for j in range(20))}) + "\n" for i in range(40)))
+    retain_file.write_text("".join(json.dumps({"text": " ".join(f"p{i}.{j}" for j in range(20))}) + "\n" for i in range(40)))
     args = DataArguments(forget_source=str(forget_file), retain_source=str(retain_file), chunk_length=20)
     data = build_unlearning_data(args, char_tokenizer())
     unlearn, attack, held_out = (set(map(tuple, d["input_ids"])) for d in (data["unlearn"], data["attack"], data["eval"]["forget"]))
@@ -87,7 +96,7 @@ def test_held_out_chunks_are_shuffled_across_documents():
 def test_retain_text_that_is_the_forget_text_is_refused(tmp_path):
     """Both eval losses were 10.806950...: the retain split was the forget split."""
     forget_file, copy_file = tmp_path / "forget.jsonl", tmp_path / "copy.jsonl"
-    forget_file.write_text("".join('{"text": "%s"}\n' % " ".join(f"s{i}.{j}" for j in range(20)) for i in range(40)))
+    forget_file.write_text("".join(json.dumps({"text": " ".join(f"s{i}.{j}" for j in range(20))}) + "\n" for i in range(40)))
     copy_file.write_text(forget_file.read_text())
     with pytest.raises(ValueError, match=r"retain_source='.*forget.jsonl' is the forget source: the retain step would train on forget text"):
         DataArguments(forget_source=str(forget_file), retain_source=str(tmp_path / "." / "forget.jsonl"))

@@ -249,10 +249,10 @@ def test_tofu_schema_errors_name_the_field(tmp_path, rows, field, problem):
 def muse_repo(tmp_path):
     text = Dataset.from_list([{"text": "The council voted on Tuesday."}, {"text": "Rain is expected."}])
     qa = Dataset.from_list([{"question": "Who voted?", "answer": "The council"}])
-    configs = {"raw": {split: text for split in ("forget", "retain1", "retain2", "holdout")},
+    configs = {"raw": dict.fromkeys(("forget", "retain1", "retain2", "holdout"), text),
                "verbmem": {"forget": Dataset.from_list([{"prompt": "The council", "gt": "voted on Tuesday."}])},
-               "knowmem": {split: qa for split in ("forget_qa", "retain_qa", "forget_qa_icl", "retain_qa_icl")},
-               "privleak": {split: text for split in ("forget", "retain", "holdout")}}  # fmt: skip
+               "knowmem": dict.fromkeys(("forget_qa", "retain_qa", "forget_qa_icl", "retain_qa_icl"), qa),
+               "privleak": dict.fromkeys(("forget", "retain", "holdout"), text)}  # fmt: skip
     return hub_folder(tmp_path / "MUSE-News", configs)
 
 

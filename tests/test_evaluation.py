@@ -15,7 +15,15 @@ from torch import nn
 from transformers import TrainerCallback
 
 from hf_unlearn import AttackSuite, RelearnAttackConfig, RelearnAttackTrainer
-from hf_unlearn.evaluation import FactEvaluator, HarnessEvaluator, MCQEvaluator, RobustnessReport, fact_metrics, mcq_accuracy, mcq_metrics
+from hf_unlearn.evaluation import (
+    FactEvaluator,
+    HarnessEvaluator,
+    MCQEvaluator,
+    RobustnessReport,
+    fact_metrics,
+    mcq_accuracy,
+    mcq_metrics,
+)
 from hf_unlearn.evaluation.facts import answer_token_scores
 from hf_unlearn.evaluation.mcq import letter_token_ids, mcq_prompt
 from hf_unlearn.evaluation.metrics import metric_path

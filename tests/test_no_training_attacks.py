@@ -13,7 +13,13 @@ from tokenizers import processors
 from transformers import AutoModelForCausalLM
 
 from hf_unlearn.attacks import AttackSuite
-from hf_unlearn.attacks.inputs import PROMPT_TEMPLATES, prefixed_evaluators, prompt_prefix, usable_templates, with_prefix
+from hf_unlearn.attacks.inputs import (
+    PROMPT_TEMPLATES,
+    prefixed_evaluators,
+    prompt_prefix,
+    usable_templates,
+    with_prefix,
+)
 from hf_unlearn.attacks.quantize import quantize_dequantize, quantized_copy
 from hf_unlearn.attacks.relearn_config import RelearnAttackConfig
 from hf_unlearn.data.facts import tokenize_facts

@@ -1,12 +1,12 @@
 """The quality benchmark's state: a kill loses only the work in progress, and state from other settings is refused."""
 
 import importlib.util
-from dataclasses import replace
 import json
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import optuna

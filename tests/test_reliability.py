@@ -11,7 +11,17 @@ import torch
 from conftest import tiny_llama, unlearn_config
 from datasets import Dataset
 
-from hf_unlearn import CIRConfig, CircuitBreakersConfig, MUDMANConfig, get_method, NPOConfig, RelearnAttackConfig, RelearnAttackTrainer, RMUConfig, UnlearnTrainer
+from hf_unlearn import (
+    CIRConfig,
+    CircuitBreakersConfig,
+    MUDMANConfig,
+    NPOConfig,
+    RelearnAttackConfig,
+    RelearnAttackTrainer,
+    RMUConfig,
+    UnlearnTrainer,
+    get_method,
+)
 from hf_unlearn.data import DataArguments, DatasetSchemaError, build_unlearning_data, load_text_source
 from hf_unlearn.distributed import requested_processes
 from hf_unlearn.evaluation import FactEvaluator, MCQEvaluator

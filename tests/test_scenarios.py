@@ -2,7 +2,6 @@
 sweep's best.yaml that reruns the facts scenario."""
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml

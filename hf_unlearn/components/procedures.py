@@ -48,7 +48,15 @@ from ..losses import IGNORE_INDEX, cross_entropy
 from ..objective import Objective
 from ..targets import resolve_target_modules
 from .arguments import check_component_args
-from .transforms import Adversary, DisruptionMask, Reference, RetainMomentum, WagleMask, representation_anchor, to_device
+from .transforms import (
+    Adversary,
+    DisruptionMask,
+    Reference,
+    RetainMomentum,
+    WagleMask,
+    representation_anchor,
+    to_device,
+)
 
 if TYPE_CHECKING:
     from ..registry import MethodSpec

@@ -1,7 +1,15 @@
 """Datasets for unlearning: recipes for the Hub datasets papers use, facts, offline sources, shared processing."""
 
 from .collator import LMCollator
-from .facts import encode_fact, fact_sentences, facts, facts_protocol_splits, tokenize_facts, us_state_capitals, world_capitals
+from .facts import (
+    encode_fact,
+    fact_sentences,
+    facts,
+    facts_protocol_splits,
+    tokenize_facts,
+    us_state_capitals,
+    world_capitals,
+)
 from .fictitious import chance_accuracy, fictitious_facts
 from .offline import pydoc_prose, python_stdlib_source
 from .pairing import RetainStream

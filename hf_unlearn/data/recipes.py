@@ -20,7 +20,18 @@ from pathlib import Path
 import datasets
 from datasets import Dataset, Value, load_dataset
 
-from .schema import BOOL, CLASS_LABEL_OR_INT, INT, STRING, STRING_LIST, STRUCT, DatasetSchemaError, check_columns, check_mcq_rows, describe
+from .schema import (
+    BOOL,
+    CLASS_LABEL_OR_INT,
+    INT,
+    STRING,
+    STRING_LIST,
+    STRUCT,
+    DatasetSchemaError,
+    check_columns,
+    check_mcq_rows,
+    describe,
+)
 
 DataFiles = str | list[str] | dict[str, str | list[str]] | None
 _BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv", ".txt": "text"}

@@ -147,7 +147,7 @@ class RobustnessReport:
             "| run | stage | " + " | ".join(metrics) + " |",
             "|---|---|" + "---|" * len(metrics),
         ]
-        for run, result in self.runs.items():
+        for run in self.runs:
             for stage in STAGES:
                 if run == self.baseline and stage == "after_unlearning":  # the untouched model was not unlearned
                     continue

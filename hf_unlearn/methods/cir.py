@@ -42,9 +42,22 @@ from transformers.pytorch_utils import Conv1D
 
 from ..components.procedures import Metrics, StepContext, UpdateProcedure, check_full_update_args
 from ..components.transforms import Reference, to_device
-from ..distributed import gather_rows, mean_into_shard, mean_over_processes, sum_over_processes, token_mean_over_processes
+from ..distributed import (
+    gather_rows,
+    mean_into_shard,
+    mean_over_processes,
+    sum_over_processes,
+    token_mean_over_processes,
+)
 from ..forward import decoder_layers, is_sharded, lm_outputs, module_output, reshard, stop_after_unless_sharded
-from ..gradients import at_least_float32, global_norm, loss_gradients, orthonormal_basis, principal_directions, rebuild_weight_grad
+from ..gradients import (
+    at_least_float32,
+    global_norm,
+    loss_gradients,
+    orthonormal_basis,
+    principal_directions,
+    rebuild_weight_grad,
+)
 from ..losses import IGNORE_INDEX, available_losses, get_loss, mlp_breaking_loss, relative_representation_distance
 from ..objective import Objective
 from ..registry import Citation, MethodSpec, around, register_method

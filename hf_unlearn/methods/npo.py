@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..components import OptimizerArguments, OptimizerUpdate, RateArguments, RepresentationAnchorArguments, TransformArguments
+from ..components import (
+    OptimizerArguments,
+    OptimizerUpdate,
+    RateArguments,
+    RepresentationAnchorArguments,
+    TransformArguments,
+)
 from ..forward import LMOutputs
 from ..losses import npo_loss, sequence_logprobs
 from ..objective import Objective

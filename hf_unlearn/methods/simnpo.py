@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..components import OptimizerArguments, OptimizerUpdate, RateArguments, RepresentationAnchorArguments, TransformArguments
+from ..components import (
+    OptimizerArguments,
+    OptimizerUpdate,
+    RateArguments,
+    RepresentationAnchorArguments,
+    TransformArguments,
+)
 from ..forward import LMOutputs
 from ..losses import sequence_logprobs, simnpo_loss
 from ..objective import Objective
