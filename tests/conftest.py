@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import string
@@ -21,6 +22,11 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast 
 
 if TYPE_CHECKING:
     from datasets import Dataset
+
+# A method of one's own through the method tests, which read the registry: its modules, imported (so registered)
+# before collection. `HF_UNLEARN_TEST_METHODS=my_package.my_method pytest tests/test_methods.py -k my_method`
+for _module in filter(None, os.environ.get("HF_UNLEARN_TEST_METHODS", "").split(",")):
+    importlib.import_module(_module)
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
