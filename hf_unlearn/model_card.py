@@ -22,7 +22,7 @@ from .data.sources import HUB_IDS
 from .environment import package_versions
 from .evaluation.disruption import METRIC
 from .evaluation.disruption import describe as disruption_change
-from .evaluation.report import RobustnessReport, attack_kind, point_label
+from .evaluation.report import RobustnessReport, point_label
 from .models import EMBEDDED_HUB_ID, EMBEDDED_LICENSE, EMBEDDED_MODEL_NAME, cache_root
 from .registry import Citation, get_method
 from .unlearn_config import FullUpdateArguments
@@ -305,7 +305,7 @@ def _robustness(report: RobustnessReport) -> str:
             continue
         cells = "".join(f" {start.get(m, float('nan')):.4f} / {best.get(m, float('nan')):.4f} |" for m in harness)
         lines.append(
-            f"| {run} | {start[metric]:.4f} | {best[metric]:.4f} | {best['attack']} ({attack_kind(result['attacks'][best['attack']])}, "
+            f"| {run} | {start[metric]:.4f} | {best[metric]:.4f} | {best['attack']} ({result['attacks'][best['attack']]['kind']}, "
             f"{point_label(best)}) | "
             f"{best.get('retain_loss', float('nan')):.4f} |{cells}"
         )

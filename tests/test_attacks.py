@@ -227,7 +227,7 @@ def test_an_attack_that_recovered_before_it_diverged_counts_with_its_valid_point
     def attack(*points):
         curve = [{"step": step, "forget_loss": loss, **({"diverged": True} if diverged else {})} for step, loss, diverged in points]
         valid = [p for p in curve if not p.get("diverged")]
-        return {"settings": "", "curve": curve, "best": min(valid, key=lambda p: p["forget_loss"]), "diverged_at": curve[-1]["step"]}
+        return {"kind": "fine_tune", "settings": "", "curve": curve, "best": min(valid, key=lambda p: p["forget_loss"]), "diverged_at": curve[-1]["step"]}
 
     recovered = AttackSuiteResult("forget_loss", False, {"a": attack((0, 5.0, False), (10, 3.0, False), (20, 9.9, True)),
                                                           "b": attack((0, 5.0, False), (10, 9.9, True))})  # fmt: skip

@@ -197,7 +197,7 @@ def test_the_card_shows_the_robustness_table_with_harness_scores(tmp_path):
     def result(start: float, best: float, retain: float = 3.0) -> AttackSuiteResult:
         curve = [{"step": 0, "forget_loss": start, "retain_loss": retain, "harness_wmdp_bio_acc": 0.26},
                  {"step": 10, "forget_loss": best, "retain_loss": 3.1, "harness_wmdp_bio_acc": 0.31}]  # fmt: skip
-        return AttackSuiteResult("forget_loss", False, {"adamw_1e-4": {"settings": "adamw", "curve": curve, "best": curve[1], "diverged_at": None}})
+        return AttackSuiteResult("forget_loss", False, {"adamw_1e-4": {"kind": "fine_tune", "settings": "adamw", "curve": curve, "best": curve[1], "diverged_at": None}})
 
     report = RobustnessReport.from_suites("tiny", {"unlearned": result(9.0, 6.5, retain=3.3), "no_unlearning": result(2.8, 2.4)})
     info = UnlearningInfo(base_model="b", method="mudman", settings={}, forget={"source": "python_stdlib"}, retain={"source": "pydoc_prose"})
@@ -331,7 +331,7 @@ def test_the_card_metadata_holds_the_robustness_results_and_only_hub_base_models
     from hf_unlearn.evaluation import RobustnessReport
 
     curve = [{"step": 0, "forget_loss": 9.0, "retain_loss": 3.0}, {"step": 10, "forget_loss": 6.5, "retain_loss": 3.1}]
-    result = AttackSuiteResult("forget_loss", False, {"adamw_1e-4": {"settings": "adamw", "curve": curve, "best": curve[1], "diverged_at": None}})
+    result = AttackSuiteResult("forget_loss", False, {"adamw_1e-4": {"kind": "fine_tune", "settings": "adamw", "curve": curve, "best": curve[1], "diverged_at": None}})
     report = RobustnessReport.from_suites("tiny", {"unlearned": result, "no_unlearning": result})
     for base, expected in ((str(tmp_path), None), ("HuggingFaceTB/SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct")):
         info = UnlearningInfo(base_model=base, method="npo", settings={}, forget={"source": "python_stdlib"}, retain={"source": "pydoc_prose"})

@@ -28,7 +28,7 @@ from ..evaluation.evaluators import Evaluator, FactEvaluator
 from ..evaluation.samples import greedy_completions, sample_prompts
 from ..losses import token_loss_sums
 
-# The kind of an attack that names none, and of every result saved before attacks had kinds.
+# The kind of an attack that names none (results saved before attacks had kinds: benchmarks/migrate_state.py).
 FINE_TUNE = "fine_tune"
 
 

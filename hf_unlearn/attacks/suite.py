@@ -32,11 +32,13 @@ from ..evaluation.evaluators import Evaluator
 from ..forward import weights_digest
 from ..models import load_causal_lm
 from ..tracking import group_name, wandb_run
-from .attack import ATTACK_KINDS, FINE_TUNE, evaluate_point
+from .attack import ATTACK_KINDS, evaluate_point
 from .presets import PRESETS
 from .relearn_config import RelearnAttackConfig
 
 logger = logging.get_logger(__name__)
+# The kind of the one "attack" of ``AttackSuite.unattacked``: the model evaluated as it is.
+NOT_ATTACKED = "none"
 
 @dataclass
 class AttackSuiteResult:
@@ -65,7 +67,7 @@ class AttackSuiteResult:
         An attack whose best valid point comes after its start (recovered at step 10, diverged at step 40) counts with it."""
         # Over the attacks that train: those that train nothing often cannot break a model (in-context text leaves the
         # weights as they are), so they would hide a suite whose every relearning attack measured nothing.
-        attacks = [a for a in self.attacks.values() if ATTACK_KINDS[a.get("kind", FINE_TUNE)].trains] or list(self.attacks.values())
+        attacks = [a for a in self.attacks.values() if a["kind"] != NOT_ATTACKED and ATTACK_KINDS[a["kind"]].trains] or list(self.attacks.values())
         return all(attack["diverged_at"] is not None and (attack["best"] is None or is_start(attack["best"])) for attack in attacks)
 
     def best_point(self) -> dict[str, Any]:
@@ -230,7 +232,7 @@ class AttackSuite:
                 result = json.loads(saved.read_text())
                 saved_key, saved_settings = result.pop("key")
                 if saved_key == key and same_settings(json.loads(saved_settings), json.loads(config.to_json_string()), type(config)):
-                    results[name] = {"kind": FINE_TUNE, **result}  # saved before attacks had kinds: all fine-tuned
+                    results[name] = result
                     start = start or {k: v for k, v in result["curve"][0].items() if k != "step"}
                     continue
             settings = config.describe()
@@ -271,6 +273,6 @@ class AttackSuite:
         config = next(iter(self.attacks.values()))  # any attack's evaluation settings will do
         curve = [{"step": 0, **evaluate_point(model, config, eval_dataset, evaluators or {}, processing_class)}]
         return AttackSuiteResult(
-            self.metric, self.greater_is_better, {"unattacked": {"settings": "not attacked", "curve": curve, "best": curve[0], "diverged_at": None}}
+            self.metric, self.greater_is_better, {"unattacked": {"kind": NOT_ATTACKED, "settings": "not attacked", "curve": curve, "best": curve[0], "diverged_at": None}}
         )
 

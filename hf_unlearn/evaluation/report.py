@@ -40,12 +40,6 @@ def point_label(point: dict[str, Any]) -> str:
     return str(point["variant"]) if "variant" in point else f"step {point['step']}"
 
 
-def attack_kind(attack: dict[str, Any]) -> str:
-    """An attack result's kind (results saved before attacks had kinds were all fine-tuning: ``FINE_TUNE`` of
-    ``hf_unlearn.attacks``, which this layer does not import)."""
-    return attack.get("kind", "fine_tune")
-
-
 def _one_line(text: str) -> str:
     """Text for a markdown code span: newlines shown as ⏎, backticks as quotes."""
     return text.replace("\n", "⏎").replace("`", "'")
@@ -186,7 +180,7 @@ class RobustnessReport:
                 at = attack["diverged_at"]
                 diverged = "" if at is None else (f"at step {at}" if isinstance(at, int) else f"at {at}")
                 lines.append(
-                    f"| {run} | {name} | {attack_kind(attack)} | {attack['settings']} | {point_label(best) if best else ''} | "
+                    f"| {run} | {name} | {attack['kind']} | {attack['settings']} | {point_label(best) if best else ''} | "
                     + " | ".join(cells) + f" | {diverged} |"
                 )
         samples = self.text_samples_markdown()
@@ -299,7 +293,7 @@ class RobustnessReport:
                 values = self.stage(run, stage) or {}
                 attack = values.get("attack", "every attack diverged" if stage == "attack_best" and not values else "")
                 if stage == "attack_best" and "attack" in values:
-                    attack = f"{attack} ({attack_kind(self.runs[run]['attacks'][attack])}, {point_label(values)})"
+                    attack = f"{attack} ({self.runs[run]['attacks'][attack]['kind']}, {point_label(values)})"
                 rows.append([run, stage, attack, values.get("step")] + [values.get(m) for m in metrics])
         return ["run", "stage", "attack", "step", *metrics], rows
 
@@ -308,7 +302,7 @@ class RobustnessReport:
         the curve metrics, diverged."""
         metrics = self.curve_metrics()
         rows = [
-            [run, name, attack_kind(attack), f"{run}/{name}", point["step"], point.get("variant"), *[point.get(m) for m in metrics],
+            [run, name, attack["kind"], f"{run}/{name}", point["step"], point.get("variant"), *[point.get(m) for m in metrics],
              bool(point.get("diverged"))]  # fmt: skip
             for run, result in self.runs.items()
             for name, attack in result["attacks"].items()
