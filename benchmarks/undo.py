@@ -3,7 +3,7 @@
 Each run of RUNS takes a method exactly as the quality benchmark's held-out evaluation ran it (``benchmarks/quality.py``:
 its tuned settings, the held-out data, the fresh seed, fp32): that unlearned model is the teacher. A copy of it is
 noised with ``alpha`` (β = 0.1, the authors') and distilled from the teacher (``hf_unlearn.UndoTrainer``) on the
-scenario's retain text alternated with its forget split (``hf_unlearn.commands.distillation_text``, as ``hf-unlearn
+scenario's retain text alternated with its forget split (``hf_unlearn.commands.distill.distillation_text``, as ``hf-unlearn
 distill`` does), under bf16 autocast as the quality benchmark's trials run, 4 sequences a step. At each step of the
 run's ``steps`` the student is kept and later attacked by the quality benchmark's evaluation suite (``standard``),
 exactly as the method was: the attacker's best is comparable with the method's row and the oracle's. The base
@@ -39,7 +39,7 @@ import torch
 from transformers import AutoModelForCausalLM, TrainerCallback
 
 from hf_unlearn import UndoConfig, UndoTrainer
-from hf_unlearn.commands import distillation_text
+from hf_unlearn.commands.distill import distillation_text
 from hf_unlearn.environment import environment
 from hf_unlearn.evaluation.report import finite_or_null
 from hf_unlearn.models import cache_root, resolve_model_name_or_path

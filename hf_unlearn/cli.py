@@ -18,17 +18,14 @@ the commands live in ``hf_unlearn.commands``.
 from __future__ import annotations
 
 import difflib
-import importlib
 import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-# Command name -> its function in hf_unlearn.commands.
-COMMANDS = {"unlearn": "unlearn_command", "distill": "distill_command", "attack": "attack_command", "sweep": "sweep_command",
-            "evaluate": "evaluate_command"}
+# The commands, each a module of hf_unlearn.commands with make_parser and main.
+COMMANDS = ("unlearn", "distill", "attack", "sweep", "evaluate")
 # Flags that go to `accelerate launch` rather than to the command, each with one value.
 LAUNCH_FLAGS = ("--num_processes", "--accelerate_config", "--main_process_port")
 # What a command raises for bad input (a missing file or package, a wrong value), printed without a traceback.
@@ -130,7 +127,9 @@ def run_command(command: str, arguments: list[str]) -> None:
     from .tracking import finish_open_run
 
     try:
-        getattr(importlib.import_module("hf_unlearn.commands"), COMMANDS[command])(arguments)
+        from . import commands  # here, not at the top: --help and --version answer without torch
+
+        getattr(commands, command).main(arguments)
     except INPUT_ERRORS as error:
         if os.environ.get("HF_UNLEARN_TRACEBACK"):
             raise
@@ -141,13 +140,6 @@ def run_command(command: str, arguments: list[str]) -> None:
         sys.exit(1)
     finally:
         finish_open_run()  # the unlearn stage's W&B run stays open for the evaluation after training
-
-
-def __getattr__(name: str) -> Any:
-    """The commands' functions and arguments (``hf_unlearn.commands``), imported on first use."""
-    if name.startswith("__"):
-        raise AttributeError(name)
-    return getattr(importlib.import_module("hf_unlearn.commands"), name)
 
 
 if __name__ == "__main__":

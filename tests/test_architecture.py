@@ -113,7 +113,14 @@ def test_the_graph_is_read():
     assert "hf_unlearn.components" in GRAPH["hf_unlearn.methods.mudman"]
     assert "hf_unlearn.components.procedures" in GRAPH["hf_unlearn.methods.cir"]
     assert "hf_unlearn.methods" in GRAPH["hf_unlearn.unlearn_trainer"]
-    assert "hf_unlearn.commands" in GRAPH["hf_unlearn.cli"], "importlib.import_module of a literal name counts"
+    assert "hf_unlearn.commands" in GRAPH["hf_unlearn.cli"]
+
+
+def test_import_module_targets_are_read(tmp_path):
+    """A module loaded by name points up as surely as an import statement does."""
+    source = tmp_path / "registry.py"
+    source.write_text("import importlib\n\ndef load():\n    importlib.import_module('hf_unlearn.methods')\n    importlib.import_module(NAME)\n")
+    assert imported_modules("hf_unlearn.registry", source) == {"hf_unlearn.methods", DYNAMIC}
     assert "hf_unlearn.registry" in GRAPH["hf_unlearn.components.procedures"], "annotation-only imports count too"
     below_the_trainer = [name for name in GRAPH if layer(name) < layer("hf_unlearn.unlearn_trainer")]
     assert not [name for name in below_the_trainer if "hf_unlearn.unlearn_trainer" in GRAPH[name]], "procedures get a StepContext"

@@ -104,7 +104,7 @@ def test_evaluate_command_with_the_tofu_and_muse_benchmarks(tmp_path, tofu_folde
           "--retain_logs", str(_write(tmp_path / "muse_eval.json", {"mia_min_k": {"agg_value": 0.5}}))])  # fmt: skip
     before = json.loads((tmp_path / "muse" / "robustness_report.json").read_text())["before"]
     assert np.isfinite(before["muse_privleak"]) and "muse_knowmem_retain" in before
-    from hf_unlearn.commands import evaluate_command
+    from hf_unlearn.commands.evaluate import main as evaluate_command
 
     with pytest.raises(ValueError, match="add --benchmark tofu or --benchmark muse"):
         evaluate_command([str(oracle), *flags, "--output_dir", str(tmp_path / "x"), "--retain_model", str(oracle)])
@@ -124,7 +124,7 @@ def _write(path, content):
     ],
 )
 def test_evaluate_refuses_benchmark_settings_it_cannot_honour(settings, message):
-    from hf_unlearn.commands import EvaluateArguments
+    from hf_unlearn.commands.evaluate import EvaluateArguments
 
     with pytest.raises(ValueError, match=message):
         EvaluateArguments(model_name_or_path="model", **settings)

@@ -14,7 +14,7 @@ from conftest import write_local_files
 from huggingface_hub import ModelCard
 
 from hf_unlearn import AttackSuite, MUDMANConfig, available_methods
-from hf_unlearn.cli import unlearn_parser
+from hf_unlearn.commands import unlearn as unlearn_command
 from hf_unlearn.model_card import UnlearningInfo, model_card
 from hf_unlearn.pipeline import robustness_report, unlearn
 from hf_unlearn.scenarios import code_scenario
@@ -33,7 +33,7 @@ def local_files(tmp_path):
 @pytest.mark.parametrize("method", available_methods())
 def test_help_works_for_every_method_and_lists_config_and_methods(method, capsys):
     with pytest.raises(SystemExit) as exit_:
-        unlearn_parser(["--method", method]).parse_args_and_config(["--method", method, "--help"])
+        unlearn_command.make_parser(unlearn_command.method_config_class(["--method", method])).parse_args_and_config(["--method", method, "--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
     assert "--config YAML" in text and "Methods: " + ", ".join(available_methods()) in text.replace("\n", " ").replace("  ", " ")
@@ -62,7 +62,7 @@ def test_hub_token_is_not_written_to_training_args(tmp_path, local_files, tokeni
     model_dir, data = local_files
     args = MUDMANConfig(output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=4, report_to="none",
                        hub_token="hf_secret_do_not_save", save_strategy="no")  # fmt: skip
-    data_args = unlearn_parser([]).parse_args_and_config(data + ["--output_dir", "x"])[1]
+    data_args = unlearn_command.make_parser(unlearn_command.method_config_class([])).parse_args_and_config(data + ["--output_dir", "x"])[1]
     trainer = unlearn(str(model_dir), args, code_scenario(data_args, tokenizer), tokenizer)
     trainer.save_model()
     saved = (tmp_path / "out" / "training_args.bin").read_bytes()
@@ -111,7 +111,7 @@ def test_wandb_runs_are_grouped_named_configured_and_hold_the_report(tmp_path, l
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
     model_dir, data = local_files
-    data_args = unlearn_parser([]).parse_args_and_config(data + ["--output_dir", "x"])[1]
+    data_args = unlearn_command.make_parser(unlearn_command.method_config_class([])).parse_args_and_config(data + ["--output_dir", "x"])[1]
     scenario = code_scenario(data_args, tokenizer)
     args = MUDMANConfig(output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=4, report_to="wandb",
                         save_strategy="no", run_name="pipeline-test")  # fmt: skip
@@ -169,7 +169,7 @@ def test_installed_command_unlearns_then_evaluates(tmp_path, local_files):
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import hf_unlearn; print(hf_unlearn.__file__)"],
                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)  # fmt: skip
     assert where.stdout.strip().startswith(str(site)), where.stdout + where.stderr
-    shipped = subprocess.run([str(venv / "bin" / "python"), "-c", "from hf_unlearn.commands import config_path; print(config_path('mudman_smollm2_code'))"],
+    shipped = subprocess.run([str(venv / "bin" / "python"), "-c", "from hf_unlearn.commands.common import config_path; print(config_path('mudman_smollm2_code'))"],
                              capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)  # fmt: skip
     assert shipped.stdout.strip().startswith(str(site)), "the shipped configs are installed with the package: " + shipped.stderr[-2000:]
 
@@ -277,7 +277,7 @@ def test_evaluate_refuses_a_baseline_with_another_tokenizer(tmp_path, local_file
     from conftest import tiny_llama
     from transformers import PreTrainedTokenizerFast
 
-    from hf_unlearn.commands import evaluate_command
+    from hf_unlearn.commands.evaluate import main as evaluate_command
 
     model_dir, data = local_files
     other = tmp_path / "other_tokenizer"
@@ -401,7 +401,8 @@ def test_push_to_hub_without_the_hub_fails_before_any_work(tmp_path, local_files
 
 def test_mistyped_paths_commands_and_sources_are_named_at_once(tmp_path, monkeypatch, capsys):
     from hf_unlearn.cli import main
-    from hf_unlearn.commands import EvaluateArguments, evaluate_command, run_evaluate
+    from hf_unlearn.commands.evaluate import EvaluateArguments, run_evaluate
+    from hf_unlearn.commands.evaluate import main as evaluate_command
     from hf_unlearn.data import DataArguments, sources
     from hf_unlearn.models import resolve_model_name_or_path
 
@@ -424,7 +425,7 @@ def test_mistyped_paths_commands_and_sources_are_named_at_once(tmp_path, monkeyp
 
 
 def test_evaluate_baseline_defaults_to_the_recorded_model_where_this_machine_has_it(tmp_path):
-    from hf_unlearn.commands import recorded_baseline
+    from hf_unlearn.commands.common import recorded_baseline
     from hf_unlearn.models import EMBEDDED_HUB_ID
 
     def info(base_model, path):

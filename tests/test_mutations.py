@@ -29,7 +29,7 @@ def test_every_mutant_finds_its_code_once_and_names_an_existing_test():
 UNCHECKED_GUARDS = {
     "hf_unlearn/attacks/relearn_config.py::__post_init__": 9,
     "hf_unlearn/causal_lm_trainer.py::check_trained_precision": 1,
-    "hf_unlearn/commands.py::check_same_tokenizer": 1,
+    "hf_unlearn/commands/evaluate.py::check_same_tokenizer": 1,
     "hf_unlearn/components/arguments.py::check_component_args": 1,
     "hf_unlearn/components/procedures.py::check_not_tied": 1,
     "hf_unlearn/components/procedures.py::check_args": 1,

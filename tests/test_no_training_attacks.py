@@ -295,7 +295,7 @@ def test_config_refuses_fine_tuning_settings_on_attacks_that_train_nothing(tmp_p
 
 
 def test_the_attack_command_takes_a_kind_for_one_attack_only(tmp_path):
-    from hf_unlearn.commands import AttackArguments, suite_from
+    from hf_unlearn.commands.attack import AttackArguments, suite_from
 
     config = RelearnAttackConfig(output_dir=str(tmp_path), kind="quantize", quantize_bits=8)
     assert suite_from(AttackArguments(attack_suite="none"), config, "eval_forget_loss").attacks["attack"].kind == "quantize"

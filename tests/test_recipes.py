@@ -13,7 +13,10 @@ from trl import ModelConfig
 import hf_unlearn
 from hf_unlearn import MUDMANConfig, RelearnAttackConfig
 from hf_unlearn.attacks import PRESETS
-from hf_unlearn.cli import AttackArguments, ModelArguments, parser_for, run_attack, run_unlearn, unlearn_parser
+from hf_unlearn.commands import unlearn as unlearn_command
+from hf_unlearn.commands.attack import AttackArguments, run_attack
+from hf_unlearn.commands.common import ModelArguments, parser_for
+from hf_unlearn.commands.unlearn import run_unlearn
 from hf_unlearn.evaluation import RobustnessReport
 from hf_unlearn.scenarios import ScenarioArguments
 
@@ -23,7 +26,7 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 def test_yaml_configs_parse():
     config_path = "mudman_smollm2_code"  # a shipped config, by name
     argv = ["--config", config_path, "--max_steps", "7"]
-    model_args, data_args, config, _ = unlearn_parser(argv).parse_args_and_config(argv)
+    model_args, data_args, config, _ = unlearn_command.make_parser(unlearn_command.method_config_class(argv)).parse_args_and_config(argv)
     assert model_args.model_name_or_path is None  # the embedded model
     assert data_args.forget_source == "python_stdlib" and data_args.chunk_length == 64
     assert config.method == "mudman" and config.target_modules == ["gate_proj"] and config.save_total_limit == 2
@@ -37,7 +40,7 @@ def test_yaml_configs_parse():
 
 def test_method_picks_its_config_class(tmp_path):
     def parse(argv):
-        return unlearn_parser(argv).parse_args_and_config(argv)
+        return unlearn_command.make_parser(unlearn_command.method_config_class(argv)).parse_args_and_config(argv)
 
     _, _, config, _ = parse(["--method", "npo", "--npo_beta", "0.3", "--output_dir", str(tmp_path)])
     assert type(config).__name__ == "NPOConfig" and config.npo_beta == 0.3
@@ -88,7 +91,7 @@ def test_unlearn_then_attack(tmp_path):
 
 def test_shipped_configs_are_package_data_found_by_name(tmp_path):
     """The configs `--help` names were not in the wheel: a pip user had no recipes/configs."""
-    from hf_unlearn.commands import config_path
+    from hf_unlearn.commands.common import config_path
 
     assert Path(config_path("mudman_smollm2_code")).is_file() and Path(config_path("relearn_attack_smollm2_code.yaml")).is_file()
     with pytest.raises(FileNotFoundError, match=r"no shipped config of that name \(shipped: mudman_smollm2_code, relearn_attack"):
@@ -100,5 +103,5 @@ def test_shipped_configs_are_package_data_found_by_name(tmp_path):
 def test_config_equals_form_is_read():
     """`--config=FILE` was accepted by argparse and silently ignored (TrlParser reads `--config FILE` only)."""
     argv = ["--config=mudman_smollm2_code", "--output_dir", "x"]
-    _, data_args, config, _ = unlearn_parser(argv).parse_args_and_config(argv)
+    _, data_args, config, _ = unlearn_command.make_parser(unlearn_command.method_config_class(argv)).parse_args_and_config(argv)
     assert config.target_modules == ["gate_proj"] and data_args.chunk_length == 64

@@ -7,7 +7,8 @@ import pytest
 import yaml
 from conftest import RETAIN_TEXTS, char_tokenizer, full_batch, tiny_llama
 
-from hf_unlearn.cli import main, unlearn_parser
+from hf_unlearn.cli import main
+from hf_unlearn.commands import unlearn as unlearn_command
 from hf_unlearn.scenarios import ScenarioArguments, scenario_arguments
 
 FACTS = [{"prompt": f"Door {name} opens with", "answer": answer} for name, answer in
@@ -97,7 +98,7 @@ def test_a_facts_sweeps_best_yaml_reruns_the_facts_scenario(tmp_path, facts_file
     settings = yaml.safe_load(best.read_text())
     assert settings["scenario"] == "facts" and settings["phrasings"] == 0 and settings["facts_source"] == str(tmp_path / "facts.jsonl")
     assert "--forget_pool test" not in best.read_text(), "no held-out documents in the facts scenario"
-    _, scenario, config, _ = unlearn_parser(["--config", str(best)]).parse_args_and_config(["--config", str(best)])
+    _, scenario, config, _ = unlearn_command.make_parser(unlearn_command.method_config_class(["--config", str(best)])).parse_args_and_config(["--config", str(best)])
     assert scenario.scenario == "facts" and config.method == "graddiff"
 
 
@@ -136,7 +137,7 @@ def test_the_fictitious_scenario_scores_retain_facts_it_never_trains_on(tmp_path
     """Unlearned from the target, the forget split is unlearned and attacked (split A), split B scored, and the retain
     facts scored beside it (``retain_facts_accuracy``), absent from every training set."""
     model, tokenizer = knowing_model
-    _, arguments, _, _ = unlearn_parser([]).parse_args_and_config(fictitious_files)
+    _, arguments, _, _ = unlearn_command.make_parser(unlearn_command.method_config_class([])).parse_args_and_config(fictitious_files)
     scenario = arguments.build(tokenizer, model)
     forget, retain = [f["prompt"] for f in FACTS[:4]], [f["prompt"] for f in FACTS[4:]]
     assert scenario.name == "fictitious" and arguments.direction == "minimize" and scenario.best_metric == "eval_facts_accuracy"
@@ -158,7 +159,7 @@ def test_the_fictitious_scenario_scores_retain_facts_it_never_trains_on(tmp_path
 def test_the_fictitious_scenario_refuses_a_model_that_never_learned_its_facts(fictitious_files):
     from hf_unlearn.data.fictitious import oracle_folder
 
-    _, arguments, _, _ = unlearn_parser([]).parse_args_and_config(fictitious_files)
+    _, arguments, _, _ = unlearn_command.make_parser(unlearn_command.method_config_class([])).parse_args_and_config(fictitious_files)
     tokenizer = char_tokenizer()
     with pytest.raises(ValueError, match=f"model_name_or_path: the model knows 0 of the 4 fictitious forget facts.*{oracle_folder('target', 0)}"):
         arguments.build(tokenizer, tiny_llama(len(tokenizer)))

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import write_local_files
 
-from hf_unlearn.cli import unlearn_parser
+from hf_unlearn.commands import unlearn as unlearn_command
 from hf_unlearn.sweep import SweepArguments, around, run_sweep
 
 HERE = Path(__file__).resolve().parent
@@ -56,7 +56,7 @@ def test_a_sweep_killed_in_its_second_trial_resumes_without_recomputing_the_firs
 
     # The best settings come out as a config recipes/unlearn.py parses.
     best = Path(settings["output_dir"]) / "best.yaml"
-    _, parsed_data, config, _ = unlearn_parser(["--config", str(best)]).parse_args_and_config(["--config", str(best)])
+    _, parsed_data, config, _ = unlearn_command.make_parser(unlearn_command.method_config_class(["--config", str(best)])).parse_args_and_config(["--config", str(best)])
     assert config.method == "mudman" and config.unlearning_rate == summary["best_params"]["unlearning_rate"]
     # As its trial ran: pruned beyond the sweep's budget, never stopped (CIR's default budget would stop it).
     assert "disruption_budget" in yaml.safe_load(best.read_text()) and config.disruption_budget is None
@@ -92,7 +92,7 @@ def test_a_trial_beyond_the_disruption_budget_is_pruned(setup, memorised):
 
 
 def test_training_flags_given_to_sweep_name_what_it_takes_instead():
-    from hf_unlearn.commands import sweep_command
+    from hf_unlearn.commands.sweep import main as sweep_command
 
     with pytest.raises(ValueError, match=r"--pass_budget, --batch_size.*--fixed"):
         sweep_command(["--method", "mudman", "--max_steps", "2", "--per_device_train_batch_size", "4"])

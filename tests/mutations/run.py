@@ -60,7 +60,7 @@ MUTANTS = {
         "tests/test_golden.py::test_weights_match_the_golden_file",
     ),
     "first run: abbreviated flags accepted": (
-        "hf_unlearn/commands.py", 'usage=usage, allow_abbrev=False)', "usage=usage)",
+        "hf_unlearn/commands/common.py", 'usage=usage, allow_abbrev=False)', "usage=usage)",
         "tests/test_first_run.py::test_bad_settings_are_named_in_one_line",
     ),
     "first run: every process prints the refusal": (
@@ -84,7 +84,7 @@ MUTANTS = {
         "tests/test_first_run.py::test_save_model_writes_the_card_and_the_info_into_the_folder_it_saves_to",
     ),
     "first run: attack ignores the folder's recorded data": (
-        "hf_unlearn/commands.py", '    data_args, _, recorded = run_data(model_path, data_args, given_names, "attack")', "    recorded = None",
+        "hf_unlearn/commands/attack.py", '    data_args, _, recorded = run_data(model_path, data_args, given_names, "attack")', "    recorded = None",
         "tests/test_first_run.py::test_attack_on_an_unlearned_folder_uses_its_recorded_data",
     ),
     "first run: no text at an attack's best point": (
@@ -92,7 +92,7 @@ MUTANTS = {
         "tests/test_first_run.py::test_an_attacks_best_point_after_its_start_carries_its_text",
     ),
     "scenario: evaluate attacks with the default scenario": (
-        "hf_unlearn/commands.py", "    defaults = dataclasses.asdict(ScenarioArguments())", "    defaults = dataclasses.asdict(ScenarioArguments())\n    recorded = {}",
+        "hf_unlearn/commands/common.py", "    defaults = dataclasses.asdict(ScenarioArguments())", "    defaults = dataclasses.asdict(ScenarioArguments())\n    recorded = {}",
         "tests/test_scenarios.py::test_unlearn_and_evaluate_with_the_facts_scenario_attack_split_a_and_score_split_b",
     ),
     "layers: an out-of-range layer accepted": (
@@ -116,19 +116,19 @@ MUTANTS = {
         "tests/test_scenarios.py::test_the_fictitious_scenario_scores_retain_facts_it_never_trains_on",
     ),
     "UNDO: a missing --then_distill file found only after unlearning": (
-        "hf_unlearn/commands.py", '        config_path(chain.then_distill, "--then_distill")', "        pass",
+        "hf_unlearn/commands/unlearn.py", '        config_path(chain.then_distill, "--then_distill")', "        pass",
         "tests/test_first_run.py::test_bad_settings_are_named_in_one_line",
     ),
     "benchmarks: an unknown --benchmark accepted": (
-        "hf_unlearn/commands.py", "        if self.benchmark is not None and self.benchmark not in BENCHMARKS:", "        if False:",
+        "hf_unlearn/commands/evaluate.py", "        if self.benchmark is not None and self.benchmark not in BENCHMARKS:", "        if False:",
         "tests/test_benchmarks.py::test_evaluate_refuses_benchmark_settings_it_cannot_honour",
     ),
     "benchmarks: a retain model without a benchmark accepted": (
-        "hf_unlearn/commands.py", "        if (self.retain_model or self.retain_logs) and self.benchmark is None:", "        if False:",
+        "hf_unlearn/commands/evaluate.py", "        if (self.retain_model or self.retain_logs) and self.benchmark is None:", "        if False:",
         "tests/test_benchmarks.py::test_evaluate_refuses_benchmark_settings_it_cannot_honour",
     ),
     "benchmarks: both a retain model and its logs accepted": (
-        "hf_unlearn/commands.py", "        if self.retain_model and self.retain_logs:", "        if False:",
+        "hf_unlearn/commands/evaluate.py", "        if self.retain_model and self.retain_logs:", "        if False:",
         "tests/test_benchmarks.py::test_evaluate_refuses_benchmark_settings_it_cannot_honour",
     ),
     "benchmarks: ragged perturbed answers accepted by TOFU": (
@@ -148,7 +148,7 @@ MUTANTS = {
         "tests/test_cli.py::test_unlearn_command_reports_to_wandb_and_evaluates_into_the_same_run",
     ),
     "evaluate ignores the data recorded in unlearning_info.json": (
-        "hf_unlearn/commands.py", "    return scenario_arguments({**recorded, **given}), differing", "    return scenario_arguments(given), differing",
+        "hf_unlearn/commands/common.py", "    return scenario_arguments({**recorded, **given}), differing", "    return scenario_arguments(given), differing",
         "tests/test_cli.py::test_evaluate_as_printed_uses_the_data_the_model_was_unlearned_on",
     ),
     "the card keeps a report of other weights": (
@@ -195,7 +195,7 @@ MUTANTS = {
         'attack["diverged_at"] is not None', "tests/test_attacks.py::test_an_attack_that_recovered_before_it_diverged_counts_with_its_valid_point",
     ),
     "evaluate scores a baseline with another tokenizer": (
-        "hf_unlearn/commands.py", "    check_same_tokenizer(tokenizer, baseline_tokenizer, model_path, baseline_path)\n", "",
+        "hf_unlearn/commands/evaluate.py", "    check_same_tokenizer(tokenizer, baseline_tokenizer, model_path, baseline_path)\n", "",
         "tests/test_cli.py::test_evaluate_refuses_a_baseline_with_another_tokenizer",
     ),
     "sequences longer than the model's positions trained silently": (
@@ -256,7 +256,7 @@ MUTANTS = {
         "tests/test_cli.py::test_resume_flag_on_the_command_line_and_attack_resumes",
     ),
     "hf-unlearn attack recomputes finished attacks": (
-        "hf_unlearn/commands.py", 'scenario, tokenizer, resume=True)  # finished attacks are read back', "scenario, tokenizer)",
+        "hf_unlearn/commands/attack.py", 'scenario, tokenizer, resume=True)  # finished attacks are read back', "scenario, tokenizer)",
         "tests/test_cli.py::test_resume_flag_on_the_command_line_and_attack_resumes",
     ),
     "a token given as a fixed sweep setting stored in the study": (
@@ -272,7 +272,7 @@ MUTANTS = {
         "tests/test_methods.py::test_method_needs_its_config_class",
     ),
     "unlearn loads the model before the method checks its config": (
-        "hf_unlearn/commands.py", "    get_method(config.method).check_args(config)  # before the model loads", "    pass  #",
+        "hf_unlearn/commands/unlearn.py", "    get_method(config.method).check_args(config)  # before the model loads", "    pass  #",
         "tests/test_first_run.py::test_bad_settings_are_named_in_one_line",
     ),
     "a bare UnlearnConfig runs as no method": (
@@ -280,7 +280,7 @@ MUTANTS = {
         "tests/test_methods.py::test_method_needs_its_config_class",
     ),
     "--config=FILE silently ignored": (
-        "hf_unlearn/commands.py", '            resolved += ["--config", config_path(arg.split("=", 1)[1])]', "            resolved.append(arg)",
+        "hf_unlearn/commands/common.py", '            resolved += ["--config", config_path(arg.split("=", 1)[1])]', "            resolved.append(arg)",
         "tests/test_recipes.py::test_config_equals_form_is_read",
     ),
     "bf16 checkpoints loaded as bf16 for training": (
@@ -361,7 +361,7 @@ MUTANTS = {
         "tests/test_sweep.py::test_a_trial_beyond_the_disruption_budget_is_pruned",
     ),
     "hf-unlearn --help imports torch": (
-        "hf_unlearn/cli.py", "from typing import Any\n", "from typing import Any\n\nimport torch  # noqa: F401\n",
+        "hf_unlearn/cli.py", "from collections.abc import Sequence\n", "from collections.abc import Sequence\n\nimport torch  # noqa: F401\n",
         "tests/test_cli.py::test_help_version_and_env_import_nothing_heavy",
     ),
     "README's quality tables never rewritten": (
@@ -459,11 +459,11 @@ MUTANTS = {
         'tests/test_first_run.py::test_bad_settings_of_every_command_are_refused_before_any_model_loads',
     ),
     'a YAML key set twice: the last wins': (
-        'hf_unlearn/commands.py', '                if key.value in lines:', '                if False:',
+        'hf_unlearn/commands/common.py', '                if key.value in lines:', '                if False:',
         'tests/test_first_run.py::test_a_config_file_that_sets_a_key_twice_is_refused',
     ),
     'evaluate takes weights replaced after unlearning': (
-        'hf_unlearn/commands.py', '    if recorded is not None and recorded.weights_sha256 and saved_weights_digest(model_path) != recorded.weights_sha256:', '    if False:',
+        'hf_unlearn/commands/common.py', '    if recorded is not None and recorded.weights_sha256 and saved_weights_digest(model_path) != recorded.weights_sha256:', '    if False:',
         'tests/test_first_run.py::test_evaluate_refuses_weights_replaced_after_unlearning',
     ),
     'unlearning_info.json records no weights digest': (
@@ -471,7 +471,7 @@ MUTANTS = {
         'tests/test_first_run.py::test_evaluate_refuses_weights_replaced_after_unlearning',
     ),
     "a distilled folder keeps its teacher's weights digest": (
-        'hf_unlearn/commands.py', ', weights_sha256=saved_weights_digest(config.output_dir))', ')',
+        'hf_unlearn/commands/distill.py', ', weights_sha256=saved_weights_digest(config.output_dir))', ')',
         'tests/test_scenarios.py::test_distill_chains_after_unlearn_and_evaluate_reads_its_folder',
     ),
     'facts with a repeated prompt accepted': (
