@@ -545,10 +545,10 @@ def markdown(args: argparse.Namespace, results: dict) -> str:
             elif best is None:
                 cells = [f"{after[metric]:.4f}", "every attack diverged", "", "", "", *[f"{after.get('retain_facts_accuracy', float('nan')):.3f}"] * retain_facts, ""]
             else:
-                ratio = best[metric] / baseline[metric] if baseline.get(metric) else float("nan")
+                # No ratio without the untouched model's row (not evaluated yet), or against its 0.
                 tuning = row.get("tuning", {}).get("best_value")
                 kept = [f"{after.get('retain_facts_accuracy', float('nan')):.3f}, {best.get('retain_facts_accuracy', float('nan')):.3f}"] * retain_facts
-                cells = [f"{after[metric]:.4f}", f"{best[metric]:.4f}", f"{ratio:.2f}x", best["attack"], f"{best.get('retain_loss', float('nan')):.4f}",
+                cells = [f"{after[metric]:.4f}", f"{best[metric]:.4f}", f"{best[metric] / baseline[metric]:.2f}x" if baseline.get(metric) else "", best["attack"], f"{best.get('retain_loss', float('nan')):.4f}",
                          *kept, "" if tuning is None else f"{tuning:.4f}"]  # fmt: skip
             lines.append("| " + " | ".join([name, *cells, trial_counts]) + " |")
         lines.append("")
