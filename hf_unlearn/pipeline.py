@@ -87,9 +87,8 @@ def unlearn(
     trainer = UnlearnTrainer(
         model, config, forget_dataset=scenario.unlearn, retain_dataset=scenario.retain, eval_dataset=scenario.eval,
         evaluators=scenario.evaluators, processing_class=processing_class, callbacks=callbacks, peft_config=peft_config,
+        data_sources=scenario.sources, data_arguments=scenario.details.get("data_arguments", {}),
     )  # fmt: skip
-    trainer.data_sources = scenario.sources
-    trainer.data_arguments = scenario.details.get("data_arguments", {})
     run_config = {"method": config.method, "method_settings": trainer.method_settings(), "data": {**scenario.sources, **scenario.details}}
     # Left open: the caller may still evaluate with this trainer, whose WandbCallback logs into the run.
     group = wandb_group or group_name(config.run_name, config.method)

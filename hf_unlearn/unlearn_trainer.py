@@ -99,7 +99,9 @@ class UnlearnTrainer(CausalLMTrainer):
     Datasets hold text (``args.dataset_text_field``) or pre-tokenized ``input_ids``. Pass
     ``eval_dataset={"forget": ..., "retain": ...}`` to get ``eval_forget_loss`` and
     ``eval_retain_loss`` from ``evaluate()``, and ``evaluators={"wmdp": MCQEvaluator(...)}`` for
-    accuracies (``eval_wmdp_accuracy``).
+    accuracies (``eval_wmdp_accuracy``). ``data_sources`` (``{"forget": name, "retain": name}``) names the data in the
+    model card, and ``data_arguments`` (the arguments that built it) go to ``unlearning_info.json``, so that
+    ``hf-unlearn evaluate`` attacks with the same data.
     """
 
     _tag_names = ["hf_unlearn", "unlearning"]
@@ -117,6 +119,8 @@ class UnlearnTrainer(CausalLMTrainer):
         optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
         evaluators: dict[str, Evaluator] | None = None,
         peft_config: PeftConfig | None = None,
+        data_sources: dict[str, str] | None = None,
+        data_arguments: dict[str, Any] | None = None,
     ):
         if args is None:
             args = MUDMANConfig(output_dir="unlearn_output")
@@ -130,8 +134,8 @@ class UnlearnTrainer(CausalLMTrainer):
         if forget_dataset is None or retain_dataset is None:
             raise ValueError("UnlearnTrainer needs both forget_dataset and retain_dataset")
         check_process_count(args.world_size)
-        self.data_sources: dict[str, str] = {}  # {"forget": source name, "retain": ...}, for the model card
-        self.data_arguments: dict[str, Any] = {}  # the DataArguments the data was built from, for `hf-unlearn evaluate`
+        self.data_sources = data_sources or {}  # {"forget": source name, "retain": ...}, for the model card
+        self.data_arguments = data_arguments or {}  # the ScenarioArguments the data was built from, for `hf-unlearn evaluate`
         spec = get_method(args.method)
         spec.check_args(args)
         self.objective = spec.objective(args)
