@@ -31,17 +31,19 @@ SCENARIO ?= code
 demo: install
 	$(PYTHON) recipes/demo.py --scenario $(SCENARIO) $(ARGS)
 
-## The whole test suite, integration tests on the embedded SmolLM2 included (~15 min on 2 CPU cores, install included).
+## The whole test suite, integration tests on the embedded SmolLM2 included, a pytest-xdist worker per core
+## (TEST_WORKERS=1: one process, in order).
 ## Style: ruff with pyproject.toml's rules (TRL's selection, 119 columns); `make test`, hence CI, runs it first.
 lint: install
 	$(PYTHON) -m ruff check .
 
+TEST_WORKERS ?= auto
 test: install lint
-	$(PYTHON) -m pytest $(ARGS)
+	$(PYTHON) -m pytest -n $(TEST_WORKERS) --dist worksteal $(ARGS)
 
 ## Logic tests only (tiny random models), skipping the SmolLM2 integration tests.
 test-fast: install
-	$(PYTHON) -m pytest -m "not integration" $(ARGS)
+	$(PYTHON) -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not integration" $(ARGS)
 
 ## Re-lock: the newest versions setup.cfg allows, in a fresh venv, written to constraints.txt (then run `make test`).
 ## torch stays at its locked version (a CPU wheel some machines hold locally): edit its line to move it.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import socket
 import string
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +29,9 @@ if TYPE_CHECKING:
 for _module in filter(None, os.environ.get("HF_UNLEARN_TEST_METHODS", "").split(",")):
     importlib.import_module(_module)
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Under pytest-xdist (`make test` runs a worker per core) each worker takes its share of the cores: more threads
+# than cores slow every worker down.
+torch.set_num_threads(max(1, min(2, torch.get_num_threads() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
 
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<unk>"]
 ANSWER_LETTERS = [" A", " B", " C", " D"]  # one token each, as in real tokenizers, for MCQ scoring
@@ -53,6 +56,13 @@ def tiny_llama(vocab_size: int, seed: int = 0, **overrides) -> LlamaForCausalLM:
     )  # fmt: skip
     config = LlamaConfig(**{**settings, **overrides})
     return LlamaForCausalLM(config)
+
+
+def free_port() -> int:
+    """A port no process holds now: for a command launching several processes while other tests (xdist workers) may."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def tensor_digest(tensor: torch.Tensor) -> str:

@@ -246,11 +246,13 @@ def test_a_refusal_under_several_processes_is_one_line_from_the_main_process(tmp
     import subprocess
     import sys
 
+    from conftest import free_port
+
     model_dir, _ = write_local_files(tmp_path)
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "hf_unlearn.cli", "unlearn", "--num_processes", "2", "--model_name_or_path", str(model_dir),
-         "--forget_source", str(tmp_path / "missing.jsonl"), "--output_dir", str(tmp_path / "out")],
+        [sys.executable, "-m", "hf_unlearn.cli", "unlearn", "--num_processes", "2", "--main_process_port", str(free_port()),
+         "--model_name_or_path", str(model_dir), "--forget_source", str(tmp_path / "missing.jsonl"), "--output_dir", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     assert done.returncode == 1, done.stderr[-3000:]

@@ -11,12 +11,11 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import write_local_files
+from conftest import free_port, write_local_files
 from fake_hub import FakeHub
 from huggingface_hub import ModelCard
 
@@ -63,12 +62,6 @@ def small(command: str, data: list[str], tasks: Path, port: int) -> str:
     elif "--num_processes" in words:  # hf-unlearn hands it to accelerate launch
         extra += ["--main_process_port", str(port)]
     return shlex.join(words + extra)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_the_readme_commands_run_as_written(tmp_path):
