@@ -9,6 +9,10 @@ run's ``steps`` the student is kept and later attacked by the quality benchmark'
 exactly as the method was: the attacker's best is comparable with the method's row and the oracle's. The base
 ``no_unlearning`` is the control: the untouched model distilled into its noised copy should keep what it knows.
 
+Besides the standard runs (400 steps on that mix), a run may distill for longer or on the retain text alone
+(``Run.forget_text``): the attempts at a missed target, each in a folder of its own (``alpha0.1_1600_steps``,
+``alpha0.3_retain_only``) and a row of its own.
+
 The distillation log (the student's retain loss against the teacher's, split-B and retain-facts accuracy, every 25
 steps) is the measurement of how far each α is from the authors' stopping rule (within 5 % of the teacher's retain
 loss), and of the cost: seconds per step on this machine.
@@ -64,18 +68,26 @@ class Run(NamedTuple):  # not a dataclass: loaded by path, without registering t
     base: str  # a quality.METHODS name with a held-out evaluation, or "no_unlearning" (the control)
     alpha: float
     steps: tuple[int, ...]  # distillation steps at which the student is attacked (the last ends the run)
+    forget_text: bool = True  # distill on the forget-domain text too, as the authors do (False: the retain text alone)
+
+    @property
+    def variant(self) -> str:
+        """What sets the run apart from the standard one at its α ("": STANDARD_STEPS steps on the authors' mix)."""
+        parts = [] if max(self.steps) == STANDARD_STEPS else [f"{max(self.steps)}_steps"]
+        return "_".join(parts + ([] if self.forget_text else ["retain_only"]))
 
     @property
     def key(self) -> str:
-        return f"{self.scenario}/{self.base}/{self.alpha:g}"
+        return f"{self.scenario}/{self.base}/{self.alpha:g}" + (f"/{self.variant}" if self.variant else "")
 
 
 # Distillation cost on this CPU (2 AMD EPYC cores, one thread, nothing else running): 3.7 s a step of 4 x 64 tokens
 # under bf16 autocast (4.9 s in fp32). 400 steps, about 25 minutes, distil ~60,000 tokens; each attacked point
 # costs a held-out evaluation (~17 minutes on the facts). The frontier (two points a line) is drawn for MUDMAN, the
 # other runs are attacked at their last step.
-FRONTIER = (100, 400)
-FINAL = (400,)
+STANDARD_STEPS = 400
+FRONTIER = (100, STANDARD_STEPS)
+FINAL = (STANDARD_STEPS,)
 # The control comes early: whether the distilled student still holds what its teacher knows decides how the method's
 # rows read (robustness, or damage the attacks cannot repair).
 RUNS = [
@@ -104,7 +116,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_folder(run: Run) -> Path:
-    return RESULTS / run.scenario / run.base / f"alpha{run.alpha:g}"
+    return RESULTS / run.scenario / run.base / (f"alpha{run.alpha:g}" + (f"_{run.variant}" if run.variant else ""))
 
 
 def student_folder(run: Run, step: int) -> Path:
@@ -161,7 +173,7 @@ def distill(run: Run, teacher: Any, scenario: Any, tokenizer: Any, seed: int) ->
         disable_tqdm=True, bf16=True, use_cpu=not torch.cuda.is_available(),
     )  # fmt: skip
     trainer = UndoTrainer(  # keeps a frozen copy of the teacher, noises the model given: the student
-        teacher, config, train_dataset=distillation_text(scenario, tokenizer, seed), eval_dataset=scenario.eval,
+        teacher, config, train_dataset=distillation_text(scenario, tokenizer, seed, run.forget_text), eval_dataset=scenario.eval,
         processing_class=tokenizer, evaluators=scenario.evaluators, callbacks=[KeepStudents(run)],
     )  # fmt: skip
     teacher_loss = trainer.teacher_retain_loss()
@@ -259,12 +271,16 @@ def markdown(results: dict) -> str:
             best = row.get("attack_best") or {}
             lines.append(f"| {name} (no UNDO) | | | | | {fmt(row.get('after_unlearning'), metric)} | {fmt(best, metric)} | {best.get('attack', '')} |")
         for point in content["rows"]:
-            best, run = point.get("attack_best") or {}, point["run"]
+            best, run = point.get("attack_best") or {}, Run(**point["run"])
             ratio = point["student_retain_loss"] / point["teacher_retain_loss"] if point.get("student_retain_loss") else float("nan")
-            lines.append(f"| {run['base']} + UNDO | {run['alpha']:g} | {point['step']} | {point['distill_tokens']} | {ratio:.3f} | "
+            lines.append(f"| {label(run)} | {run.alpha:g} | {point['step']} | {point['distill_tokens']} | {ratio:.3f} | "
                          f"{fmt(point['after_undo'], metric)} | {fmt(best, metric) if best else 'every attack diverged'} | {best.get('attack', '')} |")  # fmt: skip
         lines.append("")
     return "\n".join(lines)
+
+
+def label(run: Run) -> str:
+    return f"{run.base} + UNDO" + (f" ({run.variant.replace('_', ' ')})" if run.variant else "")
 
 
 def fmt(point: dict | None, metric: str) -> str:
@@ -283,12 +299,13 @@ def plot(results: dict, path: Path) -> None:
     figure, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
     for axis, (scenario, content) in zip(axes[0], results.items()):
         metric = quality.METRICS[scenario]
-        lines: dict[tuple[str, float], list[tuple[int, float]]] = {}
+        lines: dict[str, list[tuple[int, float]]] = {}
         for point in content["rows"]:
             if point.get("attack_best") and point.get("distill_tokens"):
-                lines.setdefault((point["run"]["base"], point["run"]["alpha"]), []).append((point["distill_tokens"], point["attack_best"][metric]))
-        for (base, alpha), xy in sorted(lines.items()):
-            axis.plot(*zip(*sorted(xy)), marker="o", label=f"{base} + UNDO α={alpha:g}")
+                run = Run(**point["run"])
+                lines.setdefault(f"{label(run)} α={run.alpha:g}", []).append((point["distill_tokens"], point["attack_best"][metric]))
+        for name, xy in sorted(lines.items()):
+            axis.plot(*zip(*sorted(xy)), marker="o", label=name)
         for name, row in content["method"].items():
             if row.get("attack_best"):
                 axis.axhline(row["attack_best"][metric], color="black" if name == "oracle" else None, linestyle="-" if name == "oracle" else "--",

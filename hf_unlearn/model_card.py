@@ -265,6 +265,7 @@ def _distillation_text(distillation: dict[str, Any]) -> str:
     return (
         f"\n\nThen **UNDO** (Lee et al. 2025, arXiv 2506.06278): the unlearned model was distilled into a copy of itself noised with "
         f"α={distillation['noise_alpha']}, β={distillation['noise_beta']}, on {_count(distillation.get('distill_tokens'))} tokens"
+        + (" of retain text only" if distillation.get("forget_text") is False else "")
         + (f" ({share:.2g} of the base model's pretraining tokens)" if share else "") + f" in {distillation.get('steps')} steps; {stopped}."
     )
 

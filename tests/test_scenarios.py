@@ -104,9 +104,10 @@ def test_a_facts_sweeps_best_yaml_reruns_the_facts_scenario(tmp_path, facts_file
 
 def test_distill_chains_after_unlearn_and_evaluate_reads_its_folder(tmp_path, facts_files):
     """`hf-unlearn unlearn ... --then_distill FILE`: UNDO (`hf-unlearn distill FOLDER`) in the same command, on the data
-    the folder was unlearned on; the result carries the record `evaluate` needs, with the distillation in it, and the
+    the folder was unlearned on (here its retain text alone, as FILE asks); the result carries the record `evaluate` needs, with the distillation in it, and the
     card says what was done."""
-    settings = dict(noise_alpha=0.3, max_steps=3, eval_steps=1, warmup_steps=1, per_device_train_batch_size=4, report_to="none", save_strategy="no")
+    settings = dict(noise_alpha=0.3, max_steps=3, eval_steps=1, warmup_steps=1, per_device_train_batch_size=4, report_to="none", save_strategy="no",
+                    distill_forget_text=False)  # fmt: skip
     (tmp_path / "distill.yaml").write_text(yaml.safe_dump(settings))
     main(["unlearn", "--model_name_or_path", str(tmp_path / "model"), *facts_files, "--max_steps", "2", "--per_device_train_batch_size", "4",
           "--output_dir", str(tmp_path / "out"), "--report_to", "none", "--then_distill", str(tmp_path / "distill.yaml")])  # fmt: skip
@@ -114,8 +115,9 @@ def test_distill_chains_after_unlearn_and_evaluate_reads_its_folder(tmp_path, fa
     info = json.loads((student / "unlearning_info.json").read_text())
     assert info["data"]["scenario"] == "facts" and info["method"] == "mudman"
     assert info["distillation"]["noise_alpha"] == 0.3 and 0 < info["distillation"]["steps"] <= 3 and info["distillation"]["distill_tokens"] > 0
-    assert json.loads((student / "distillation_info.json").read_text()) == info["distillation"]
-    assert "Then **UNDO**" in (student / "README.md").read_text()
+    assert json.loads((student / "distillation_info.json").read_text()).items() <= info["distillation"].items()
+    assert info["distillation"]["forget_text"] is False, "the command records the text it distilled on"
+    assert "Then **UNDO**" in (student / "README.md").read_text() and "tokens of retain text only" in (student / "README.md").read_text()
     main(["evaluate", str(student), "--attack_suite", "quick", "--attack_steps", "1", "--batch_size", "4"])
     report = json.loads((student / "robustness_report.json").read_text())
     assert report["best_metric"] == "facts_accuracy" and report["details"]["baseline"] == str(tmp_path / "model")

@@ -273,3 +273,24 @@ def test_a_tokenizer_larger_than_the_models_vocabulary_is_refused(tmp_path):
     tokenizer = char_tokenizer()
     with pytest.raises(ValueError, match=f"processing_class has {len(tokenizer)} tokens and the model's embedding 50 rows"):
         UndoTrainer(tiny_llama(50), undo_config(tmp_path), train_dataset=distillation_text(), processing_class=tokenizer)
+
+
+def test_distillation_text_alternates_retain_and_forget_text_or_takes_the_retain_text_alone():
+    """`hf-unlearn distill`'s data: the authors' mix (retain and forget-domain text alternated, the shorter part
+    repeated), or with ``--distill_forget_text false`` the retain text alone."""
+    from types import SimpleNamespace
+
+    from hf_unlearn.commands.distill import distillation_text
+
+    tokenizer = char_tokenizer()
+    retain, forget = RETAIN_TEXTS[:6], FORGET_TEXTS[:3]
+    scenario = SimpleNamespace(retain=Dataset.from_dict({"text": retain}), unlearn=Dataset.from_dict({"text": forget}))
+
+    def texts(dataset: Dataset) -> list[str]:
+        special = set(tokenizer.all_special_ids)  # one token a character: joined back, the text
+        return ["".join(tokenizer.convert_ids_to_tokens([i for i in row["input_ids"] if i not in special])) for row in dataset]
+
+    mixed = texts(distillation_text(scenario, tokenizer, seed=0))
+    assert mixed[0::2] == retain and mixed[1::2] == forget + forget
+    alone = texts(distillation_text(scenario, tokenizer, seed=0, forget_text=False))
+    assert sorted(alone) == sorted(retain) and alone != retain, "the retain text, shuffled"

@@ -37,14 +37,22 @@ from .common import (
 class DistillArguments:
     model_name_or_path: str = field(metadata={"help": "The unlearned model, the teacher (a folder written by `hf-unlearn unlearn`, or a Hub id)."})
     dtype: str = field(default="float32", metadata={"help": "Weights' dtype (the student trains: keep float32; --bf16 for autocast)."})
+    distill_forget_text: bool = field(
+        default=True,
+        metadata={"help": "Alternate the forget-domain text with the retain text, as the authors do, so the student copies the "
+                  "teacher's unlearned outputs there too (false: retain text only)."},
+    )  # fmt: skip
 
 
-def distillation_text(scenario: Scenario, tokenizer: PreTrainedTokenizerBase, seed: int) -> Dataset:
+def distillation_text(scenario: Scenario, tokenizer: PreTrainedTokenizerBase, seed: int, forget_text: bool = True) -> Dataset:
     """What UNDO distills on, as the authors mix it: the scenario's retain text and its forget-domain text, alternated
-    (their language run: 50/50), so the student also copies the teacher's unlearned outputs on the forget domain."""
+    (their language run: 50/50), so the student also copies the teacher's unlearned outputs on the forget domain
+    (``forget_text=False``: the retain text alone, shuffled with ``seed``)."""
     from datasets import interleave_datasets
 
     parts = [tokenized(part, tokenizer).select_columns(["input_ids"]) for part in (scenario.retain, scenario.unlearn)]
+    if not forget_text:
+        return parts[0].shuffle(seed=seed)
     return interleave_datasets(parts, seed=seed, stopping_strategy="all_exhausted")
 
 
@@ -60,7 +68,7 @@ def run_distill(args: DistillArguments, data_args: ScenarioArguments, config: Un
     if given_names is not None and "output_dir" not in given_names:
         config = dataclasses.replace(config, output_dir=f"{model_path.rstrip('/')}_undo")
     trainer = UndoTrainer(
-        model, config, train_dataset=distillation_text(scenario, tokenizer, config.seed), eval_dataset=scenario.eval,
+        model, config, train_dataset=distillation_text(scenario, tokenizer, config.seed, args.distill_forget_text), eval_dataset=scenario.eval,
         processing_class=tokenizer, evaluators=scenario.evaluators,
     )  # fmt: skip
     trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
@@ -70,7 +78,8 @@ def run_distill(args: DistillArguments, data_args: ScenarioArguments, config: Un
             base_model=base_model_name(trainer.teacher), method="unknown", settings={}, forget={"source": data_args.forget_source},
             retain={"source": data_args.retain_source}, data=dataclasses.asdict(data_args),
         )  # fmt: skip
-        info = dataclasses.replace(info, distillation=trainer.distillation_info(), weights_sha256=saved_weights_digest(config.output_dir))
+        distillation = {**trainer.distillation_info(), "forget_text": args.distill_forget_text}
+        info = dataclasses.replace(info, distillation=distillation, weights_sha256=saved_weights_digest(config.output_dir))
         info.save(config.output_dir)
         model_card(info, None, config.hub_model_id).save(Path(config.output_dir) / "README.md")
         print(json.dumps(finite_or_null(info.distillation), indent=2))
