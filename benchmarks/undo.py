@@ -4,7 +4,8 @@ Each run of RUNS takes a method exactly as the quality benchmark's held-out eval
 its tuned settings, the held-out data, the fresh seed, fp32): that unlearned model is the teacher. A copy of it is
 noised with ``alpha`` (β = 0.1, the authors') and distilled from the teacher (``hf_unlearn.UndoTrainer``) on the
 scenario's retain text alternated with its forget split (``hf_unlearn.commands.distill.distillation_text``, as ``hf-unlearn
-distill`` does), under bf16 autocast as the quality benchmark's trials run, 4 sequences a step. At each step of the
+distill`` does), in fp32, 4 sequences a step (the first two runs, ``facts/mudman`` at α 0.3 and 0.1, ran under bf16
+autocast, which torch emulates on the AVX2-only CPUs of some sessions: 13x slower). At each step of the
 run's ``steps`` the student is kept and later attacked by the quality benchmark's evaluation suite (``standard``),
 exactly as the method was: the attacker's best is comparable with the method's row and the oracle's. The base
 ``no_unlearning`` is the control: the untouched model distilled into its noised copy should keep what it knows.
@@ -86,9 +87,10 @@ class Run(NamedTuple):  # not a dataclass: loaded by path, without registering t
         return f"{self.scenario}/{self.base}/{self.alpha:g}" + (f"/{self.variant}" if self.variant else "")
 
 
-# Distillation cost on this CPU (2 AMD EPYC cores, one thread, nothing else running): 3.7 s a step of 4 x 64 tokens
-# under bf16 autocast (4.9 s in fp32). 400 steps, about 25 minutes, distil ~60,000 tokens; each attacked point
-# costs a held-out evaluation (~17 minutes on the facts). The frontier (two points a line) is drawn for MUDMAN, the
+# Distillation cost, one thread: 4.9 s a step of 4 x 64 tokens in fp32 (3.7 s under bf16 autocast) on a CPU with
+# bf16 units and nothing else running; on an AVX2-only AMD EPYC with a second worker beside it, 6-9 s in fp32 (~80 s
+# under autocast). 400 steps, about 25-60 minutes, distil ~60,000 tokens; each attacked point costs a held-out
+# evaluation (~17 minutes on the facts). The frontier (two points a line) is drawn for MUDMAN, the
 # other runs are attacked at their last step.
 STANDARD_STEPS = 400
 FRONTIER = (100, STANDARD_STEPS)
@@ -195,7 +197,7 @@ def distill(run: Run, teacher: Any, scenario: Any, tokenizer: Any, seed: int) ->
         output_dir=str(output_dir), noise_alpha=run.alpha, noise_beta=NOISE_BETA, noise_seed=seed, seed=seed, max_steps=max(run.steps), learning_rate=run.learning_rate,
         per_device_train_batch_size=BATCH_SIZE, per_device_eval_batch_size=16, distill_tolerance=None, eval_steps=EVAL_EVERY,
         eval_on_start=True, logging_steps=EVAL_EVERY, save_strategy="steps", save_steps=EVAL_EVERY, save_total_limit=1, report_to="none",
-        disable_tqdm=True, bf16=True, use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=True,
     )  # fmt: skip
     trainer = UndoTrainer(  # keeps a frozen copy of the teacher, noises the model given: the student
         teacher, config, train_dataset=distillation_text(scenario, tokenizer, seed, run.forget_text), eval_dataset=scenario.eval,
@@ -212,7 +214,7 @@ def distill(run: Run, teacher: Any, scenario: Any, tokenizer: Any, seed: int) ->
     within = [step for step, entry in log.items() if within_tolerance(entry["eval_retain_loss"], teacher_loss, TOLERANCE)]
     return {
         "run": run._asdict(), "noise_beta": NOISE_BETA, "batch_size": BATCH_SIZE, "seed": seed, "learning_rate": config.learning_rate,
-        "teacher_retain_loss": teacher_loss, "within_tolerance_at_step": within[0] if within else None, "log": list(log.values()), "info": trainer.distillation_info(), "seconds": time.time() - started, "resumed": resume,
+        "bf16": config.bf16, "teacher_retain_loss": teacher_loss, "within_tolerance_at_step": within[0] if within else None, "log": list(log.values()), "info": trainer.distillation_info(), "seconds": time.time() - started, "resumed": resume,
         "seconds_per_step": (time.time() - started) / max(trainer.state.global_step, 1) if not resume else None,
         "environment": environment(),
     }  # fmt: skip

@@ -39,6 +39,15 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_has_bf16_units() -> bool:
+    """Whether the CPU computes bf16 in hardware (AVX512-BF16 or AMX). Without them torch emulates it: bf16 autocast
+    made a SmolLM2-135M training step 13x slower than float32 on an AVX2-only AMD EPYC (faster where the units exist)."""
+    import torch
+
+    capabilities = torch.cpu.get_capabilities()
+    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+
+
 def environment(devices: bool = True) -> dict[str, Any]:
     """Python, platform, CPU model and count, the package versions and (``devices``) torch's threads, its CPU kernels'
     instruction set and the accelerators."""
@@ -55,5 +64,6 @@ def environment(devices: bool = True) -> dict[str, Any]:
 
         info["torch_threads"] = torch.get_num_threads()
         info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        info["cpu_bf16_units"] = cpu_has_bf16_units()
         info["cuda"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
     return info
