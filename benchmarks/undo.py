@@ -95,22 +95,27 @@ class Run(NamedTuple):  # not a dataclass: loaded by path, without registering t
 STANDARD_STEPS = 400
 FRONTIER = (100, STANDARD_STEPS)
 FINAL = (STANDARD_STEPS,)
+# The learning rate of the runs after the first two, from the pilot (PILOT_RUNS, --distill_only, fp32). At the
+# authors' 7e-4 and 4 sequences a step, alpha 0.1's student came within 5 % of its teacher's retain loss at step 25,
+# then rose away from it (1.41x at step 100, 1.31x at 400): too large a step for batches this small. At 1e-4 it
+# stays within 3-5 % from step 50 (1.030 / 1.046 / 1.036 at 50 / 75 / 100), and alpha 0.3's student is nearer
+# its teacher at step 100 than at 7e-4 (1.75x against 2.12x).
+PILOTED_RATE = 1e-4
 # The control comes early: whether the distilled student still holds what its teacher knows decides how the method's
 # rows read (robustness, or damage the attacks cannot repair).
 RUNS = [
-    Run("facts", "mudman", 0.3, FRONTIER),
-    Run("facts", "mudman", 0.1, FRONTIER),
-    Run("facts", "no_unlearning", 0.3, FINAL),
-    Run("facts", "mudman", 0.6, FRONTIER),
-    *(Run("facts", "graddiff", alpha, FINAL) for alpha in (0.3, 0.1, 0.6)),
-    Run("code", "mudman", 0.3, FINAL),
-    *(Run("fictitious", "mudman", alpha, FRONTIER) for alpha in (0.3, 0.1, 0.6)),
-    *(Run("fictitious", "graddiff", alpha, FINAL) for alpha in (0.3, 0.1, 0.6)),
-    Run("fictitious", "no_unlearning", 0.3, FINAL),
+    Run("facts", "mudman", 0.3, FRONTIER),  # at the authors' 7e-4, under bf16 autocast: finished
+    Run("facts", "mudman", 0.1, (100,), learning_rate=PILOTED_RATE),  # the pilot's student, attacked
+    Run("facts", "no_unlearning", 0.3, FINAL, learning_rate=PILOTED_RATE),
+    Run("facts", "mudman", 0.3, FRONTIER, learning_rate=PILOTED_RATE),
+    Run("facts", "mudman", 0.6, FRONTIER, learning_rate=PILOTED_RATE),
+    *(Run("facts", "graddiff", alpha, FINAL, learning_rate=PILOTED_RATE) for alpha in (0.3, 0.1, 0.6)),
+    Run("code", "mudman", 0.3, FINAL, learning_rate=PILOTED_RATE),
+    *(Run("fictitious", "mudman", alpha, FRONTIER, learning_rate=PILOTED_RATE) for alpha in (0.3, 0.1, 0.6)),
+    *(Run("fictitious", "graddiff", alpha, FINAL, learning_rate=PILOTED_RATE) for alpha in (0.3, 0.1, 0.6)),
+    Run("fictitious", "no_unlearning", 0.3, FINAL, learning_rate=PILOTED_RATE),
+    Run("facts", "mudman", 0.1, FRONTIER),  # at 7e-4 under bf16 autocast: its step-100 student half attacked, last
 ]
-# The learning rate, piloted (--distill_only: distilled, never attacked). At the authors' 7e-4 and 4 sequences a step,
-# alpha 0.1's student came within 5 % of its teacher's retain loss at step 25, then rose away from it (1.31x at step
-# 400): too large a step for batches this small.
 PILOT_RUNS = [Run("facts", "mudman", alpha, (100,), learning_rate=rate) for alpha in (0.1, 0.3) for rate in (1e-4, 3e-5)]
 RUNS_BY_KEY = {run.key: run for run in RUNS + PILOT_RUNS}
 
