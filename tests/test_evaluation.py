@@ -251,9 +251,24 @@ def test_harness_tasks_run_as_an_evaluator_on_local_files(tmp_path, monkeypatch,
         'doc_to_text: "{{question.strip()}}\\nA. {{choices[0]}}\\nB. {{choices[1]}}\\nC. {{choices[2]}}\\nD. {{choices[3]}}\\nAnswer:"\n'
         'doc_to_choice: ["A", "B", "C", "D"]\ndoc_to_target: answer\nmetric_list:\n  - metric: acc\n'
     )
+    import lm_eval.tasks
+
+    from hf_unlearn.evaluation.evaluators import check_harness_tasks
+
+    built = []  # the harness's task index takes 14 s to build: once per process, not at every evaluation point
+
+    class CountedTaskManager(lm_eval.tasks.TaskManager):
+        def __init__(self, **kwargs):
+            built.append(kwargs)
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", CountedTaskManager)
     tokenizer = char_tokenizer()
     model = tiny_llama(len(tokenizer), seed=4)
+    check_harness_tasks(["tiny_quiz"], str(tmp_path))
     metrics = HarnessEvaluator(["tiny_quiz"], include_path=str(tmp_path), batch_size=2)(model, tokenizer)
     assert set(metrics) == {"tiny_quiz_acc"}
     assert metrics["tiny_quiz_acc"] == pytest.approx(mcq_accuracy(model, tokenizer, QUESTIONS)["accuracy"])
     assert "not a git repository" not in capfd.readouterr().err
+    assert HarnessEvaluator(["tiny_quiz"], include_path=str(tmp_path), batch_size=2)(model, tokenizer) == metrics
+    assert built == [{"include_path": str(tmp_path)}]

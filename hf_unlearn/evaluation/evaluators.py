@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 from unittest import mock
 
 from datasets import Dataset
@@ -69,7 +70,6 @@ class HarnessEvaluator:
         try:
             from lm_eval import simple_evaluate
             from lm_eval.models.huggingface import HFLM
-            from lm_eval.tasks import TaskManager
         except ImportError as error:
             raise ImportError("HarnessEvaluator needs lm-evaluation-harness: pip install 'hf_unlearn[lm-eval]'") from error
         device = str(next(model.parameters()).device)
@@ -78,7 +78,7 @@ class HarnessEvaluator:
         # outside a clone) and torch's environment dump (a `pip list` per call) to results we do not keep.
         with mock.patch("lm_eval.evaluator.get_git_commit_hash", return_value=None), mock.patch("lm_eval.evaluator.add_env_info"):
             results = simple_evaluate(
-                model=lm, tasks=list(self.tasks), limit=self.limit, task_manager=TaskManager(include_path=self.include_path),
+                model=lm, tasks=list(self.tasks), limit=self.limit, task_manager=harness_task_manager(self.include_path),
                 log_samples=False, bootstrap_iters=0, verbosity="ERROR",
             )  # fmt: skip
         if results is None:  # not the main process
@@ -91,12 +91,20 @@ class HarnessEvaluator:
         }
 
 
+@functools.lru_cache(maxsize=None)
+def harness_task_manager(include_path: str | None = None) -> Any:
+    """lm-evaluation-harness's ``TaskManager`` (its tasks and those under ``include_path``), built once per process:
+    building it reads the harness's ~15,000 task files (14 s on a 2-core CPU), and a suite's every evaluation point
+    runs the harness evaluator."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=include_path)
+
+
 def check_harness_tasks(tasks: list[str], include_path: str | None = None) -> None:
     """Every task (or pattern) names a task lm-evaluation-harness knows, checked before any model loads: a misspelled
     one was a KeyError traceback inside the first attack."""
-    from lm_eval.tasks import TaskManager
-
-    manager = TaskManager(include_path=include_path)
+    manager = harness_task_manager(include_path)
     unknown = [task for task in tasks if not manager.match_tasks([task])]
     if unknown:
         close = difflib.get_close_matches(unknown[0], manager.all_tasks, n=1)
