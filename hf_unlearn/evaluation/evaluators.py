@@ -91,7 +91,7 @@ class HarnessEvaluator:
         }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def harness_task_manager(include_path: str | None = None) -> Any:
     """lm-evaluation-harness's ``TaskManager`` (its tasks and those under ``include_path``), built once per process:
     building it reads the harness's ~15,000 task files (14 s on a 2-core CPU), and a suite's every evaluation point
