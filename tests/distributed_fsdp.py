@@ -1,6 +1,6 @@
 """Run by test_fsdp.py: distributed_unlearn.py's runs with the model sharded by FSDP2 on CPU processes (gloo).
 
-    ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 tests/distributed_fsdp.py OUT.pt GLOBAL_BATCH METHOD [MODE OUTPUT_DIR]
+    ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 tests/distributed_fsdp.py OUT.pt GLOBAL_BATCH METHOD[,METHOD...] [MODE OUTPUT_DIR]
 
 The settings are those ``accelerate launch --use_fsdp --fsdp_version 2`` passes in the environment
 (hf_unlearn/configs/accelerate/fsdp2.yaml's). TEST-ONLY SHIM: accelerate 1.15 engages FSDP only for
@@ -15,7 +15,7 @@ import sys
 
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedType
-from distributed_unlearn import main
+from distributed_unlearn import main_from_argv
 
 FSDP_ENVIRONMENT = {
     "ACCELERATE_USE_FSDP": "true",
@@ -45,4 +45,4 @@ def engage_fsdp_on_cpu() -> None:
 if __name__ == "__main__":
     os.environ.update(FSDP_ENVIRONMENT)
     engage_fsdp_on_cpu()
-    main(sys.argv[1], int(sys.argv[2]), *sys.argv[3:])
+    main_from_argv(sys.argv[1:])

@@ -2,6 +2,7 @@
 
     python tests/distributed_unlearn.py OUT.pt GLOBAL_BATCH METHOD [MODE OUTPUT_DIR]
     ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 tests/distributed_unlearn.py OUT.pt GLOBAL_BATCH METHOD [MODE OUTPUT_DIR]
+    python tests/distributed_unlearn.py OUT_FOLDER GLOBAL_BATCH METHOD,METHOD,...   # each in turn, OUT_FOLDER/<method>.pt
 
 MODE ``straight`` (default) trains to the end; ``killed`` checkpoints every step and dies in the
 middle of writing checkpoint ``KILL_STEP`` (as a kill would: model written, the rest not);
@@ -127,5 +128,16 @@ def main(out_path: str, global_batch: int, method: str, mode: str = "straight", 
         torch.save(result, out_path)
 
 
+def main_from_argv(argv: list[str]) -> None:
+    """``OUT GLOBAL_BATCH METHOD [MODE OUTPUT_DIR]``; METHOD may be several, comma-separated (run in turn, straight),
+    when OUT is a folder that receives ``<method>.pt`` each."""
+    out, global_batch, methods, *rest = argv
+    if "," not in methods:
+        main(out, int(global_batch), methods, *rest)
+        return
+    for method in methods.split(","):
+        main(os.path.join(out, f"{method}.pt"), int(global_batch), method)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), *sys.argv[3:])
+    main_from_argv(sys.argv[1:])

@@ -11,10 +11,10 @@ import torch
 HERE = Path(__file__).resolve().parent
 
 
-def run(script, out, nproc, *args, expect_failure=False):
+def launch(script, nproc, *args, expect_failure=False) -> None:
     pythonpath = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "PYTHONPATH": pythonpath, "OMP_NUM_THREADS": "1"}
-    command = [str(HERE / script), str(out), *map(str, args)]
+    command = [str(HERE / script), *map(str, args)]
     if nproc == 1:
         command = [sys.executable, *command]
     else:
@@ -26,11 +26,24 @@ def run(script, out, nproc, *args, expect_failure=False):
         if "Address already in use" not in process.stderr:
             break
     assert (process.returncode != 0) == expect_failure, f"{' '.join(command)} exited {process.returncode}:\n{process.stderr[-4000:]}"
-    if expect_failure:
-        return None
+
+
+def load(out, nproc):
     result = torch.load(out)
     assert result.pop("world_size") == nproc
     return result
+
+
+def run(script, out, nproc, *args, expect_failure=False):
+    launch(script, nproc, out, *args, expect_failure=expect_failure)
+    return None if expect_failure else load(out, nproc)
+
+
+def run_each(script, folder, nproc, global_batch, methods) -> dict:
+    """Each of ``methods`` in turn, in one launch (starting one costs more than a tiny model's run): {method: result}."""
+    folder.mkdir()
+    launch(script, nproc, folder, global_batch, ",".join(methods))
+    return {method: load(folder / f"{method}.pt", nproc) for method in methods}
 
 
 @pytest.mark.parametrize("method", ["mudman", "cir"])

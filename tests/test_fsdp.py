@@ -12,7 +12,7 @@ import torch
 from conftest import FORGET_TEXTS, RETAIN_TEXTS, char_tokenizer, tiny_llama, unlearn_config
 from datasets import Dataset
 from safetensors.torch import load_file
-from test_distributed import run
+from test_distributed import run, run_each
 
 from hf_unlearn import UnlearnTrainer
 
@@ -30,24 +30,26 @@ def fsdp(tmp_path, name, method, *args, expect_failure=False):
     return result
 
 
-def assert_same_weights(expected, actual, tolerance):
+def assert_same_weights(expected, actual, tolerance, method=""):
     assert expected.keys() == actual.keys()
     for name, weight in expected.items():
         difference = (weight - actual[name]).abs().max()
-        assert difference <= tolerance, f"{name}: {difference}"
+        assert difference <= tolerance, f"{method} {name}: {difference}"
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_fsdp_two_processes_match_one_and_ddp(tmp_path, method):
-    """Same global batch of 8: one process with 8 examples per step, two with 4 each under DDP, and under FSDP2."""
-    single = run("distributed_unlearn.py", tmp_path / "single.pt", 1, 8, method)
-    ddp = run("distributed_unlearn.py", tmp_path / "ddp.pt", 2, 8, method)
-    sharded = fsdp(tmp_path, "fsdp", method)
-    for name, weight in single["weights"].items():
-        assert not torch.allclose(weight, single["initial"][name], atol=1e-4), f"{name} did not move: nothing was compared"
-    assert not ddp.pop("sharded") and not single.pop("sharded")
-    assert_same_weights(single["weights"], sharded["weights"], TOLERANCE)
-    assert_same_weights(ddp["weights"], sharded["weights"], TOLERANCE)
+def test_fsdp_two_processes_match_one_and_ddp(tmp_path):
+    """Same global batch of 8: one process with 8 examples per step, two with 4 each under DDP, and under FSDP2, for
+    every method of METHODS (each way in one launch: starting one costs more than a tiny model's run)."""
+    single = run_each("distributed_unlearn.py", tmp_path / "single", 1, 8, METHODS)
+    ddp = run_each("distributed_unlearn.py", tmp_path / "ddp", 2, 8, METHODS)
+    sharded = run_each("distributed_fsdp.py", tmp_path / "fsdp", 2, 8, METHODS)
+    for method in METHODS:
+        for name, weight in single[method]["weights"].items():
+            assert not torch.allclose(weight, single[method]["initial"][name], atol=1e-4), f"{method}: {name} did not move: nothing was compared"
+        assert sharded[method].pop("sharded"), f"{method}: FSDP was not engaged: nothing sharded was compared"
+        assert not ddp[method].pop("sharded") and not single[method].pop("sharded"), method
+        assert_same_weights(single[method]["weights"], sharded[method]["weights"], TOLERANCE, method)
+        assert_same_weights(ddp[method]["weights"], sharded[method]["weights"], TOLERANCE, method)
 
 
 @pytest.mark.parametrize("method", ["mudman", "cir"])
