@@ -21,11 +21,11 @@ ROOT = Path(__file__).resolve().parents[2]
 MUTANTS = {
     "fsdp: each process's loss not weighted by its share of the tokens": (
         "hf_unlearn/components/procedures.py", "(loss * share).backward(", "(loss * 1).backward(",
-        "tests/test_fsdp.py::test_fsdp_two_processes_match_one_and_ddp[mudman]",
+        "tests/test_fsdp.py::test_fsdp_two_processes_match_one_and_ddp",
     ),
     "fsdp: the normalization's norm of this process's shard only": (
         "hf_unlearn/gradients.py", "    return value.full_tensor() if isinstance(value, DTensor) else value",
-        "    return value.to_local() if isinstance(value, DTensor) else value", "tests/test_fsdp.py::test_fsdp_two_processes_match_one_and_ddp[mudman]",
+        "    return value.to_local() if isinstance(value, DTensor) else value", "tests/test_fsdp.py::test_fsdp_two_processes_match_one_and_ddp",
     ),
     "fsdp: evaluators stop when their own share is scored": (
         "hf_unlearn/evaluation/common.py", "            score_batch(indices[-1:] or [0])", "            pass",
@@ -457,6 +457,10 @@ MUTANTS = {
     'a misspelled --lm_eval_tasks found inside the first attack': (
         'hf_unlearn/evaluation/evaluators.py', '    if unknown:\n        close = difflib', '    if False:\n        close = difflib',
         'tests/test_first_run.py::test_bad_settings_of_every_command_are_refused_before_any_model_loads',
+    ),
+    "the harness's task index rebuilt at every evaluation (14 s each)": (
+        'hf_unlearn/evaluation/evaluators.py', '@functools.cache\ndef harness_task_manager', 'def harness_task_manager',
+        'tests/test_evaluation.py::test_harness_tasks_run_as_an_evaluator_on_local_files',
     ),
     'a YAML key set twice: the last wins': (
         'hf_unlearn/commands/common.py', '                if key.value in lines:', '                if False:',
