@@ -17,7 +17,9 @@ ones for a quantize attack) without the attack's prefixes, which only the facts 
     python benchmarks/tofu.py --models npo=outputs/npo mudman=outputs/mudman    # and models of your own, after unlearning
 
 Writes ``tofu.json`` (with the machine and package versions) and ``tofu.md`` to ``--output_dir``
-(``benchmarks/results/tofu``).
+(``benchmarks/results/tofu``), a method's rows as soon as they are scored. Run again, it reads back the rows of every
+method whose quality evaluation (tuned settings, attacker's best) is the one they were scored from, and scores the
+others: new methods, re-tuned ones. The target's and the oracle's rows (no unlearning, no attack) are scored every time.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import dataclasses
 import importlib.util
 import json
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,24 +57,33 @@ def split_b(evaluation: dict) -> dict[str, float | None]:
     return {"split_b_accuracy": (evaluation.get("after_unlearning") or {}).get("facts_accuracy"), "split_b_at_attackers_best": best.get("facts_accuracy")}
 
 
-def tuned_rows(args: argparse.Namespace, evaluator: Any, target_path: str) -> dict[str, dict]:
-    """``{"<method>": ..., "<method> at the attacker's best": ...}`` for every method with a fictitious evaluation."""
+def tuned_rows(args: argparse.Namespace, evaluator: Any, target_path: str, recorded: dict[str, dict]) -> Iterator[tuple[str, dict]]:
+    """``("<method>", row)`` and ``("<method> at the attacker's best", row)`` for every method with a fictitious
+    evaluation, each pair as it is computed; a method whose rows are ``recorded`` from the same evaluation (its
+    settings and attacker's best) is read back."""
     qargs = quality.parse_args(["--output_dir", args.quality_dir, "--scale", args.scale])
     scale = quality.SCALES[args.scale]
-    rows: dict[str, dict] = {}
     for name in quality.METHODS:
         path = quality.evaluation_path(qargs, "fictitious", name)
         evaluation = json.loads(path.read_text()) if path.is_file() else {}
         if not evaluation.get("settings"):
+            continue
+        best = evaluation.get("attack_best")
+        inputs = finite_or_null({"settings": evaluation["settings"], "attack_best": best and {k: best.get(k) for k in ("attack", "step", "variant", "facts_accuracy")}})
+        attacked = f"{name} at the attacker's best"
+        if recorded.get(name, {}).get("inputs") == inputs:
+            yield name, recorded[name]
+            if attacked in recorded:
+                yield attacked, recorded[attacked]
             continue
         scenario, tokenizer, seed = quality.held_out_scenario(qargs, scale, name, "fictitious")
         fixed = quality.sweep_arguments(qargs, scale, name, "fictitious").fixed
         with tempfile.TemporaryDirectory() as scratch:
             config = quality.held_out_config(name, scale, fixed, evaluation["settings"], scratch, seed)
             model = unlearn(load_model(target_path)[1], config, scenario, tokenizer).model
-            rows[name] = {"model": f"{name}, tuned (quality benchmark)", **split_b(evaluation), **evaluator(model, tokenizer)}
-            best = evaluation.get("attack_best")
+            row = {"model": f"{name}, tuned (quality benchmark)", **split_b(evaluation), **evaluator(model, tokenizer), "inputs": inputs}
             if best is None:
+                yield name, row
                 continue
             scored = dataclasses.replace(scenario, evaluators={**scenario.evaluators, "tofu": evaluator})
             suite = quality.evaluation_suite(scale, Path(scratch) / "attack", scenario.best_metric, seed, attacks=[best["attack"]])
@@ -81,12 +93,24 @@ def tuned_rows(args: argparse.Namespace, evaluator: Any, target_path: str) -> di
             raise RuntimeError(f"{name}: the attack run again reached split-B accuracy {point['facts_accuracy']} at step {best['step']}, "
                                f"the evaluation recorded {best['facts_accuracy']}: not the same run")  # fmt: skip
         trains = ATTACK_KINDS[suite.attacks[best["attack"]].kind].trains
-        rows[f"{name} at the attacker's best"] = {
+        yield name, row  # the pair together: a method is read back only with both of its rows
+        yield attacked, {
             "model": f"{name} after {best['attack']}, step {best['step']}" + ("" if trains else " (TOFU's questions without the attack's prefixes)"),
             "split_b_accuracy": best["facts_accuracy"], **{k.removeprefix("tofu_"): v for k, v in point.items() if k.startswith("tofu_")},
         }  # fmt: skip
-        print(name, json.dumps({k: round(v, 4) for k, v in rows[name].items() if isinstance(v, float)}), flush=True)
-    return rows
+
+
+def write_tables(output: Path, record: dict) -> str:
+    """``tofu.json`` and ``tofu.md`` in ``output`` from ``record``; returns the Markdown table."""
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "tofu.json").write_text(json.dumps(finite_or_null(record), indent=2))
+    rows = record["rows"]
+    columns = ("split_b_accuracy", "split_b_at_attackers_best", *COLUMNS)
+    lines = ["| model | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    lines += [f"| {name} | " + " | ".join("" if row.get(c) is None else f"{row[c]:.3g}" for c in columns) + " |" for name, row in rows.items()]
+    notes = [f"- {name}: {row['model']}" for name, row in rows.items() if "attacker's best" in name]
+    (output / "tofu.md").write_text("\n".join(lines + ([""] + notes if notes else [])) + "\n")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -106,27 +130,24 @@ def main() -> None:
     evaluator = fictitious_tofu_evaluator(target, tokenizer, args.seed)
     _, oracle, _ = load_model(folders["oracle"])
     evaluator = dataclasses.replace(evaluator, reference=evaluator.reference_results(oracle, tokenizer))
-    rows = {}
+    output = Path(args.output_dir)
+    sets = {name: len(getattr(evaluator, name)) for name in ("forget", "retain", "real_authors", "world_facts")}
+    record = {"seed": args.seed, "questions": sets, "quality_dir": args.quality_dir, "scale": args.scale, "rows": {}, "environment": environment()}
+    previous = json.loads((output / "tofu.json").read_text()) if (output / "tofu.json").is_file() else {}
+    same_terms = all(previous.get(key) == record[key] for key in ("seed", "questions", "scale"))
+    recorded = previous.get("rows", {}) if same_terms else {}  # rows of other terms are computed again
     qargs = quality.parse_args(["--output_dir", args.quality_dir, "--scale", args.scale])
-    for name, folder in folders.items():
+    for name, folder in folders.items():  # the fixed models: cheap, always scored again
         model = {"target": target, "oracle": oracle}.get(name) or load_model(folder)[1]
         path = quality.evaluation_path(qargs, "fictitious", {"target": "no_unlearning"}.get(name, name))
         attacked = split_b(json.loads(path.read_text())) if name in ("target", "oracle") and path.is_file() else {}
-        rows[name] = {"model": folder, **attacked, **evaluator(model, tokenizer)}
-        print(name, json.dumps({k: round(v, 4) for k, v in rows[name].items() if k != "model"}), flush=True)
-    rows.update(tuned_rows(args, evaluator, folders["target"]))
-
-    output = Path(args.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    sets = {name: len(getattr(evaluator, name)) for name in ("forget", "retain", "real_authors", "world_facts")}
-    record = {"seed": args.seed, "questions": sets, "quality_dir": args.quality_dir, "scale": args.scale, "rows": rows, "environment": environment()}
-    (output / "tofu.json").write_text(json.dumps(finite_or_null(record), indent=2))
-    columns = ("split_b_accuracy", "split_b_at_attackers_best", *COLUMNS)
-    lines = ["| model | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
-    lines += [f"| {name} | " + " | ".join("" if row.get(c) is None else f"{row[c]:.3g}" for c in columns) + " |" for name, row in rows.items()]
-    notes = [f"- {name}: {row['model']}" for name, row in rows.items() if "attacker's best" in name]
-    (output / "tofu.md").write_text("\n".join(lines + ([""] + notes if notes else [])) + "\n")
-    print("\n".join(lines))
+        record["rows"][name] = {"model": folder, **attacked, **evaluator(model, tokenizer)}
+        print(name, json.dumps({k: round(v, 4) for k, v in record["rows"][name].items() if isinstance(v, float)}), flush=True)
+    for name, row in tuned_rows(args, evaluator, folders["target"], recorded):
+        record["rows"][name] = row
+        write_tables(output, record)  # each row as it comes: an interrupted run keeps what it finished
+        print(name, json.dumps({k: round(v, 4) for k, v in row.items() if isinstance(v, float)}), flush=True)
+    print(write_tables(output, record))
 
 
 if __name__ == "__main__":

@@ -458,6 +458,10 @@ MUTANTS = {
         'hf_unlearn/evaluation/evaluators.py', '    if unknown:\n        close = difflib', '    if False:\n        close = difflib',
         'tests/test_first_run.py::test_bad_settings_of_every_command_are_refused_before_any_model_loads',
     ),
+    "benchmarks/tofu.py reads back a method's rows after it was re-tuned": (
+        'benchmarks/tofu.py', 'if recorded.get(name, {}).get("inputs") == inputs:', 'if name in recorded:',
+        'tests/test_tofu_benchmark.py::test_rows_of_an_unchanged_evaluation_are_read_back_and_a_changed_one_is_scored_again',
+    ),
     "the harness's task index rebuilt at every evaluation (14 s each)": (
         'hf_unlearn/evaluation/evaluators.py', '@functools.cache\ndef harness_task_manager', 'def harness_task_manager',
         'tests/test_evaluation.py::test_harness_tasks_run_as_an_evaluator_on_local_files',
