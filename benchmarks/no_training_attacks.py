@@ -50,7 +50,7 @@ def settings_for(scenario: str, name: str, scale: dict) -> tuple[dict, str]:
         sweep_args = quality.sweep_arguments(quality.parse_args([]), scale, name, scenario)
         study = optuna.load_study(study_name=sweep_args.study_name, storage=sweep_args.storage)
         return tuned["best_params"], f"tuned ({quality.distinct_finished(study)} distinct settings of {scale['trials']})"
-    space = quality.METHODS[name][2]
+    space = quality.search_space(name, scenario)
     return {field: spec["published"] for field, spec in space.items() if "published" in spec}, "published"
 
 

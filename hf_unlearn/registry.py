@@ -48,6 +48,9 @@ class MethodSpec:
     search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
     search_space_source: str = ""
     sweep_fixed: dict[str, Any] = field(default_factory=dict)  # settings every sweep trial gets unless overridden
+    # The search-space setting that sets the size of an update: where a forget set needs larger steps than the
+    # published ones (benchmarks/quality.py's fictitious facts), a benchmark moves this range alone.
+    step_size_setting: str = "learning_rate"
 
     def check_args(self, args: Any) -> None:
         """Refuse settings this method cannot honour, or does not read, naming the field and the fix."""
@@ -76,6 +79,7 @@ def register_method(
     search_space: dict[str, dict[str, Any]] | None = None,
     search_space_source: str = "",
     sweep_fixed: dict[str, Any] | None = None,
+    step_size_setting: str = "learning_rate",
 ):
     """Class decorator for an objective: ``method=name`` trains it with ``procedure``, configured by ``config``;
     the card cites ``citation``; ``hf-unlearn sweep --method name`` searches ``search_space``."""
@@ -90,6 +94,9 @@ def register_method(
         unknown = sorted((set(search_space or {}) | set(sweep_fixed or {})) - fields)
         if unknown:
             raise ValueError(f"method {name!r}: its search space or sweep settings name {unknown}, which {config.__name__} does not have")
+        if search_space and step_size_setting not in search_space:
+            raise ValueError(f"method {name!r}: step_size_setting={step_size_setting!r} is not in its search space {sorted(search_space)}: "
+                             "name the setting that sets the size of an update")  # fmt: skip
         if len(search_space or {}) > 3:
             raise ValueError(f"method {name!r}: search at most 3 settings (a sweep's few trials cannot tune more), got {sorted(search_space)}")
         missing = [read for read in objective.reads if not _has_setting(config, read)]
@@ -98,7 +105,8 @@ def register_method(
                 f"method {name!r}: {objective.__name__} reads " + ", ".join(f"args.{read}" for read in missing)
                 + f", which {config.__name__} lacks: add the field (or the component arguments that hold it) to {config.__name__}"
             )
-        _METHODS[name] = MethodSpec(name, config, objective, procedure, citation, dict(search_space or {}), search_space_source, dict(sweep_fixed or {}))
+        _METHODS[name] = MethodSpec(name, config, objective, procedure, citation, dict(search_space or {}), search_space_source, dict(sweep_fixed or {}),
+                                   step_size_setting)  # fmt: skip
         objective.method_name = name
         return objective
 

@@ -459,3 +459,15 @@ def test_a_config_lacking_a_setting_its_method_reads_fails_at_registration():
     with_callbacks = type("WithCallbacks", (hf_unlearn.Objective,), {"callbacks": lambda self: []})
     with pytest.raises(TypeError, match="Objective.callbacks is no longer called; pass TrainerCallbacks"):
         hf_unlearn.register_method("with_callbacks", config=RatelessConfig, procedure=OptimizerUpdate)(with_callbacks)
+
+
+def test_a_search_space_without_its_step_size_setting_is_refused_at_registration():
+    """Benchmarks move a method's step-size range alone (``step_size_setting``): a space without it names the setting."""
+    from hf_unlearn.components import OptimizerUpdate
+    from hf_unlearn.registry import _METHODS, around
+
+    space = {"retaining_rate": around(1.0)}  # GraddiffConfig has it, but not the default step size's range
+    with pytest.raises(ValueError, match=r"method 'stepless': step_size_setting='learning_rate' is not in its search space \['retaining_rate'\]"):
+        hf_unlearn.register_method("stepless", config=hf_unlearn.GradDiffConfig, procedure=OptimizerUpdate, search_space=space)(
+            type("Stepless", (hf_unlearn.Objective,), {}))
+    assert "stepless" not in _METHODS

@@ -156,6 +156,20 @@ def test_every_method_builds_its_held_out_config(tmp_path, scenario):
         assert config.disruption_budget == attempt.budget_factor * (args.budget_nats if scenario == "code" else args.budget_relative), key
 
 
+def test_fictitious_studies_search_ten_times_the_published_step_size_and_nothing_else_moves(tmp_path):
+    args = quality.parse_args(["--output_dir", str(tmp_path)])
+    scale = quality.SCALES["default"]
+    mudman = quality.sweep_arguments(args, scale, "mudman", "fictitious").search_space
+    assert mudman["unlearning_rate"] == {"low": 2e-5, "high": pytest.approx(2e-3), "log": True, "published": pytest.approx(2e-4)}
+    for name in quality.METHODS:
+        step_size = quality.get_method(quality.METHODS[name][0]).step_size_setting
+        published = quality.sweep_arguments(args, scale, name, "facts").search_space
+        moved = quality.sweep_arguments(args, scale, name, "fictitious").search_space
+        assert moved[step_size]["published"] == pytest.approx(10 * published[step_size]["published"]), name
+        assert {k: v for k, v in moved.items() if k != step_size} == {k: v for k, v in published.items() if k != step_size}, name
+        assert quality.sweep_arguments(args, scale, name, "code").search_space == published == quality.METHODS[name][2], name
+
+
 def test_an_evaluation_tuned_on_repeated_settings_is_re_tuned(tmp_path, monkeypatch):
     """Older sweeps counted a setting tried twice as two trials: an evaluation whose study holds fewer distinct
     settings than the scale's trials is redone after the study runs the missing ones."""

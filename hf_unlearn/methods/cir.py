@@ -393,6 +393,7 @@ class CIRUpdate(UpdateProcedure):
         "retaining rate 3e-4"
     ),
     sweep_fixed={"eval_strategy": "steps"},  # the sweep evaluates every eval_steps (its pruning checks)
+    step_size_setting="step_norm",
 )
 class CIR(Objective):
     """What CIR trains and checks; its losses (MLP breaking, the relative retain distance) act on module

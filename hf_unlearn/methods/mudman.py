@@ -46,6 +46,7 @@ class MUDMANConfig(ComponentArguments, FullUpdateArguments, UnlearnConfig):
         "filyp/MUDMAN src/MUDMAN.py defaults (arXiv 2506.12484): adv_lr 1e-3, retaining_rate 1e-3, fork_every_n_loops 32, "
         "retain_momentum 0.9; its unlearning step of global norm 0.1 is an RMS of 2e-5 per element on SmolLM2's gate_proj (2.65e7 weights)"
     ),
+    step_size_setting="unlearning_rate",
 )
 class MUDMAN(Objective):
     """``unlearning_loss`` on forget batches, cross-entropy on retain batches (the ``Objective`` defaults)."""

@@ -48,6 +48,7 @@ class TARConfig(MUDMANConfig):
         "it searched the rates over [1e-7, 0.3] and the representation weight over [1e-12, 1] ('needs to be small and tuned, because on "
         "Smol it explodes') with no published choice: TARConfig's defaults, measured where stable and effective on SmolLM2"
     ),
+    step_size_setting="unlearning_rate",
 )
 class TAR(Objective):
     """The ``Objective`` defaults; TAR's representation term is the procedure's anchor (``retain_representation_weight``)."""

@@ -458,6 +458,14 @@ MUTANTS = {
         'hf_unlearn/evaluation/evaluators.py', '    if unknown:\n        close = difflib', '    if False:\n        close = difflib',
         'tests/test_first_run.py::test_bad_settings_of_every_command_are_refused_before_any_model_loads',
     ),
+    "a search space without its step-size setting registered": (
+        'hf_unlearn/registry.py', '        if search_space and step_size_setting not in search_space:', '        if False:',
+        'tests/test_methods.py::test_a_search_space_without_its_step_size_setting_is_refused_at_registration',
+    ),
+    "the fictitious studies search the published step sizes": (
+        'benchmarks/quality.py', '    factor = STEP_SIZE_FACTOR.get(scenario, 1)', '    factor = 1',
+        'tests/test_quality_benchmark.py::test_fictitious_studies_search_ten_times_the_published_step_size_and_nothing_else_moves',
+    ),
     "benchmarks/tofu.py reads back a method's rows after it was re-tuned": (
         'benchmarks/tofu.py', 'if recorded.get(name, {}).get("inputs") == inputs:', 'if name in recorded:',
         'tests/test_tofu_benchmark.py::test_rows_of_an_unchanged_evaluation_are_read_back_and_a_changed_one_is_scored_again',
