@@ -114,6 +114,10 @@ RUNS = [
     *(Run("fictitious", "mudman", alpha, FRONTIER, learning_rate=PILOTED_RATE) for alpha in (0.3, 0.1, 0.6)),
     *(Run("fictitious", "graddiff", alpha, FINAL, learning_rate=PILOTED_RATE) for alpha in (0.3, 0.1, 0.6)),
     Run("fictitious", "no_unlearning", 0.3, FINAL, learning_rate=PILOTED_RATE),
+    # Attempts at the capitals' missed target (<= 0.2 at the attacker's best; alpha 0.1 in tolerance: 0.65): four times
+    # the distillation tokens, and the retain text alone (the issue's list; a larger alpha is the 0.6 run above).
+    Run("facts", "mudman", 0.3, (STANDARD_STEPS, 4 * STANDARD_STEPS), learning_rate=PILOTED_RATE),
+    Run("facts", "mudman", 0.3, FINAL, forget_text=False, learning_rate=PILOTED_RATE),
     Run("facts", "mudman", 0.1, FRONTIER),  # at 7e-4 under bf16 autocast: its step-100 student half attacked, last
 ]
 PILOT_RUNS = [Run("facts", "mudman", alpha, (100,), learning_rate=rate) for alpha in (0.1, 0.3) for rate in (1e-4, 3e-5)]
