@@ -7,6 +7,7 @@ the disruption (general-text loss above its start) and the forget metric. No att
 
     python benchmarks/pilot.py --scenario code --method tar \\
         --settings unlearning_rate=1e-3,retain_representation_weight=1e-2 unlearning_rate=1e-3,retain_representation_weight=1e-5
+    python benchmarks/pilot.py --scenario fictitious --method mudman --settings unlearning_rate=2e-4 unlearning_rate=2e-3
 
 Writes ``pilot_<scenario>_<method>.json`` (with the machine and package versions) to ``--output_dir``
 (default ``benchmarks/results/pilot/``).
@@ -72,7 +73,7 @@ class Trajectory(TrainerCallback):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenario", choices=["code", "facts"], required=True)
+    parser.add_argument("--scenario", choices=["code", "facts", "fictitious"], required=True, help="fictitious: from its target (benchmarks/oracle.py)")
     parser.add_argument("--method", choices=sorted(quality.METHODS), required=True, help="a quality-benchmark method name")
     parser.add_argument("--settings", type=parse_settings, nargs="+", required=True, help="name=value,... per run, over the published ones")
     parser.add_argument("--output_dir", default=str(HERE / "results" / "pilot"))
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     scale = quality.SCALES["default"]
     sweep_args = quality.sweep_arguments(quality_args, scale, args.method, args.scenario)
     budget = sweep_args.disruption_budget
-    model_path = resolve_model_name_or_path(None)
+    model_path = resolve_model_name_or_path(quality.model_path(quality_args, args.scenario))
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     data = quality.data_arguments(scale, "tuning", quality_args.seed, args.method)
     scenario = build_scenario(sweep_args, data, AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32), tokenizer)
