@@ -39,6 +39,7 @@ from hf_unlearn.attacks import ATTACK_KINDS
 from hf_unlearn.data.fictitious import oracle_models
 from hf_unlearn.environment import environment
 from hf_unlearn.evaluation.report import finite_or_null
+from hf_unlearn.model_card import saved_weights_digest
 from hf_unlearn.models import load_model
 from hf_unlearn.pipeline import attack, unlearn
 from hf_unlearn.scenarios import fictitious_tofu_evaluator
@@ -132,9 +133,13 @@ def main() -> None:
     evaluator = dataclasses.replace(evaluator, reference=evaluator.reference_results(oracle, tokenizer))
     output = Path(args.output_dir)
     sets = {name: len(getattr(evaluator, name)) for name in ("forget", "retain", "real_authors", "world_facts")}
-    record = {"seed": args.seed, "questions": sets, "quality_dir": args.quality_dir, "scale": args.scale, "rows": {}, "environment": environment()}
+    # The weights every row depends on (the target unlearned, the oracle as forget quality's reference): a cache rebuilt
+    # on another machine differs slightly, and rows scored on the earlier build are not read back.
+    digests = {name: saved_weights_digest(folders[name]) for name in ("target", "oracle")}
+    record = {"seed": args.seed, "questions": sets, "models": digests, "quality_dir": args.quality_dir, "scale": args.scale, "rows": {},
+              "environment": environment()}  # fmt: skip
     previous = json.loads((output / "tofu.json").read_text()) if (output / "tofu.json").is_file() else {}
-    same_terms = all(previous.get(key) == record[key] for key in ("seed", "questions", "scale"))
+    same_terms = all(previous.get(key) == record[key] for key in ("seed", "questions", "models", "scale"))
     recorded = previous.get("rows", {}) if same_terms else {}  # rows of other terms are computed again
     qargs = quality.parse_args(["--output_dir", args.quality_dir, "--scale", args.scale])
     for name, folder in folders.items():  # the fixed models: cheap, always scored again
