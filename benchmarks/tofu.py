@@ -101,6 +101,17 @@ def tuned_rows(args: argparse.Namespace, evaluator: Any, target_path: str, recor
         }  # fmt: skip
 
 
+# What every row depends on besides its method: the facts, the scale, and the weights of the target (unlearned) and
+# the oracle (forget quality's reference). A cache rebuilt on another machine differs slightly in the weights.
+TERMS = ("seed", "questions", "models", "scale")
+
+
+def recorded_rows(previous: dict, record: dict) -> dict[str, dict]:
+    """The rows of an earlier ``tofu.json`` (``previous``) that may be read back: all of them if it was scored on the
+    same ``TERMS`` as ``record``, none otherwise."""
+    return previous.get("rows", {}) if all(previous.get(key) == record[key] for key in TERMS) else {}
+
+
 def write_tables(output: Path, record: dict) -> str:
     """``tofu.json`` and ``tofu.md`` in ``output`` from ``record``; returns the Markdown table."""
     output.mkdir(parents=True, exist_ok=True)
@@ -133,14 +144,11 @@ def main() -> None:
     evaluator = dataclasses.replace(evaluator, reference=evaluator.reference_results(oracle, tokenizer))
     output = Path(args.output_dir)
     sets = {name: len(getattr(evaluator, name)) for name in ("forget", "retain", "real_authors", "world_facts")}
-    # The weights every row depends on (the target unlearned, the oracle as forget quality's reference): a cache rebuilt
-    # on another machine differs slightly, and rows scored on the earlier build are not read back.
     digests = {name: saved_weights_digest(folders[name]) for name in ("target", "oracle")}
     record = {"seed": args.seed, "questions": sets, "models": digests, "quality_dir": args.quality_dir, "scale": args.scale, "rows": {},
               "environment": environment()}  # fmt: skip
     previous = json.loads((output / "tofu.json").read_text()) if (output / "tofu.json").is_file() else {}
-    same_terms = all(previous.get(key) == record[key] for key in ("seed", "questions", "models", "scale"))
-    recorded = previous.get("rows", {}) if same_terms else {}  # rows of other terms are computed again
+    recorded = recorded_rows(previous, record)
     qargs = quality.parse_args(["--output_dir", args.quality_dir, "--scale", args.scale])
     for name, folder in folders.items():  # the fixed models: cheap, always scored again
         model = {"target": target, "oracle": oracle}.get(name) or load_model(folder)[1]

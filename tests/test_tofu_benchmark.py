@@ -39,3 +39,13 @@ def test_rows_of_an_unchanged_evaluation_are_read_back_and_a_changed_one_is_scor
     path.write_text(json.dumps({**evaluation, "settings": {"unlearning_rate": 3e-5}}))  # re-tuned since
     with pytest.raises(Unlearned):
         list(tofu.tuned_rows(args, None, "target", recorded))
+
+
+def test_rows_scored_on_another_build_of_the_target_or_the_oracle_are_not_read_back():
+    terms = {"seed": 0, "questions": {"forget": 40}, "models": {"target": "aa", "oracle": "bb"}, "scale": "default"}
+    previous = {**terms, "rows": {"mudman": {"forget_quality": 0.5}}}
+    assert tofu.recorded_rows(previous, {**terms, "rows": {}}) == previous["rows"]
+    for name in ("target", "oracle"):
+        rebuilt = {**terms, "models": {**terms["models"], name: "cc"}, "rows": {}}
+        assert tofu.recorded_rows(previous, rebuilt) == {}
+    assert tofu.recorded_rows({**previous, "scale": "smoke"}, {**terms, "rows": {}}) == {}

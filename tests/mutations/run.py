@@ -470,6 +470,10 @@ MUTANTS = {
         'benchmarks/tofu.py', 'if recorded.get(name, {}).get("inputs") == inputs:', 'if name in recorded:',
         'tests/test_tofu_benchmark.py::test_rows_of_an_unchanged_evaluation_are_read_back_and_a_changed_one_is_scored_again',
     ),
+    "benchmarks/tofu.py reads back rows scored on another build of the target or the oracle": (
+        'benchmarks/tofu.py', 'TERMS = ("seed", "questions", "models", "scale")', 'TERMS = ("seed", "questions", "scale")',
+        'tests/test_tofu_benchmark.py::test_rows_scored_on_another_build_of_the_target_or_the_oracle_are_not_read_back',
+    ),
     "the harness's task index rebuilt at every evaluation (14 s each)": (
         'hf_unlearn/evaluation/evaluators.py', '@functools.cache\ndef harness_task_manager', 'def harness_task_manager',
         'tests/test_evaluation.py::test_harness_tasks_run_as_an_evaluator_on_local_files',
