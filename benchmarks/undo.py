@@ -337,32 +337,41 @@ def fmt(point: dict | None, metric: str) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
+BASE_COLORMAPS = {"mudman": "Blues", "graddiff": "Oranges", "no_unlearning": "Greys"}  # others: "Greens"
+ALPHA_MARKERS = {0.1: "o", 0.3: "s", 0.6: "^"}
+
+
 def plot(results: dict, path: Path) -> None:
-    """The robustness-compute frontier: the attacker's best against distilled tokens, one line per method and α; the
-    method without UNDO (dashed) and the oracle (black) as horizontal lines."""
+    """The robustness-compute frontier: the attacker's best against distilled tokens, one line per run (a colour per
+    method, its shades for the runs, a marker per α); the methods without UNDO (dashed, the method's colour) and the
+    oracle (black) as horizontal lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
+    figure, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
     for axis, (scenario, content) in zip(axes[0], results.items()):
         metric = quality.METRICS[scenario]
-        lines: dict[str, list[tuple[int, float]]] = {}
+        lines: dict[Run, list[tuple[int, float]]] = {}
         for point in content["rows"]:
             if point.get("attack_best") and point.get("distill_tokens"):
-                run = Run(**point["run"])
-                lines.setdefault(f"{label(run)} α={run.alpha:g}", []).append((point["distill_tokens"], point["attack_best"][metric]))
-        for name, xy in sorted(lines.items()):
-            axis.plot(*zip(*sorted(xy)), marker="o", label=name)
-        for name, row in content["method"].items():
+                lines.setdefault(Run(**{**point["run"], "steps": tuple(point["run"]["steps"])}), []).append((point["distill_tokens"], point["attack_best"][metric]))
+        for base in sorted({run.base for run in lines} | set(content["method"]) - {"oracle"}):
+            colormap = plt.get_cmap(BASE_COLORMAPS.get(base, "Greens"))
+            runs = sorted((run for run in lines if run.base == base), key=lambda run: (run.alpha, run.variant))
+            for index, run in enumerate(runs):
+                axis.plot(*zip(*sorted(lines[run])), marker=ALPHA_MARKERS.get(run.alpha, "D"), color=colormap(0.45 + 0.5 * index / max(len(runs), 1)),
+                          label=f"{label(run)} α={run.alpha:g}")  # fmt: skip
+            row = content["method"].get(base) or {}
             if row.get("attack_best"):
-                axis.axhline(row["attack_best"][metric], color="black" if name == "oracle" else None, linestyle="-" if name == "oracle" else "--",
-                             linewidth=1, label=f"{name}" + ("" if name == "oracle" else " (no UNDO)"))  # fmt: skip
+                axis.axhline(row["attack_best"][metric], color=colormap(0.7), linestyle="--", linewidth=1, label=f"{base} (no UNDO)")
+        if (content["method"].get("oracle") or {}).get("attack_best"):
+            axis.axhline(content["method"]["oracle"]["attack_best"][metric], color="black", linewidth=1, label="oracle")
         axis.set_xlabel("distilled tokens")
         axis.set_ylabel(f"{metric} at the attacker's best")
         axis.set_title(scenario)
-        axis.legend(fontsize=7)
+        axis.legend(fontsize=6)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
