@@ -6,6 +6,8 @@ nothing below the trainer names it, even in a type hint (procedures get a ``Step
 """
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hf_unlearn"
@@ -124,3 +126,10 @@ def test_import_module_targets_are_read(tmp_path):
     assert "hf_unlearn.registry" in GRAPH["hf_unlearn.components.procedures"], "annotation-only imports count too"
     below_the_trainer = [name for name in GRAPH if layer(name) < layer("hf_unlearn.unlearn_trainer")]
     assert not [name for name in below_the_trainer if "hf_unlearn.unlearn_trainer" in GRAPH[name]], "procedures get a StepContext"
+
+
+def test_the_commands_start_without_the_libraries_only_tofu_and_muse_metrics_use():
+    """scipy.stats, sklearn and rouge_score (with nltk) are imported where TOFU's and MUSE's metrics run: imported
+    with the package they added 5 s to the start of every command (hf_unlearn/evaluation/benchmarks.py)."""
+    code = "import sys, hf_unlearn.commands; print(sorted(m for m in ('sklearn', 'rouge_score', 'nltk', 'scipy.stats') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"

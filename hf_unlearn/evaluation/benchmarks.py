@@ -22,9 +22,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from rouge_score import rouge_scorer
-from scipy.stats import hmean, ks_2samp
-from sklearn.metrics import roc_auc_score
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
@@ -35,6 +32,9 @@ from .common import eval_mode, forward_examples, over_processes
 # OpenUnlearning adds this to every denominator; kept so that values match theirs to the last digit.
 EPSILON = 1e-10
 MIN_K = 0.4  # MUSE's PrivLeak: the 40 % least likely tokens
+
+# scipy.stats, sklearn and rouge_score (nltk) are imported by the metrics that use them: at the top of this module
+# they added 5 s to the start of every `hf-unlearn` command (18 s -> 12 s on 2 AMD EPYC cores), TOFU or not.
 
 
 # --- metrics of per-example statistics -----------------------------------------------------------
@@ -71,16 +71,22 @@ def truth_ratio_score(ratios: np.ndarray, forget: bool) -> float:
 
 def forget_quality(ratios: Sequence[float], reference_ratios: Sequence[float]) -> float:
     """The KS-test p-value of the forget-set truth ratios against the retain model's: 1 is indistinguishable."""
+    from scipy.stats import ks_2samp
+
     return float(ks_2samp(np.asarray(ratios), np.asarray(reference_ratios)).pvalue)
 
 
 def model_utility(values: Sequence[float]) -> float:
     """The harmonic mean of TOFU's nine retain, real-author and world-fact values."""
+    from scipy.stats import hmean
+
     return float(hmean(list(values)))
 
 
 def rouge_l(generations: Sequence[str], answers: Sequence[str], measure: str = "recall") -> list[float]:
     """ROUGE-L of each generation against its answer (``recall`` or ``fmeasure``), with Porter stemming."""
+    from rouge_score import rouge_scorer
+
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     return [getattr(scorer.score(answer, generation)["rougeL"], measure) for generation, answer in zip(generations, answers)]
 
@@ -96,6 +102,8 @@ def min_k_score(token_logprobs: Sequence[float], k: float = MIN_K) -> float:
 def mia_auc(forget_scores: Sequence[float], holdout_scores: Sequence[float]) -> float:
     """ROC AUC of telling holdout (label 1) from forget (label 0) texts by their score: 1 when forget texts are the
     far more likely ones (lower scores), 0.5 when the two cannot be told apart."""
+    from sklearn.metrics import roc_auc_score
+
     labels = [0] * len(forget_scores) + [1] * len(holdout_scores)
     return float(roc_auc_score(labels, list(forget_scores) + list(holdout_scores)))
 
