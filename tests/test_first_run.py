@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import FORGET_TEXTS, RETAIN_TEXTS, char_tokenizer, tiny_llama, unlearn_config, write_local_files
 from datasets import Dataset
 
@@ -145,6 +146,20 @@ def test_text_samples_of_a_text_scenario_show_the_true_continuation(tokenizer):
     assert (prompts[0]["prompt"] + prompts[0]["expected"]).replace(" ", "") in (FORGET_TEXTS[0] * 2).replace(" ", "")
     samples = greedy_completions(tiny_llama(len(tokenizer)), tokenizer, prompts)
     assert [set(sample) for sample in samples] == [{"prompt", "completion", "expected"}] * 2 and samples[0]["completion"]
+
+
+def test_text_samples_of_prompts_of_different_lengths_are_each_prompts_own_greedy_completion(tokenizer):
+    """One batch, left-padded: each completion is what the prompt alone gives (padding masked, positions shifted)."""
+    from hf_unlearn.evaluation.samples import NEW_TOKENS, greedy_completions
+
+    model = tiny_llama(len(tokenizer))
+    prompts = [{"input_ids": tokenizer(text)["input_ids"][:length], "prompt": text, "expected": None} for text, length in zip(FORGET_TEXTS, (3, 11, 6))]
+    alone = []
+    for prompt in prompts:
+        ids = torch.tensor([prompt["input_ids"]])
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        alone.append(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
+    assert [sample["completion"] for sample in greedy_completions(model, tokenizer, prompts)] == alone and len(set(alone)) == 3
 
 
 # --- bad input: one line, whatever the launcher ---------------------------------------------------

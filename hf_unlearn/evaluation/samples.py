@@ -47,19 +47,23 @@ def sample_prompts(eval_forget: Dataset, facts: Dataset | None, tokenizer: PreTr
 
 @torch.no_grad()
 def greedy_completions(model: nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``prompts`` with ``completion``: ``NEW_TOKENS`` greedy tokens after each (one prompt at a time: no padding)."""
+    """``prompts`` with ``completion``: ``NEW_TOKENS`` greedy tokens after each, all prompts in one batch (left-padded,
+    masked: a generated token is one forward of the batch, not one per prompt)."""
+    if not prompts:
+        return []
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    samples = []
+    width = max(len(prompt["input_ids"]) for prompt in prompts)
+    ids = torch.tensor([[pad] * (width - len(p["input_ids"])) + list(p["input_ids"]) for p in prompts], device=device)
+    mask = torch.tensor([[0] * (width - len(p["input_ids"])) + [1] * len(p["input_ids"]) for p in prompts], device=device)
     with eval_mode(model):
-        for prompt in prompts:
-            ids = torch.tensor([prompt["input_ids"]], device=device)
-            # synced_gpus: under FSDP2 every generated token is a forward that needs every process, until all are done.
-            out = model.generate(
-                ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=pad,
-                synced_gpus=is_sharded(model),
-            )  # fmt: skip
-            shown = prompt["prompt"] if len(prompt["prompt"]) <= SHOWN_PROMPT_CHARACTERS else "…" + prompt["prompt"][-SHOWN_PROMPT_CHARACTERS:]
-            completion = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
-            samples.append({"prompt": shown, "completion": completion, **({"expected": prompt["expected"]} if prompt["expected"] is not None else {})})
+        # synced_gpus: under FSDP2 every generated token is a forward that needs every process, until all are done.
+        out = model.generate(
+            ids, attention_mask=mask, max_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=pad, synced_gpus=is_sharded(model)
+        )  # fmt: skip
+    samples = []
+    for prompt, generated in zip(prompts, out[:, width:]):
+        shown = prompt["prompt"] if len(prompt["prompt"]) <= SHOWN_PROMPT_CHARACTERS else "…" + prompt["prompt"][-SHOWN_PROMPT_CHARACTERS:]
+        completion = tokenizer.decode(generated, skip_special_tokens=True)
+        samples.append({"prompt": shown, "completion": completion, **({"expected": prompt["expected"]} if prompt["expected"] is not None else {})})
     return samples

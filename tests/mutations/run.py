@@ -474,6 +474,10 @@ MUTANTS = {
         'benchmarks/tofu.py', 'TERMS = ("seed", "questions", "models", "scale")', 'TERMS = ("seed", "questions", "scale")',
         'tests/test_tofu_benchmark.py::test_rows_scored_on_another_build_of_the_target_or_the_oracle_are_not_read_back',
     ),
+    "text samples: a batch's left padding attended to": (
+        "hf_unlearn/evaluation/samples.py", "            ids, attention_mask=mask, max_new_tokens", "            ids, attention_mask=torch.ones_like(ids), max_new_tokens",
+        "tests/test_first_run.py::test_text_samples_of_prompts_of_different_lengths_are_each_prompts_own_greedy_completion",
+    ),
     "the harness's task index rebuilt at every evaluation (14 s each)": (
         'hf_unlearn/evaluation/evaluators.py', '@functools.cache\ndef harness_task_manager', 'def harness_task_manager',
         'tests/test_evaluation.py::test_harness_tasks_run_as_an_evaluator_on_local_files',
