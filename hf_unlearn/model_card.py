@@ -105,6 +105,16 @@ def base_model_name(model: Any) -> str:
     return name or "unknown"
 
 
+def unlearned_from(model: Any) -> str:
+    """The Hub id (or path) of the model that ``model`` was unlearned from, when it was loaded from a folder this
+    package wrote (its ``unlearning_info.json`` records it), else ``base_model_name(model)``: an unlearned SmolLM2
+    loaded from ``outputs/...`` is still SmolLM2 (for instance for its pretraining tokens)."""
+    name = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "")
+    if name and (Path(name) / INFO_FILE).is_file():
+        return UnlearningInfo.load(name).base_model
+    return base_model_name(model)
+
+
 def base_model_path(model: Any) -> str | None:
     """Where the model was loaded from, to load it again: "embedded" for the embedded SmolLM2 (its cache folder
     differs between machines), an absolute folder, or a Hub id; None if the model does not say."""

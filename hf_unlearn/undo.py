@@ -38,7 +38,7 @@ from .evaluation.evaluators import Evaluator
 from .forward import lm_outputs
 from .gradients import at_least_float32
 from .losses import IGNORE_INDEX
-from .model_card import base_model_name
+from .model_card import unlearned_from
 from .unlearn_config import check_finite_rates, check_max_steps, invalid_setting, no_pinned_memory_without_accelerator
 
 DISTILLATION_INFO_NAME = "distillation_info.json"
@@ -307,8 +307,9 @@ class UndoTrainer(CausalLMTrainer):
 
     def distillation_info(self) -> dict[str, Any]:
         """What the distillation did: noise, tokens and steps, whether it reached the tolerance, and its tokens as a
-        share of the base model's pretraining tokens where ``PRETRAINING_TOKENS`` knows the model."""
-        name = base_model_name(self.teacher)
+        share of the base model's pretraining tokens where ``PRETRAINING_TOKENS`` knows the model (the model the
+        teacher was unlearned from, where its folder records it: ``unlearned_from``)."""
+        name = unlearned_from(self.teacher)
         pretrained_on = pretraining_tokens(name)
         tokens = int(self.state.num_input_tokens_seen)
         student = [entry[f"eval_{METRIC}"] for entry in self.state.log_history if f"eval_{METRIC}" in entry]

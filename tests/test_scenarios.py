@@ -117,6 +117,7 @@ def test_distill_chains_after_unlearn_and_evaluate_reads_its_folder(tmp_path, fa
     assert info["distillation"]["noise_alpha"] == 0.3 and 0 < info["distillation"]["steps"] <= 3 and info["distillation"]["distill_tokens"] > 0
     assert json.loads((student / "distillation_info.json").read_text()).items() <= info["distillation"].items()
     assert info["distillation"]["forget_text"] is False, "the command records the text it distilled on"
+    assert info["distillation"]["base_model"] == str(tmp_path / "model"), "the model the teacher was unlearned from"
     assert "Then **UNDO**" in (student / "README.md").read_text() and "tokens of retain text only" in (student / "README.md").read_text()
     main(["evaluate", str(student), "--attack_suite", "quick", "--attack_steps", "1", "--batch_size", "4"])
     report = json.loads((student / "robustness_report.json").read_text())

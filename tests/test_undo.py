@@ -11,10 +11,11 @@ import pytest
 import torch
 from conftest import FORGET_TEXTS, RETAIN_TEXTS, char_tokenizer, full_batch, tiny_llama
 from datasets import Dataset
-from transformers import TrainerCallback
+from transformers import AutoModelForCausalLM, TrainerCallback
 
 from hf_unlearn import UndoConfig, UndoTrainer
 from hf_unlearn.forward import lm_loss, lm_outputs
+from hf_unlearn.model_card import UnlearningInfo
 from hf_unlearn.undo import distillation_loss, noise_weights_, pretraining_tokens, within_tolerance
 
 
@@ -230,6 +231,20 @@ def test_a_student_beyond_tolerance_trains_on_and_a_token_budget_stops_it(tmp_pa
     trainer.train()
     seen = [entry["num_input_tokens_seen"] for entry in trainer.state.log_history if "loss" in entry]
     assert trainer.state.global_step == len(seen) == 2 and seen[0] < 200 <= seen[1]  # the first step that reaches it
+
+
+def test_a_teacher_loaded_from_an_unlearned_folder_counts_its_base_models_pretraining_tokens(tmp_path):
+    """An unlearned SmolLM2 loaded from ``outputs/...`` (as ``hf-unlearn distill`` loads it) is SmolLM2: its folder's
+    ``unlearning_info.json`` names the model it was unlearned from."""
+    tokenizer = char_tokenizer()
+    folder = tmp_path / "mudman_unlearned"
+    tiny_llama(len(tokenizer)).save_pretrained(folder)
+    UnlearningInfo(base_model="HuggingFaceTB/SmolLM2-135M-Instruct", method="mudman", settings={}, forget={}, retain={}).save(folder)
+    teacher = AutoModelForCausalLM.from_pretrained(folder)
+    trainer = UndoTrainer(teacher, undo_config(tmp_path / "out", max_steps=1), train_dataset=distillation_text(), processing_class=tokenizer)
+    trainer.train()
+    info = trainer.distillation_info()
+    assert info["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and info["pretraining_tokens"] == 2e12
 
 
 def test_stopping_rule_and_pretraining_tokens():

@@ -478,6 +478,10 @@ MUTANTS = {
         "hf_unlearn/evaluation/samples.py", "            ids, attention_mask=mask, max_new_tokens", "            ids, attention_mask=torch.ones_like(ids), max_new_tokens",
         "tests/test_first_run.py::test_text_samples_of_prompts_of_different_lengths_are_each_prompts_own_greedy_completion",
     ),
+    "UNDO: an unlearned teacher's pretraining tokens looked up under its folder's name": (
+        "hf_unlearn/undo.py", "        name = unlearned_from(self.teacher)", "        name = str(self.teacher.config._name_or_path)",
+        "tests/test_undo.py::test_a_teacher_loaded_from_an_unlearned_folder_counts_its_base_models_pretraining_tokens",
+    ),
     "the harness's task index rebuilt at every evaluation (14 s each)": (
         'hf_unlearn/evaluation/evaluators.py', '@functools.cache\ndef harness_task_manager', 'def harness_task_manager',
         'tests/test_evaluation.py::test_harness_tasks_run_as_an_evaluator_on_local_files',
