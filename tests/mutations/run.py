@@ -482,6 +482,10 @@ MUTANTS = {
         "hf_unlearn/undo.py", "        name = unlearned_from(self.teacher)", "        name = str(self.teacher.config._name_or_path)",
         "tests/test_undo.py::test_a_teacher_loaded_from_an_unlearned_folder_counts_its_base_models_pretraining_tokens",
     ),
+    "every command imports sklearn (2 s) for a metric only MUSE uses": (
+        "hf_unlearn/evaluation/benchmarks.py", "MIN_K = 0.4  #", "from sklearn.metrics import roc_auc_score  # noqa: E402\nMIN_K = 0.4  #",
+        "tests/test_architecture.py::test_the_commands_start_without_the_libraries_only_tofu_and_muse_metrics_use",
+    ),
     "the harness's task index rebuilt at every evaluation (14 s each)": (
         'hf_unlearn/evaluation/evaluators.py', '@functools.cache\ndef harness_task_manager', 'def harness_task_manager',
         'tests/test_evaluation.py::test_harness_tasks_run_as_an_evaluator_on_local_files',
