@@ -357,7 +357,7 @@ def plot(results: dict, path: Path) -> None:
         for point in content["rows"]:
             if point.get("attack_best") and point.get("distill_tokens"):
                 lines.setdefault(Run(**{**point["run"], "steps": tuple(point["run"]["steps"])}), []).append((point["distill_tokens"], point["attack_best"][metric]))
-        for base in sorted({run.base for run in lines} | set(content["method"]) - {"oracle"}):
+        for base in sorted(({run.base for run in lines} | set(content["method"])) - {"oracle"}):
             colormap = plt.get_cmap(BASE_COLORMAPS.get(base, "Greens"))
             runs = sorted((run for run in lines if run.base == base), key=lambda run: (run.alpha, run.variant))
             for index, run in enumerate(runs):

@@ -111,7 +111,9 @@ def unlearned_from(model: Any) -> str:
     loaded from ``outputs/...`` is still SmolLM2 (for instance for its pretraining tokens)."""
     name = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "")
     if name and (Path(name) / INFO_FILE).is_file():
-        return UnlearningInfo.load(name).base_model
+        recorded = json.loads((Path(name) / INFO_FILE).read_text()).get("base_model")  # the one field: any version's record
+        if recorded:
+            return str(recorded)
     return base_model_name(model)
 
 

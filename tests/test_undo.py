@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM, TrainerCallback
 
 from hf_unlearn import UndoConfig, UndoTrainer
 from hf_unlearn.forward import lm_loss, lm_outputs
-from hf_unlearn.model_card import UnlearningInfo
+from hf_unlearn.model_card import UnlearningInfo, unlearned_from
 from hf_unlearn.undo import distillation_loss, noise_weights_, pretraining_tokens, within_tolerance
 
 
@@ -245,6 +245,9 @@ def test_a_teacher_loaded_from_an_unlearned_folder_counts_its_base_models_pretra
     trainer.train()
     info = trainer.distillation_info()
     assert info["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and info["pretraining_tokens"] == 2e12
+    # A record another version wrote (a field this one lacks): its base model is still read.
+    (folder / "unlearning_info.json").write_text(json.dumps({"base_model": "HuggingFaceTB/SmolLM2-360M", "a_later_field": 1}))
+    assert unlearned_from(AutoModelForCausalLM.from_pretrained(folder)) == "HuggingFaceTB/SmolLM2-360M"
 
 
 def test_stopping_rule_and_pretraining_tokens():

@@ -52,7 +52,7 @@ def greedy_completions(model: nn.Module, tokenizer: PreTrainedTokenizerBase, pro
     if not prompts:
         return []
     device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = next((token for token in (tokenizer.pad_token_id, tokenizer.eos_token_id) if token is not None), 0)  # masked: any id
     width = max(len(prompt["input_ids"]) for prompt in prompts)
     ids = torch.tensor([[pad] * (width - len(p["input_ids"])) + list(p["input_ids"]) for p in prompts], device=device)
     mask = torch.tensor([[0] * (width - len(p["input_ids"])) + [1] * len(p["input_ids"]) for p in prompts], device=device)
