@@ -27,7 +27,7 @@ from transformers import PreTrainedTokenizerBase
 
 from ..data.facts import answer_text
 from ..losses import IGNORE_INDEX
-from .common import eval_mode, forward_examples, over_processes
+from .common import eval_mode, forward_examples, greedy_new_tokens, over_processes
 
 # OpenUnlearning adds this to every denominator; kept so that values match theirs to the last digit.
 EPSILON = 1e-10
@@ -169,16 +169,10 @@ def greedy_answers(
 ) -> list[str]:  # fmt: skip
     """Greedy continuations of ``prompts`` (left-padded batches), decoded without special tokens, cut at the first of
     ``stop`` and stripped, as OpenUnlearning's ROUGE reads them."""
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     encoded = [tokenizer(prompt, add_special_tokens=not chat)["input_ids"] for prompt in prompts]
 
     def generate(indices: list[int]) -> list[str]:
-        width = max(len(encoded[i]) for i in indices)
-        ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in indices], device=device)
-        mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in indices], device=device)
-        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
-        texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+        texts = tokenizer.batch_decode(greedy_new_tokens(model, tokenizer, [encoded[i] for i in indices], max_new_tokens), skip_special_tokens=True)
         for word in stop:
             texts = [text.split(word)[0] for text in texts]
         return [text.strip() for text in texts]

@@ -11,6 +11,7 @@ from accelerate import PartialState
 from accelerate.utils import gather_object
 from torch import nn
 from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
 
 from ..data.collator import LMCollator
 
@@ -36,6 +37,22 @@ def over_processes(score_batch: Callable[[list[int]], list[T]], num_examples: in
         for _ in range(most - len(starts)):
             score_batch(indices[-1:] or [0])
     return gather_object(local) if state.num_processes > 1 else local
+
+
+@torch.no_grad()
+def greedy_new_tokens(
+    model: nn.Module, tokenizer: PreTrainedTokenizerBase, token_lists: Sequence[Sequence[int]], max_new_tokens: int, synced_gpus: bool = False
+) -> torch.Tensor:  # fmt: skip
+    """The ``max_new_tokens`` greedy tokens after each of ``token_lists``, generated as one left-padded, masked batch (a
+    token is one forward for all of them; positions follow the mask). A sequence that ends early is padded after it.
+    ``synced_gpus``: under FSDP2 each token is a forward that needs every process, until all of them are done."""
+    pad = next((token for token in (tokenizer.pad_token_id, tokenizer.eos_token_id) if token is not None), 0)  # masked: any id
+    device = next(model.parameters()).device
+    width = max(len(tokens) for tokens in token_lists)
+    ids = torch.tensor([[pad] * (width - len(tokens)) + list(tokens) for tokens in token_lists], device=device)
+    mask = torch.tensor([[0] * (width - len(tokens)) + [1] * len(tokens) for tokens in token_lists], device=device)
+    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad, synced_gpus=synced_gpus)
+    return out[:, width:]
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ from transformers import PreTrainedTokenizerBase
 
 from ..forward import is_sharded
 from ..losses import IGNORE_INDEX
-from .common import eval_mode
+from .common import eval_mode, greedy_new_tokens
 
 PROMPT_TOKENS = 24  # a text prompt: this many tokens of the held-out chunk (after any prefix)
 NEW_TOKENS = 16  # tokens generated per prompt: a fact's answer, or the start of a continuation
@@ -51,19 +51,11 @@ def greedy_completions(model: nn.Module, tokenizer: PreTrainedTokenizerBase, pro
     masked: a generated token is one forward of the batch, not one per prompt)."""
     if not prompts:
         return []
-    device = next(model.parameters()).device
-    pad = next((token for token in (tokenizer.pad_token_id, tokenizer.eos_token_id) if token is not None), 0)  # masked: any id
-    width = max(len(prompt["input_ids"]) for prompt in prompts)
-    ids = torch.tensor([[pad] * (width - len(p["input_ids"])) + list(p["input_ids"]) for p in prompts], device=device)
-    mask = torch.tensor([[0] * (width - len(p["input_ids"])) + [1] * len(p["input_ids"]) for p in prompts], device=device)
     with eval_mode(model):
-        # synced_gpus: under FSDP2 every generated token is a forward that needs every process, until all are done.
-        out = model.generate(
-            ids, attention_mask=mask, max_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=pad, synced_gpus=is_sharded(model)
-        )  # fmt: skip
+        generated = greedy_new_tokens(model, tokenizer, [prompt["input_ids"] for prompt in prompts], NEW_TOKENS, synced_gpus=is_sharded(model))
     samples = []
-    for prompt, generated in zip(prompts, out[:, width:]):
+    for prompt, tokens in zip(prompts, generated):
         shown = prompt["prompt"] if len(prompt["prompt"]) <= SHOWN_PROMPT_CHARACTERS else "…" + prompt["prompt"][-SHOWN_PROMPT_CHARACTERS:]
-        completion = tokenizer.decode(generated, skip_special_tokens=True)
+        completion = tokenizer.decode(tokens, skip_special_tokens=True)
         samples.append({"prompt": shown, "completion": completion, **({"expected": prompt["expected"]} if prompt["expected"] is not None else {})})
     return samples

@@ -475,7 +475,7 @@ MUTANTS = {
         'tests/test_tofu_benchmark.py::test_rows_scored_on_another_build_of_the_target_or_the_oracle_are_not_read_back',
     ),
     "text samples: a batch's left padding attended to": (
-        "hf_unlearn/evaluation/samples.py", "            ids, attention_mask=mask, max_new_tokens", "            ids, attention_mask=torch.ones_like(ids), max_new_tokens",
+        "hf_unlearn/evaluation/common.py", "    out = model.generate(input_ids=ids, attention_mask=mask,", "    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),",
         "tests/test_first_run.py::test_text_samples_of_prompts_of_different_lengths_are_each_prompts_own_greedy_completion",
     ),
     "UNDO: an unlearned teacher's pretraining tokens looked up under its folder's name": (
